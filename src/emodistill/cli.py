@@ -1,0 +1,284 @@
+"""The ``emodistill`` command line: thin wrappers over plain functions, heavy imports deferred.
+
+Each command imports its implementation inside the function so ``emodistill --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="emodistill",
+    help="Speech emotion recognition distilled from linguistic and prosodic teachers (EmoDistill).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+corpus_app = typer.Typer(help="Prepare corpora as manifest CSVs.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+console = Console(stderr=True)
+
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="Preset name (demo, paper-hubert-base, ...) or a YAML file."
+)
+FoldsOpt = typer.Option("all", "--folds", help="'all' or comma-separated fold IDs (test speakers).")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+@corpus_app.command("iemocap")
+def corpus_iemocap(
+    root: Path = typer.Argument(..., help="IEMOCAP release folder (holds Session1..Session5)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
+    classes: int = typer.Option(4, "--classes", help="Number of classes (4: neu/hap+exc/ang/sad)."),
+) -> None:
+    """Read the IEMOCAP release layout into a manifest CSV."""
+    from emodistill.corpora.iemocap import IemocapError, prepare_iemocap
+
+    try:
+        prepare_iemocap(root, out, classes=classes, console=console)
+    except (IemocapError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+
+
+@corpus_app.command("synth")
+def corpus_synth(
+    out_dir: Path = typer.Argument(..., help="Folder for wavs and manifest.csv."),
+    utterances: int = typer.Option(1200, "--utterances", "-n", help="Number of utterances."),
+    speakers: int = typer.Option(12, "--speakers", "-k", help="Number of synthetic speakers."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bytes)."),
+) -> None:
+    """Synthesise the demo corpus with espeak-ng (emotion in words and in prosody)."""
+    from emodistill.corpora.synthetic import SynthError, synthesize_corpus
+
+    try:
+        synthesize_corpus(out_dir, utterances=utterances, speakers=speakers, seed=seed)
+    except SynthError as err:
+        _fail(str(err))
+
+
+@corpus_app.command("transcribe")
+def corpus_transcribe(
+    manifest: Path = typer.Argument(..., help="Manifest CSV without (some) transcripts."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write, with transcripts."),
+    model: str = typer.Option(
+        "embedded:whisper-tiny.en", "--model", help="faster-whisper model name or folder."
+    ),
+    compute_type: str = typer.Option("auto", "--compute-type", help="float32, int8, or auto."),
+) -> None:
+    """Fill in transcripts with faster-whisper (training only; inference never needs them)."""
+    from emodistill.transcribe import transcribe_manifest
+
+    transcribe_manifest(manifest, out, model=model, compute_type=compute_type)
+
+
+# --------------------------------------------------------------------------- features
+
+
+@app.command("features")
+def features(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    cache: Path = typer.Option(None, "--cache", help="Cache folder (default: beside manifest)."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel extraction processes."),
+) -> None:
+    """Extract eGeMAPS v02 LLDs (25 per 10 ms) for every utterance, cached on disk."""
+    from emodistill.corpora.manifest import ManifestError, load_manifest
+    from emodistill.features import default_cache_dir, extract_features
+
+    try:
+        m = load_manifest(manifest)
+    except ManifestError as err:
+        _fail(str(err))
+    store = extract_features(m, cache or default_cache_dir(manifest), workers=workers)
+    if store.errors:
+        for utt_id, reason in store.errors.items():
+            console.print(f"[yellow]skipped[/] {utt_id}: {reason}")
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@app.command("train-teachers")
+def train_teachers_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV (with transcripts)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+) -> None:
+    """Train the linguistic and prosodic teachers per fold and cache their outputs."""
+    from emodistill.training.teachers import train_teachers
+
+    train_teachers(manifest, out, config=config, folds=folds)
+
+
+class Variant(str, Enum):
+    full = "full"
+    no_logit_kd = "no_logit_kd"
+    no_embedding_kd = "no_embedding_kd"
+    no_prosodic_teacher = "no_prosodic_teacher"
+    no_linguistic_teacher = "no_linguistic_teacher"
+    no_teachers = "no_teachers"
+    prosodic_teacher_only = "prosodic_teacher_only"
+    linguistic_teacher_only = "linguistic_teacher_only"
+
+
+@app.command("cv")
+def cv_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+    variant: Variant = typer.Option(Variant.full, "--variant", help="Ablation variant."),
+    devices: str = typer.Option(None, "--devices", help="Lightning devices (e.g. 4, auto)."),
+    num_nodes: int = typer.Option(None, "--num-nodes", help="Nodes for multi-node DDP."),
+    strategy: str = typer.Option(None, "--strategy", help="Lightning strategy (ddp, auto...)."),
+    accelerator: str = typer.Option(None, "--accelerator", help="cpu, gpu, auto."),
+) -> None:
+    """Cross-validate: teachers (reused if present) and the student per fold; results.json."""
+    from emodistill.training.cv import cross_validate
+
+    overrides = {
+        k: v
+        for k, v in {
+            "trainer.devices": devices,
+            "trainer.num_nodes": num_nodes,
+            "trainer.strategy": strategy,
+            "trainer.accelerator": accelerator,
+        }.items()
+        if v is not None
+    }
+    cross_validate(
+        manifest, out, config=config, folds=folds, variant=variant.value, overrides=overrides
+    )
+
+
+@app.command("ablate")
+def ablate_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+) -> None:
+    """Run the paper's eight Table 2 variants on the same folds; ablation.json and .md."""
+    from emodistill.training.cv import ablate
+
+    ablate(manifest, out, config=config, folds=folds)
+
+
+class TeacherKind(str, Enum):
+    prosodic = "prosodic"
+    linguistic = "linguistic"
+
+
+@app.command("sweep-temperature")
+def sweep_temperature_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    teacher: TeacherKind = typer.Option(..., "--teacher", help="Which teacher's tau to sweep."),
+    values: str = typer.Option("0.5,1,2,4,8", "--values", help="Comma-separated temperatures."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+) -> None:
+    """Sweep one teacher's temperature with the other's logit KD removed (paper Fig. 2)."""
+    from emodistill.training.cv import sweep_temperature
+
+    taus = [float(v) for v in values.split(",") if v.strip()]
+    sweep_temperature(manifest, out, teacher=teacher.value, values=taus, config=config, folds=folds)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny smoke run (seconds, not minutes)."),
+) -> None:
+    """The whole method on the embedded default: synthetic corpus to a speech-only model."""
+    from emodistill.demo import run_demo
+
+    run_demo(out, quick=quick)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
+    audio: list[str] = typer.Argument(..., help="Audio files, folders or globs."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    segment: bool = typer.Option(False, "--segment", help="Timeline over windows of long audio."),
+    window: float = typer.Option(3.0, "--window", help="Segment window, seconds."),
+    hop: float = typer.Option(1.5, "--hop", help="Segment hop, seconds."),
+    vad: bool = typer.Option(False, "--vad", help="Segment on voice activity, not fixed windows."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch or onnx (needs MODEL/model.onnx)."
+    ),
+) -> None:
+    """Predict emotion from audio alone: no transcript, no prosodic features."""
+    from emodistill.predict_cli import run_predict
+
+    code = run_predict(
+        model,
+        audio,
+        format=format.value,
+        batch_size=batch_size,
+        device=device,
+        segment=segment,
+        window=window,
+        hop=hop,
+        vad=vad,
+        backend=backend,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: Path = typer.Argument(..., help="Model folder."),
+    out: Path = typer.Argument(..., help="ONNX file to write."),
+) -> None:
+    """Export the speech-only model to ONNX (dynamic batch and length)."""
+    from emodistill.export import export_onnx
+
+    export_onnx(model, out)
+
+
+@app.command("serve")
+def serve_cmd(
+    model: Path = typer.Argument(..., help="Model folder."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb"),
+    max_seconds: float = typer.Option(600.0, "--max-seconds"),
+) -> None:
+    """HTTP service: POST /predict, GET /health, and a web page at /."""
+    from emodistill.serve import serve
+
+    serve(model, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_seconds)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
