@@ -1,0 +1,181 @@
+"""Shared training plumbing: seeding, the Lightning ``Trainer`` factory, AdamW + schedule.
+
+Every stage (teachers, student) trains through :func:`make_trainer` so checkpoints, early
+stopping on validation UA, CSV logs, progress bars and precision choices are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emodistill.config import OptimConfig, TrainerConfig
+
+#: Metric that selects checkpoints and stops training (mean per-class recall on validation).
+MONITOR = "val_ua"
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and torch (all devices) and make dataloader workers derive from it."""
+    import lightning as L
+
+    return L.seed_everything(seed, workers=True, verbose=False)
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``"auto"`` -> ``"bf16-mixed"`` when training runs on CUDA, else ``"32-true"``."""
+    if precision != "auto":
+        return precision
+    on_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_cuda else "32-true"
+
+
+def _devices(value: str | int) -> str | int:
+    """``TrainerConfig.devices`` is a string ("auto", "4", "0,1"); Lightning wants int or str."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+def last_checkpoint(out_dir: str | Path) -> Path | None:
+    """``out_dir/checkpoints/last.ckpt`` when an interrupted run left one, else None."""
+    path = Path(out_dir) / "checkpoints" / "last.ckpt"
+    return path if path.is_file() else None
+
+
+def make_trainer(
+    cfg: TrainerConfig,
+    out_dir: str | Path,
+    max_epochs: int,
+    monitor: str = MONITOR,
+    patience: int | None = 5,
+    grad_clip: float | None = None,
+    accumulate_grad_batches: int = 1,
+    progress: bool = True,
+    logger_name: str = "logs",
+    **overrides: Any,
+):
+    """A ``lightning.Trainer`` writing into ``out_dir``.
+
+    Callbacks: ``ModelCheckpoint`` (best on ``monitor``, mode max, plus ``last.ckpt`` for resuming)
+    in ``out_dir/checkpoints``; ``EarlyStopping`` on ``monitor`` (skipped when ``patience`` is
+    None or <= 0); a rich progress bar (TQDM when rich is unavailable). Logs go to
+    ``out_dir/<logger_name>/metrics.csv`` via ``CSVLogger``. Extra keyword arguments override any
+    Trainer argument (the tests pass e.g. ``limit_val_batches``).
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=out_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+        )
+    ]
+    if patience is not None and patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
+    if progress:
+        callbacks.append(_progress_bar())
+    kwargs: dict[str, Any] = dict(
+        default_root_dir=str(out_dir),
+        max_epochs=max_epochs,
+        accelerator=cfg.accelerator,
+        devices=_devices(cfg.devices),
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        limit_train_batches=cfg.limit_train_batches,
+        log_every_n_steps=cfg.log_every_n_steps,
+        callbacks=callbacks,
+        logger=CSVLogger(str(out_dir), name=logger_name, version=""),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        gradient_clip_val=grad_clip if grad_clip else None,
+        accumulate_grad_batches=accumulate_grad_batches,
+        deterministic=False,
+        num_sanity_val_steps=0,
+    )
+    kwargs.update(overrides)
+    # Lightning warns about few dataloader workers and small log intervals on tiny data: noise.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
+    return L.Trainer(**kwargs)
+
+
+def _progress_bar():
+    try:
+        import rich  # noqa: F401
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        # Rich redraws badly when output is not a terminal (CI logs): fall back to TQDM there.
+        if os.isatty(2):
+            return RichProgressBar()
+    except ImportError:
+        pass
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    return TQDMProgressBar(refresh_rate=max(1, int(os.environ.get("EMODISTILL_TQDM_RATE", "10"))))
+
+
+def warmup_cosine(total_steps: int, warmup_ratio: float):
+    """LR multiplier: linear 0 -> 1 over ``warmup_ratio * total_steps``, then cosine 1 -> 0."""
+    total_steps = max(1, int(total_steps))
+    warmup = int(round(warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+    return factor
+
+
+def configure_adamw(
+    params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
+    optim: OptimConfig,
+    total_steps: int,
+) -> dict[str, Any]:
+    """AdamW + per-step warm-up/cosine LambdaLR, in the dict form ``configure_optimizers`` returns.
+
+    Biases and normalisation weights (1-D parameters) get no weight decay.
+    """
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        groups = params
+    else:
+        decay = [p for p in params if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
+        groups = [
+            {"params": decay, "weight_decay": optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+    optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total_steps, optim.warmup_ratio)
+    )
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+    }
+
+
+def total_steps(n_examples: int, batch_size: int, epochs: int, accumulate: int = 1) -> int:
+    """Optimizer steps of a full run (for the LR schedule), at least 1."""
+    per_epoch = math.ceil(max(1, n_examples) / max(1, batch_size))
+    return max(1, math.ceil(per_epoch / max(1, accumulate)) * max(1, epochs))
