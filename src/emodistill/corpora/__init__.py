@@ -8,12 +8,17 @@ from emodistill.corpora.manifest import (
     load_manifest,
     write_manifest,
 )
+from emodistill.corpora.splits import Fold, fold_utterances, make_folds, select_folds
 
 __all__ = [
     "MANIFEST_COLUMNS",
+    "Fold",
     "Manifest",
     "ManifestError",
     "Utterance",
+    "fold_utterances",
     "load_manifest",
+    "make_folds",
+    "select_folds",
     "write_manifest",
 ]
