@@ -100,11 +100,15 @@ def features(
         m = load_manifest(manifest)
     except ManifestError as err:
         _fail(str(err))
-    store = extract_features(m, cache or default_cache_dir(manifest), workers=workers)
-    if store.errors:
-        for utt_id, reason in store.errors.items():
-            console.print(f"[yellow]skipped[/] {utt_id}: {reason}")
-        raise typer.Exit(1)
+    cache_dir = cache or default_cache_dir(manifest)
+    store = extract_features(m, cache_dir, workers=workers)
+    st = store.stats
+    console.print(
+        f"{len(store)} of {len(m.utterances)} utterances have features in {cache_dir} "
+        f"({st['extracted']} extracted, {st['cached']} cached, {st['seconds']:.1f} s)"
+    )
+    if store.errors:  # each bad file was already printed with its reason by extract_features
+        _fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}")
 
 
 # --------------------------------------------------------------------------- training
