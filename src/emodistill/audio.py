@@ -6,6 +6,7 @@ No torch here: this module is shared by feature extraction, training and inferen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import soxr
 SAMPLE_RATE = 16000
 #: Shortest audio accepted by default (50 ms): shorter clips carry no usable emotion cue.
 MIN_SECONDS = 0.05
+
+
+_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 class AudioError(ValueError):
@@ -51,8 +55,13 @@ def prepare_signal(
         raise AudioError(f"{name}: expected 1-D or (samples, channels) audio, got {signal.shape}")
     if not sampling_rate or sampling_rate <= 0:
         raise AudioError(f"{name}: invalid sampling rate {sampling_rate!r}")
-    if np.issubdtype(signal.dtype, np.integer):
-        signal = signal.astype(np.float32) / float(np.iinfo(signal.dtype).max)
+    if np.issubdtype(signal.dtype, np.unsignedinteger):
+        # unsigned PCM (e.g. 8-bit wav) is centred on 2**(bits-1): remove the offset first
+        half = float(np.iinfo(signal.dtype).max // 2 + 1)
+        signal = (signal.astype(np.float32) - half) / half
+    elif np.issubdtype(signal.dtype, np.integer):
+        # 2**(bits-1), as libsndfile scales: int16 -32768 -> -1.0 exactly
+        signal = signal.astype(np.float32) / float(-np.iinfo(signal.dtype).min)
     signal = _to_mono(signal.astype(np.float32, copy=False))
     if signal.size == 0:
         raise AudioError(f"{name}: audio is empty (0 samples)")
@@ -77,9 +86,20 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(f"{path}: not a readable audio file ({err})") from err
+    # libsndfile silently reads what is there of a WAV whose data chunk is cut short (an
+    # interrupted copy); its log says "data : <header> (should be <present>)". Refuse it, except
+    # for the 0 / 0xFFFFFFFF sizes that streaming writers leave in the header.
+    m = _TRUNCATED.search(info.extra_info or "")
+    if m and int(m[2]) < int(m[1]) < 0xFFFFFFFF:
+        raise AudioError(
+            f"{path}: truncated audio file (header declares {m[1]} data bytes, only {m[2]} present)"
+        )
+    if info.frames == 0:
+        raise AudioError(f"{path}: audio is empty (0 samples)")
+    return info
 
 
 def load_audio(
@@ -109,6 +129,8 @@ def stream_audio(
     The last block may be shorter.
     """
     path = Path(path)
+    if not block_seconds > 0:
+        raise ValueError(f"block_seconds must be > 0, got {block_seconds!r}")
     info = audio_info(path)
     block_in = max(1, int(round(block_seconds * info.samplerate)))
     resampler = (
