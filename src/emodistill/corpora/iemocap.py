@@ -32,6 +32,13 @@ from emodistill.corpora.manifest import Manifest, Utterance, canonical_labels, w
 
 #: Utterances in the standard 4-class setup of the full release (DESIGN.md §2).
 EXPECTED_4CLASS_TOTAL = 5531
+EXPECTED_4CLASS_PER_SESSION = {
+    "Ses01": 1085,
+    "Ses02": 1023,
+    "Ses03": 1151,
+    "Ses04": 1031,
+    "Ses05": 1241,
+}
 #: IEMOCAP label -> class name, per number of classes.
 LABEL_MAPS: dict[int, dict[str, str]] = {
     4: {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"},
@@ -45,7 +52,7 @@ _SUMMARY = re.compile(
 # "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me."
 _TRANSCRIPT = re.compile(r"^(?P<utt>Ses\d\d[FM]_\S+)\s+\[[^\]]*\]:\s?(?P<text>.*)$")
 # Session and speaker gender from the utterance id: Ses01F_script01_1_M006 -> Ses01, M
-_UTT = re.compile(r"^(?P<session>Ses\d\d)[FM]_.*_(?P<gender>[FM])\d+$")
+_UTT = re.compile(r"^(?P<session>Ses\d\d)[FM]_.*_(?P<gender>[FM])\d+[a-z]?$")
 _SESSION_DIR = re.compile(r"^Session\d+$")
 
 
@@ -227,6 +234,15 @@ def print_summary(summary: dict[str, Any], console: Console, classes: int = 4) -
         console.print(
             f"[yellow]warning:[/] {summary['total']} utterances, but the full release gives "
             f"{EXPECTED_4CLASS_TOTAL} in the 4-class setup: is a session or a file missing?"
+        )
+        off = {
+            ses: (summary["per_session"].get(ses, 0), n)
+            for ses, n in EXPECTED_4CLASS_PER_SESSION.items()
+            if summary["per_session"].get(ses, 0) != n
+        }
+        console.print(
+            "  sessions that differ from the release (found/expected): "
+            + ", ".join(f"{ses} {got}/{n}" for ses, (got, n) in off.items())
         )
 
 
