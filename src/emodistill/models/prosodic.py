@@ -1,0 +1,268 @@
+"""Prosodic teacher T_P: a 2D ResNet over eGeMAPS LLDs treated as a 1 x time x 25 image.
+
+Variable lengths without padding leaking into the result: a time mask is carried through every
+stride, padded frames are zeroed before every convolution (so a convolution at the last valid
+frame sees exactly the zeros that its own zero padding would give an unpadded input), batch norm
+computes its training statistics over valid frames only, and the final pooling averages valid
+frames only. In eval mode an utterance therefore gives the same output alone or padded in a batch.
+
+LLDs are normalised inside the network with per-descriptor mean/std fit on the fold's training
+speakers; they are buffers, so they travel in ``model.safetensors``.
+
+A trained network is saved as a model folder (``config.json`` + ``model.safetensors``) and loads
+back with :meth:`ProsodicResNet.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODEL_TYPE = "emodistill-prosodic-resnet"
+N_LLD = 25
+
+
+@dataclass
+class ProsodicNetConfig:
+    """Architecture of a :class:`ProsodicResNet` (saved in its config.json)."""
+
+    labels: list[str] = field(default_factory=list)
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
+    embedding_dim: int = 128
+    dropout: float = 0.2
+    n_lld: int = N_LLD
+    stem_stride: int = 2  # time stride of the stem: 50 frames/s is plenty for prosody, 2x cheaper
+
+    @classmethod
+    def from_prosodic_config(cls, cfg: Any, labels: Sequence[str]) -> ProsodicNetConfig:
+        """From a :class:`emodistill.config.ProsodicConfig` and the label list."""
+        return cls(
+            labels=list(labels),
+            channels=list(cfg.channels),
+            blocks=list(cfg.blocks),
+            embedding_dim=int(cfg.embedding_dim),
+            dropout=float(cfg.dropout),
+        )
+
+
+def _strided_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
+    """Valid length after a kernel-3, padding-1 convolution with ``stride``: ceil(L / stride)."""
+    return torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+
+
+def _time_mask(lengths: torch.Tensor, frames: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, T, 1) mask, 1 on valid frames."""
+    steps = torch.arange(frames, device=lengths.device)
+    return (steps[None, :] < lengths[:, None]).to(dtype)[:, None, :, None]
+
+
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics ignore padded frames.
+
+    ``forward(x (B, C, T, F), mask (B, 1, T, 1))``. In eval mode it is plain BatchNorm2d
+    (running statistics), which is already independent of the batch.
+    """
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if not self.training or mask is None:
+            return super().forward(x)
+        weights = mask.expand(x.shape[0], 1, x.shape[2], x.shape[3])
+        n = weights.sum().clamp_min(2.0)
+        mean = (x * weights).sum(dim=(0, 2, 3)) / n  # (C,)
+        centred = x - mean[None, :, None, None]
+        var = (centred.pow(2) * weights).sum(dim=(0, 2, 3)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                momentum = 0.1 if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_((var * n / (n - 1)).detach(), momentum)
+                self.num_batches_tracked += 1
+        out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return out
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convolutions) with a time mask; stride in time and frequency."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = MaskedBatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = MaskedBatchNorm2d(out_ch)
+        self.shortcut_conv: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut_conv = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+            self.shortcut_bn = MaskedBatchNorm2d(out_ch)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C_in, T, F) with padded frames already zero -> (B, C_out, T', F'), lengths'."""
+        out_lengths = _strided_lengths(lengths, self.stride)
+        out = self.conv1(x)
+        mask = _time_mask(out_lengths, out.shape[2], out.dtype)
+        out = F.relu(self.bn1(out, mask)) * mask  # zero padding before the next convolution
+        out = self.bn2(self.conv2(out), mask)
+        if self.shortcut_conv is not None:
+            skip = self.shortcut_bn(self.shortcut_conv(x), mask)
+        else:
+            skip = x
+        return F.relu(out + skip) * mask, out_lengths
+
+
+class ProsodicResNet(nn.Module):
+    """2D ResNet over LLDs: stem -> stages of basic blocks -> masked pooling -> e_P -> classifier.
+
+    The stem (3x3 convolution) strides time by ``stem_stride``; stage ``i`` has ``channels[i]``
+    channels and ``blocks[i]`` blocks; every stage after the first halves time and frequency.
+    Pooling: mean over frequency, then mean and standard deviation over valid time steps
+    (2 x channels[-1]) -> linear -> embedding e_P (``embedding_dim``) -> ReLU -> dropout ->
+    linear -> logits.
+    """
+
+    def __init__(self, config: ProsodicNetConfig):
+        super().__init__()
+        if len(config.channels) != len(config.blocks) or not config.channels:
+            raise ValueError(
+                f"channels {config.channels} and blocks {config.blocks} must be non-empty lists "
+                "of the same length"
+            )
+        if not config.labels:
+            raise ValueError("ProsodicNetConfig.labels is empty")
+        self.config = config
+        self.register_buffer("lld_mean", torch.zeros(config.n_lld))
+        self.register_buffer("lld_std", torch.ones(config.n_lld))
+        c0 = config.channels[0]
+        self.stem = nn.Conv2d(1, c0, 3, stride=(config.stem_stride, 1), padding=1, bias=False)
+        self.stem_bn = MaskedBatchNorm2d(c0)
+        blocks: list[BasicBlock] = []
+        in_ch = c0
+        for i, (ch, n) in enumerate(zip(config.channels, config.blocks, strict=True)):
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(BasicBlock(in_ch, ch, stride))
+                in_ch = ch
+        self.blocks = nn.ModuleList(blocks)
+        self.embed = nn.Linear(2 * in_ch, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.embedding_dim, len(config.labels))
+
+    @property
+    def embedding_dim(self) -> int:
+        """d_P."""
+        return self.config.embedding_dim
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.labels)
+
+    def set_normalization(self, mean: Any, std: Any) -> None:
+        """Store per-LLD mean/std (25,) fit on training speakers; std is floored at 1e-5."""
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1).clamp_min(1e-5)
+        if mean_t.numel() != self.config.n_lld or std_t.numel() != self.config.n_lld:
+            raise ValueError(f"normalisation stats must have {self.config.n_lld} values")
+        self.lld_mean.copy_(mean_t)
+        self.lld_std.copy_(std_t)
+
+    def forward(
+        self, llds: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classify LLD sequences.
+
+        Args:
+            llds: (B, T, 25) raw eGeMAPS LLDs, zero- or anything-padded after each length.
+            lengths: (B,) valid frames per item (None: all T frames are valid).
+
+        Returns:
+            logits (B, C) and the embedding e_P (B, embedding_dim).
+        """
+        b, t, _ = llds.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long, device=llds.device)
+        lengths = lengths.to(llds.device).long().clamp(min=1, max=t)
+        x = (llds - self.lld_mean) / self.lld_std
+        mask = _time_mask(lengths, t, x.dtype)
+        x = x.unsqueeze(1) * mask  # (B, 1, T, 25), padded frames exactly zero
+        x = self.stem(x)
+        lengths = _strided_lengths(lengths, self.config.stem_stride)
+        mask = _time_mask(lengths, x.shape[2], x.dtype)
+        x = F.relu(self.stem_bn(x, mask)) * mask
+        for block in self.blocks:
+            x, lengths = block(x, lengths)
+        # (B, C, T', F') -> mean over frequency -> masked mean/std over valid time
+        x = x.mean(dim=3)  # (B, C, T')
+        valid = _time_mask(lengths, x.shape[2], x.dtype)[:, 0, :, 0]  # (B, T')
+        count = valid.sum(dim=1, keepdim=True)  # (B, 1)
+        mean = (x * valid[:, None]).sum(dim=2) / count
+        var = ((x - mean[..., None]).pow(2) * valid[:, None]).sum(dim=2) / count
+        pooled = torch.cat([mean, torch.sqrt(var + 1e-6)], dim=1)  # (B, 2C)
+        emb = self.embed(pooled)
+        logits = self.classifier(self.dropout(F.relu(emb)))
+        return logits, emb
+
+    # ------------------------------------------------------------------ persistence
+
+    def save_pretrained(
+        self, folder: str | Path, training_config: dict[str, Any] | None = None
+    ) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (weights + LLD normalisation stats)."""
+        from safetensors.torch import save_file
+
+        from emodistill.models.linguistic import _replace_dir
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        config: dict[str, Any] = {
+            "model_type": MODEL_TYPE,
+            "net": asdict(self.config),
+            "labels": list(self.config.labels),
+            "embedding_dim": self.embedding_dim,
+            "lld_mean": self.lld_mean.tolist(),
+            "lld_std": self.lld_std.tolist(),
+        }
+        if training_config is not None:
+            config["training_config"] = training_config
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        _replace_dir(tmp, folder)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, map_location: str = "cpu") -> ProsodicResNet:
+        """Load a network saved by :meth:`save_pretrained`, in eval mode."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{folder}: not a prosodic teacher folder (no config.json)")
+        data = json.loads(cfg_path.read_text())
+        if data.get("model_type") != MODEL_TYPE:
+            raise ValueError(
+                f"{cfg_path}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}"
+            )
+        model = cls(ProsodicNetConfig(**data["net"]))
+        state = load_file(str(folder / "model.safetensors"), device=map_location)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{folder / 'model.safetensors'}: weights do not match: {err}"
+            ) from err
+        return model.eval()

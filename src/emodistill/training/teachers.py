@@ -1,0 +1,555 @@
+"""Training the two teachers per fold: Lightning modules, data, ``train_teacher(s)``.
+
+Per fold (``fold_dir = RUN_DIR/<fold.id>``)::
+
+    teachers/linguistic/, teachers/prosodic/   model folders (config.json + model.safetensors)
+    teachers/outputs/<kind>/                   cached logits + embeddings (teacher_cache.py)
+    teachers/metrics.json                      {"linguistic": {wa, ua, f1}, "prosodic": {...}}
+    teachers/train/<kind>/                     Lightning work: checkpoints/, logs/metrics.csv,
+                                               result.json (test metrics + training facts)
+
+Model selection and early stopping use UA on the fold's validation speakers only; the test
+speaker's utterances are touched once, after training, to compute the test metrics.
+Checkpoints (``last.ckpt`` each epoch) let an interrupted run resume where it stopped; they are
+deleted once a teacher is saved, unless ``keep_checkpoints``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from emodistill.config import Config, OptimConfig, load_config
+from emodistill.evaluate import compute_metrics, mean_std, metric_collection
+from emodistill.training.common import (
+    configure_adamw,
+    last_checkpoint,
+    make_trainer,
+    seed_everything,
+    total_steps,
+)
+from emodistill.training.teacher_cache import (
+    KINDS,
+    pad_llds,
+    teacher_dir,
+    write_json_atomic,
+    write_teacher_outputs,
+)
+
+console = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- Lightning module
+
+
+class TeacherModule(L.LightningModule):
+    """Cross-entropy training of an injected teacher network, validated on UA.
+
+    Args:
+        net: ``LinguisticTeacher`` or ``ProsodicResNet``: ``net(**batch["inputs"])`` returns
+            (logits (B, C), embedding (B, D)).
+        optim: learning rate, weight decay, warm-up ratio.
+        num_steps: optimizer steps of the whole run (for the LR schedule).
+        class_weights: (C,) cross-entropy weights, or None.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optim: OptimConfig,
+        num_steps: int,
+        num_classes: int,
+        class_weights: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.net = net
+        self.optim = optim
+        self.num_steps = num_steps
+        if class_weights is not None:
+            self.register_buffer("class_weights", class_weights.float())
+        else:
+            self.class_weights = None
+        self.val_metrics = metric_collection(num_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(**inputs)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits, _ = self(batch["inputs"])
+        loss = F.cross_entropy(logits.float(), batch["labels"], weight=self.class_weights)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits, _ = self(batch["inputs"])
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        self.log("val_loss", loss, on_epoch=True, prog_bar=False, sync_dist=True)
+        self.val_metrics.update(logits.argmax(dim=1), batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log_dict({f"val_{k}": v for k, v in values.items()}, prog_bar=True)
+        self.val_metrics.reset()
+
+    def configure_optimizers(self):
+        return configure_adamw(self.net.parameters(), self.optim, self.num_steps)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class TextDataset(Dataset):
+    """(transcript, class index) pairs."""
+
+    def __init__(self, utterances: Sequence[Any], labels: Sequence[str]):
+        index = {lab: i for i, lab in enumerate(labels)}
+        self.items = [(u.transcript, index[u.label]) for u in utterances]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[str, int]:
+        return self.items[i]
+
+
+class TextCollator:
+    """Tokenises a batch: ``{"inputs": {input_ids (B, L), attention_mask (B, L)}, labels (B,)}``."""
+
+    def __init__(self, tokenizer: Any, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, batch: list[tuple[str, int]]) -> dict[str, Any]:
+        enc = self.tokenizer(
+            [t for t, _ in batch],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {
+            "inputs": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
+            "labels": torch.tensor([y for _, y in batch], dtype=torch.long),
+        }
+
+
+class LLDDataset(Dataset):
+    """(LLDs (T, 25), class index); training crops a random window of at most ``max_frames``."""
+
+    def __init__(
+        self,
+        utterances: Sequence[Any],
+        labels: Sequence[str],
+        features: Any,
+        max_frames: int | None = None,
+        train: bool = False,
+    ):
+        index = {lab: i for i, lab in enumerate(labels)}
+        self.ids = [u.id for u in utterances]
+        self.targets = [index[u.label] for u in utterances]
+        self.features = features
+        self.max_frames = max_frames
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        x = self.features[self.ids[i]]
+        if self.train and self.max_frames and x.shape[0] > self.max_frames:
+            start = int(torch.randint(0, x.shape[0] - self.max_frames + 1, ()).item())
+            x = x[start : start + self.max_frames]
+        return np.asarray(x, dtype=np.float32), self.targets[i]
+
+
+def collate_llds(batch: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
+    """``{"inputs": {llds (B, T, 25), lengths (B,)}, "labels": (B,)}`` with zero padding."""
+    llds, lengths = pad_llds([x for x, _ in batch])
+    return {
+        "inputs": {"llds": llds, "lengths": lengths},
+        "labels": torch.tensor([y for _, y in batch], dtype=torch.long),
+    }
+
+
+def class_weights_of(targets: Sequence[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights N / (C * n_c) (absent classes get weight 0)."""
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- one teacher
+
+
+def _kind_section(cfg: Config, kind: str):
+    if kind == "linguistic":
+        return cfg.linguistic
+    if kind == "prosodic":
+        return cfg.prosodic
+    raise ValueError(f"teacher kind must be one of {KINDS}, got {kind!r}")
+
+
+def _relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The parts of a Config dict that change a teacher (to decide whether one can be reused)."""
+    return {
+        "seed": cfg_dict.get("seed"),
+        "folds": cfg_dict.get("folds"),
+        kind: cfg_dict.get(kind),
+        "limit_train_batches": (cfg_dict.get("trainer") or {}).get("limit_train_batches"),
+    }
+
+
+def _cuda_device(cfg: Config) -> str:
+    on_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return "cuda" if on_cuda else "cpu"
+
+
+def _feature_store(manifest, features):
+    if features is not None:
+        return features
+    from emodistill.features import default_cache_dir, extract_features
+
+    if manifest.path is None:
+        raise ValueError("the manifest has no path: pass features=extract_features(...)")
+    return extract_features(manifest, default_cache_dir(manifest.path), workers=1)
+
+
+def _with_features(utterances: Sequence[Any], features: Any, what: str) -> list[Any]:
+    kept = [u for u in utterances if u.id in features]
+    if len(kept) < len(utterances):
+        console.print(
+            f"[yellow]warning:[/] {len(utterances) - len(kept)} {what} utterance(s) have no "
+            "features (unusable audio) and are left out"
+        )
+    return kept
+
+
+def teacher_done(fold_dir: str | Path, kind: str, cfg: Config | None = None) -> bool:
+    """True when ``kind``'s model folder and test result exist (and match ``cfg``, if given)."""
+    folder = teacher_dir(fold_dir, kind)
+    result = Path(fold_dir) / "teachers" / "train" / kind / "result.json"
+    if not (
+        (folder / "config.json").is_file()
+        and (folder / "model.safetensors").is_file()
+        and result.is_file()
+    ):
+        return False
+    if cfg is None:
+        return True
+    saved = json.loads((folder / "config.json").read_text()).get("training_config") or {}
+    return _relevant_config(saved, kind) == _relevant_config(cfg.to_dict(), kind)
+
+
+def train_teacher(
+    kind: str,
+    manifest,
+    fold,
+    cfg: Config,
+    out_dir: str | Path,
+    features=None,
+    progress: bool = True,
+    keep_checkpoints: bool = False,
+    callbacks: Sequence[Any] = (),
+    **trainer_overrides: Any,
+) -> dict[str, Any]:
+    """Train one teacher on ``fold``, save it, cache its outputs, and test it.
+
+    Args:
+        kind: ``linguistic`` or ``prosodic``.
+        manifest: the :class:`~emodistill.corpora.manifest.Manifest` (labels = class order).
+        fold: a :class:`~emodistill.corpora.splits.Fold`.
+        cfg: the run's :class:`~emodistill.config.Config` (``cfg.linguistic``/``cfg.prosodic``
+            and ``cfg.trainer``).
+        out_dir: the fold's folder ``RUN_DIR/<fold.id>``.
+        features: a FeatureStore (prosodic only; default: extracted/cached beside the manifest).
+        progress: progress bars.
+        keep_checkpoints: keep ``teachers/train/<kind>/checkpoints`` after success.
+        callbacks: extra Lightning callbacks (tests use them to interrupt or count steps).
+        trainer_overrides: passed to ``lightning.Trainer``.
+
+    Returns:
+        Test-speaker metrics ``{"wa", "ua", "f1", "confusion"}`` plus ``val_ua`` (best
+        validation UA), ``epochs``, ``global_step``, ``resumed`` and ``train_seconds``.
+
+    Raises:
+        MissingTranscriptsError: linguistic teacher on utterances without transcripts.
+    """
+    from emodistill.corpora.splits import fold_utterances
+    from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
+    from emodistill.models.prosodic import ProsodicNetConfig, ProsodicResNet
+
+    section = _kind_section(cfg, kind)
+    optim: OptimConfig = section.optim
+    fold_dir = Path(out_dir)
+    work_dir = fold_dir / "teachers" / "train" / kind
+    labels = list(manifest.labels)
+    train, val, test = fold_utterances(manifest, fold)
+    if not train or not val:
+        raise ValueError(
+            f"fold {fold.id}: needs training and validation speakers "
+            f"(train {fold.train_speakers}, val {fold.val_speakers})"
+        )
+    if kind == "linguistic":
+        check_transcripts(train + val + test, manifest.path)
+    else:
+        features = _feature_store(manifest, features)
+        train = _with_features(train, features, "training")
+        val = _with_features(val, features, "validation")
+        test = _with_features(test, features, "test")
+
+    seed_everything(cfg.seed)
+    if kind == "linguistic":
+        ling = cfg.linguistic
+        net: nn.Module = LinguisticTeacher.from_encoder(
+            ling.model,
+            labels,
+            pooling=ling.pooling,
+            dropout=ling.dropout,
+            max_length=ling.max_length,
+        )
+        collate = TextCollator(net.tokenizer, ling.max_length)
+        train_set: Dataset = TextDataset(train, labels)
+        val_set: Dataset = TextDataset(val, labels)
+    else:
+        pros = cfg.prosodic
+        net = ProsodicResNet(ProsodicNetConfig.from_prosodic_config(pros, labels))
+        # Normalisation statistics from the training speakers only (never val/test).
+        net.set_normalization(*features.normalization_stats([u.id for u in train]))
+        collate = collate_llds
+        train_set = LLDDataset(train, labels, features, max_frames=pros.max_frames, train=True)
+        val_set = LLDDataset(val, labels, features)
+
+    targets = [labels.index(u.label) for u in train]
+    weights = class_weights_of(targets, len(labels)) if optim.class_weights else None
+    steps = total_steps(
+        int(len(train_set) * cfg.trainer.limit_train_batches)
+        if cfg.trainer.limit_train_batches <= 1
+        else int(cfg.trainer.limit_train_batches) * optim.batch_size,
+        optim.batch_size,
+        optim.epochs,
+        optim.accumulate_grad_batches,
+    )
+    module = TeacherModule(net, optim, steps, len(labels), class_weights=weights)
+    loader_kw = dict(
+        collate_fn=collate,
+        num_workers=cfg.trainer.num_workers,
+        persistent_workers=cfg.trainer.num_workers > 0,
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(
+        train_set, batch_size=optim.batch_size, shuffle=True, generator=generator, **loader_kw
+    )
+    val_loader = DataLoader(val_set, batch_size=max(optim.batch_size, 32), **loader_kw)
+
+    trainer = make_trainer(
+        cfg.trainer,
+        work_dir,
+        max_epochs=optim.epochs,
+        patience=optim.patience,
+        grad_clip=optim.grad_clip,
+        accumulate_grad_batches=optim.accumulate_grad_batches,
+        progress=progress,
+        **trainer_overrides,
+    )
+    if callbacks:
+        trainer.callbacks.extend(callbacks)
+    resume = last_checkpoint(work_dir)
+    if resume is not None:
+        console.print(f"[cyan]{kind} teacher, fold {fold.id}:[/] resuming from {resume}")
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
+    train_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return {}
+
+    # Best validation-UA weights -> model folder.
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = Path(ckpt_cb.best_model_path) if ckpt_cb and ckpt_cb.best_model_path else None
+    if best_path is None or not best_path.is_file():
+        best_path = work_dir / "checkpoints" / "best.ckpt"
+    if best_path.is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    best_val_ua = float(ckpt_cb.best_model_score) if ckpt_cb and ckpt_cb.best_model_score else None
+    net = module.net.cpu().eval()
+    net.save_pretrained(teacher_dir(fold_dir, kind), training_config=cfg.to_dict())
+
+    # Outputs for every utterance of the fold, cached once; test metrics from the test rows.
+    cached = write_teacher_outputs(
+        fold_dir,
+        kind,
+        train + val + test,
+        features=features,
+        device=_cuda_device(cfg),
+        progress=progress,
+    )
+    result: dict[str, Any] = {}
+    if test:
+        preds = np.asarray(cached.logits_of([u.id for u in test])).argmax(axis=1)
+        result = compute_metrics(
+            [labels.index(u.label) for u in test], preds, num_classes=len(labels)
+        )
+    else:
+        result = {"wa": float("nan"), "ua": float("nan"), "f1": float("nan"), "confusion": []}
+    result.update(
+        val_ua=best_val_ua,
+        epochs=int(trainer.current_epoch),
+        global_step=int(trainer.global_step),
+        resumed=resume is not None,
+        train_seconds=round(train_seconds, 2),
+        n_train=len(train),
+        n_val=len(val),
+        n_test=len(test),
+        best_checkpoint=best_path.name if best_path.is_file() else None,
+    )
+    write_json_atomic(work_dir / "result.json", result)
+    if not keep_checkpoints:
+        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    return result
+
+
+# --------------------------------------------------------------------------- all folds
+
+
+def _load_cfg(config: Config | str | Path | None) -> Config:
+    if isinstance(config, Config):
+        return config
+    return load_config(config)
+
+
+def train_teachers(
+    manifest_path: str | Path,
+    out: str | Path,
+    config: Config | str | Path | None = None,
+    folds: str = "all",
+    kinds: Sequence[str] = KINDS,
+    progress: bool = True,
+    workers: int = 1,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Train both teachers for every selected fold (the ``train-teachers`` command).
+
+    Folds whose teachers, cached outputs and ``teachers/metrics.json`` already exist (for the
+    same config) are skipped; a fold interrupted mid-training resumes from its checkpoint.
+
+    Args:
+        manifest_path: manifest CSV (with transcripts for the linguistic teacher).
+        out: run folder ``RUN_DIR``.
+        config: a Config, preset name, YAML file, or None (demo).
+        folds: ``"all"`` or comma-separated fold ids (test speaker/session names).
+        kinds: which teachers (default both).
+        workers: feature-extraction processes.
+
+    Returns:
+        ``{fold_id: {"linguistic": {"wa", "ua", "f1"}, "prosodic": {...}}}``; also written to
+        ``RUN_DIR/teachers.json`` with mean and std over the folds.
+    """
+    from emodistill.corpora.manifest import load_manifest
+    from emodistill.corpora.splits import fold_utterances, make_folds, select_folds
+    from emodistill.features import default_cache_dir, extract_features
+    from emodistill.models.linguistic import check_transcripts
+
+    cfg = _load_cfg(config)
+    manifest = load_manifest(manifest_path)
+    all_folds = make_folds(
+        manifest,
+        scheme=cfg.folds.scheme,
+        groups=cfg.folds.groups,
+        val_speakers=cfg.folds.val_speakers,
+        seed=cfg.folds.seed,
+    )
+    chosen = select_folds(all_folds, folds)
+    if "linguistic" in kinds:  # fail before any training, naming the manifest
+        check_transcripts(manifest.utterances, manifest_path)
+    features = None
+    if "prosodic" in kinds:
+        features = extract_features(
+            manifest, default_cache_dir(manifest_path), workers=workers, progress=progress
+        )
+    out = Path(out)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for n, fold in enumerate(chosen, 1):
+        fold_dir = out / fold.id
+        metrics_path = fold_dir / "teachers" / "metrics.json"
+        per_kind: dict[str, dict[str, float]] = {}
+        started = time.perf_counter()
+        for kind in kinds:
+            if teacher_done(fold_dir, kind, cfg):
+                res = json.loads(
+                    (fold_dir / "teachers" / "train" / kind / "result.json").read_text()
+                )
+                # Cached outputs are keyed: this recomputes only if missing or stale.
+                train, val, test = fold_utterances(manifest, fold)
+                utts = train + val + test
+                if kind == "prosodic":
+                    utts = [u for u in utts if u.id in features]
+                write_teacher_outputs(
+                    fold_dir,
+                    kind,
+                    utts,
+                    features=features,
+                    device=_cuda_device(cfg),
+                    progress=progress,
+                )
+                state = "reused"
+            else:
+                console.print(
+                    f"[bold]fold {fold.id}[/] ({n}/{len(chosen)}): training the {kind} teacher "
+                    f"(test {', '.join(fold.test_speakers)}, val {', '.join(fold.val_speakers)})"
+                )
+                res = train_teacher(
+                    kind, manifest, fold, cfg, fold_dir, features=features, progress=progress
+                )
+                state = "trained"
+            if not res:  # non-zero DDP rank
+                continue
+            per_kind[kind] = {k: float(res[k]) for k in ("wa", "ua", "f1")}
+            console.print(
+                f"  {kind:10s} {state}: test WA {100 * res['wa']:.2f}  UA {100 * res['ua']:.2f}  "
+                f"F1 {100 * res['f1']:.2f}"
+            )
+        if not per_kind:
+            continue
+        previous = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        previous.update(per_kind)
+        write_json_atomic(metrics_path, previous)
+        results[fold.id] = previous
+        console.print(f"  fold {fold.id} done in {time.perf_counter() - started:.1f} s")
+    if results:
+        _write_summary(out, results, kinds)
+    return results
+
+
+def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
+    """``RUN_DIR/teachers.json``: every fold's metrics (all folds on disk) and mean/std."""
+    folds_on_disk: dict[str, Any] = {}
+    for path in sorted(out.glob("*/teachers/metrics.json")):
+        folds_on_disk[path.parent.parent.name] = json.loads(path.read_text())
+    folds_on_disk.update(results)
+    summary: dict[str, Any] = {"folds": folds_on_disk, "mean": {}, "std": {}}
+    for kind in kinds:
+        for metric in ("wa", "ua", "f1"):
+            values = [m[kind][metric] for m in folds_on_disk.values() if kind in m]
+            mean, std = mean_std(values)
+            summary["mean"].setdefault(kind, {})[metric] = mean
+            summary["std"].setdefault(kind, {})[metric] = std
+    write_json_atomic(out / "teachers.json", summary)
+    for kind in kinds:
+        mean, std = summary["mean"].get(kind, {}), summary["std"].get(kind, {})
+        if mean:
+            console.print(
+                f"[bold]{kind}[/] over {len(folds_on_disk)} fold(s): "
+                f"WA {100 * mean['wa']:.2f} ± {100 * std['wa']:.2f}  "
+                f"UA {100 * mean['ua']:.2f} ± {100 * std['ua']:.2f}"
+            )
