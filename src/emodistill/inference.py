@@ -1,0 +1,577 @@
+"""Speech-only inference: a model folder in, emotion probabilities out.
+
+    >>> from emodistill import EmoDistill                       # doctest: +SKIP
+    >>> m = EmoDistill.from_pretrained("runs/demo/model")       # doctest: +SKIP
+    >>> m.predict("clip.wav").label                             # doctest: +SKIP
+    'happy'
+
+Nothing here needs a teacher, a tokenizer, opensmile or the training config: a model folder
+(``config.json`` + ``model.safetensors``, or ``model.onnx`` for the onnxruntime backend) is all.
+
+Efficiency choices (see docs/inference.md for the measurements):
+
+* inputs are sorted by length and batched with their neighbours, so padding stays small, and the
+  results are put back in the caller's order;
+* the network runs under ``torch.inference_mode``;
+* inputs longer than the encoder's maximum (30 s; Whisper's positional table ends there) are
+  cut into equal windows no longer than that maximum, and the window probabilities are averaged,
+  weighted by window length: nothing is truncated;
+* files longer than :data:`STREAM_ABOVE_SECONDS` are read block by block (bounded memory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emodistill.audio import (
+    MIN_SECONDS,
+    SAMPLE_RATE,
+    AudioError,
+    audio_info,
+    load_audio,
+    prepare_signal,
+    stream_audio,
+)
+
+#: Longest single forward pass, in seconds; longer inputs are windowed and averaged.
+DEFAULT_MAX_SECONDS = 30.0
+#: Files longer than this are streamed block by block instead of being read at once.
+STREAM_ABOVE_SECONDS = 600.0
+#: ``config.json`` format tag written by ``models.student.save_student``.
+MODEL_FORMAT = "emodistill-student"
+#: Name of the ONNX file inside a model folder.
+ONNX_NAME = "model.onnx"
+
+#: (wav (B, N) float32, lengths (B,) int64) -> probabilities (B, C) float32
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder (or hub id) that cannot be loaded; the message says which and why."""
+
+
+@dataclass
+class Prediction:
+    """One input's result: the most probable label and every label's probability."""
+
+    file: str | None
+    label: str
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", "label", "probabilities": {label: p}}`` (the JSON contract of ``predict``)."""
+        return {"file": self.file, "label": self.label, "probabilities": dict(self.probabilities)}
+
+
+@dataclass
+class FailedPrediction:
+    """An input that could not be predicted, with the reason."""
+
+    file: str | None
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", "error"}`` (the JSON contract of ``predict`` for a bad file)."""
+        return {"file": self.file, "error": self.error}
+
+
+def display_name(path: str | os.PathLike | bytes) -> str:
+    """A printable, valid-UTF-8 name for a path, whatever bytes the file system holds.
+
+    Undecodable bytes (a Latin-1 ``é`` in a UTF-8 world, say) are shown as ``\\xe9`` rather than
+    crashing the print or producing invalid JSON.
+    """
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with lone surrogates (from undecodable file names) shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _split_equal(n: int, max_len: int) -> list[tuple[int, int]]:
+    """Cut ``n`` samples into the fewest equal windows of at most ``max_len`` samples."""
+    parts = max(1, math.ceil(n / max_len))
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@dataclass
+class _Item:
+    owner: int  # index of the input the window belongs to
+    signal: np.ndarray  # (n,) float32 at 16 kHz
+    weight: float = field(default=1.0)
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Parse ``folder/config.json`` of a model folder; errors name the folder and the problem."""
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{folder}: not a model folder (no config.json)")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ModelLoadError(
+            f"{path}: not an emodistill speech-only model (format {found!r}, "
+            f"expected {MODEL_FORMAT!r})"
+        )
+    if not config.get("labels"):
+        raise ModelLoadError(f"{path}: no labels")
+    return config
+
+
+def resolve_model_folder(model: str | os.PathLike) -> Path:
+    """A local model folder for ``model``: a folder as is, or a hub id via ``snapshot_download``.
+
+    Raises:
+        ModelLoadError: neither a folder nor a downloadable hub id (offline: says so).
+    """
+    path = Path(model)
+    if path.is_dir():
+        return path
+    text = str(model)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise ModelLoadError(f"{text}: no such model folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=text))
+    except Exception as err:  # hub client raises many types (offline, 404, auth)
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        hint = " (HF_HUB_OFFLINE is set: only local folders can be loaded)" if offline else ""
+        raise ModelLoadError(
+            f"{text}: not a local folder, and the hub download failed{hint}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+
+
+def _max_seconds(config: dict[str, Any]) -> float:
+    """Longest single forward pass the encoder accepts (Whisper: its positional table)."""
+    explicit = (config.get("inference") or {}).get("max_seconds")
+    if explicit:
+        return float(explicit)
+    encoder = config.get("encoder") or {}
+    positions = encoder.get("max_source_positions")
+    if positions is None and isinstance(encoder.get("config"), dict):
+        positions = encoder["config"].get("max_source_positions")
+    if positions:
+        # Whisper: 100 mel frames/s, conv stride 2 -> 50 positions/s.
+        return min(DEFAULT_MAX_SECONDS, float(positions) / 50.0)
+    return DEFAULT_MAX_SECONDS
+
+
+class TorchRunner:
+    """Runs an ``EmoDistillStudent`` under ``torch.inference_mode`` and returns softmax probs."""
+
+    def __init__(self, module: Any, device: str = "cpu") -> None:
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+
+    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """wav (B, N) float32, lengths (B,) int64 -> probabilities (B, C) float32."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(
+                torch.from_numpy(wav).to(self.device), torch.from_numpy(lengths).to(self.device)
+            )
+            logits = out.logits if hasattr(out, "logits") else out[0]
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+class EmoDistill:
+    """A speech-only emotion model ready to predict.
+
+    Build it with :meth:`from_pretrained`; or wrap any ``runner(wav (B, N), lengths (B,)) ->
+    probabilities (B, C)`` and its ``config`` dict directly.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        config: dict[str, Any],
+        path: Path | None = None,
+        backend: str = "torch",
+        module: Any = None,
+    ) -> None:
+        self.runner = runner
+        self.config = config
+        self.path = path
+        self.backend = backend
+        self.module = module  # the torch network (None for onnx)
+        self.labels: list[str] = list(config["labels"])
+        self.sample_rate = int(config.get("sample_rate", SAMPLE_RATE))
+        self.max_seconds = _max_seconds(config)
+        self.pad_invariant = _pad_invariant(config)
+
+    # ------------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        device: str = "cpu",
+        backend: str = "torch",
+        num_threads: int | None = None,
+    ) -> EmoDistill:
+        """Load a model folder (or a hub id, through ``huggingface_hub.snapshot_download``).
+
+        Args:
+            model: a folder with ``config.json`` + ``model.safetensors``; with ``backend="onnx"``
+                the folder's ``model.onnx`` is used, or ``model`` may be an ``.onnx`` file.
+            device: ``cpu`` or ``cuda`` (torch backend; onnx picks CUDA if its provider exists).
+            backend: ``torch`` or ``onnx`` (onnxruntime).
+            num_threads: intra-op CPU threads; ``None`` keeps the library default (one per core).
+        """
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        path = Path(model)
+        onnx_file: Path | None = None
+        if backend == "onnx" and path.suffix == ".onnx":
+            if not path.is_file():
+                raise ModelLoadError(f"{path}: no such ONNX file")
+            onnx_file, path = path, path.parent
+        folder = resolve_model_folder(path if onnx_file else model)
+        if backend == "onnx":
+            from emodistill.export import OnnxPredictor
+
+            onnx_file = onnx_file or folder / ONNX_NAME
+            if not onnx_file.is_file():
+                raise ModelLoadError(
+                    f"{folder}: no {ONNX_NAME}; run `emodistill export-onnx {folder} "
+                    f"{folder / ONNX_NAME}` first"
+                )
+            runner = OnnxPredictor(onnx_file, num_threads=num_threads, device=device)
+            # An exported file carries its config; a folder's config.json wins if present.
+            if (folder / "config.json").is_file() or not runner.config:
+                config = read_config(folder)
+            else:
+                config = runner.config
+            return cls(runner, config, path=folder, backend="onnx")
+        read_config(folder)  # clear errors for folders that are not model folders
+        import torch
+
+        from emodistill.models.student import load_student
+
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        try:
+            module, config = load_student(folder, map_location="cpu")
+        except (FileNotFoundError, ValueError) as err:
+            raise ModelLoadError(f"{folder}: {err}") from err
+        return cls(TorchRunner(module, device), config, path=folder, backend="torch", module=module)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the model folder (``config.json`` + ``model.safetensors``; ONNX: + model.onnx)."""
+        folder = Path(folder)
+        if self.module is not None:
+            from emodistill.models.student import save_student
+
+            extra = {k: v for k, v in self.config.items() if k == "inference"}
+            save_student(
+                self.module,
+                folder,
+                self.labels,
+                training_config=self.config.get("training_config"),
+                extra=extra or None,
+            )
+            return folder
+        if self.path is None:
+            raise ModelLoadError("this model has no weights in memory or on disk to save")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "model.safetensors", ONNX_NAME):
+            src = self.path / name
+            if src.is_file() and src.resolve() != (folder / name).resolve():
+                tmp = folder / f".{name}.tmp"
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, folder / name)
+        return folder
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        x: Any,
+        sampling_rate: int | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> Prediction | list[Prediction]:
+        """Predict emotion from audio alone.
+
+        Args:
+            x: a file path, an array ((N,) or (N, channels); needs ``sampling_rate``), a torch
+                tensor, or a list of these.
+            sampling_rate: rate of array inputs in Hz (files carry their own).
+            batch_size: windows per forward pass.
+
+        Returns:
+            one :class:`Prediction` for a single input, a list (same order) for a list.
+
+        Raises:
+            AudioError: an input that is not usable audio (the message names it).
+        """
+        single = not isinstance(x, (list, tuple))
+        inputs = [x] if single else list(x)
+        signals: list[np.ndarray | None] = []
+        names: list[str | None] = []
+        streamed: dict[int, Prediction] = {}
+        for i, item in enumerate(inputs):
+            if isinstance(item, (str, os.PathLike)):
+                names.append(display_name(item))
+                if _duration(item) > STREAM_ABOVE_SECONDS:
+                    streamed[i] = self.predict_long_file(item, batch_size=batch_size)
+                    signals.append(None)
+                else:
+                    signals.append(load_audio(item, self.sample_rate))
+            else:
+                names.append(None)
+                signals.append(self._array(item, sampling_rate))
+        todo = [i for i, s in enumerate(signals) if s is not None]
+        probs = self.predict_proba([signals[i] for i in todo], batch_size, progress)
+        results: list[Prediction] = [None] * len(inputs)  # type: ignore[list-item]
+        for i, p in streamed.items():
+            results[i] = p
+        for i, p in zip(todo, probs, strict=True):
+            results[i] = self._prediction(names[i], p)
+        return results[0] if single else results
+
+    def predict_files(
+        self,
+        paths: Sequence[str | os.PathLike],
+        batch_size: int = 8,
+        progress: bool = False,
+        group: int | None = None,
+    ) -> list[Prediction | FailedPrediction]:
+        """Predict many files; a bad file gives a :class:`FailedPrediction`, the rest go on.
+
+        Files are read ``group`` at a time (default ``8 * batch_size``) so memory stays bounded
+        however many files there are; inside a group they are batched by similar length.
+        """
+        group = group or max(1, 8 * batch_size)
+        results: list[Prediction | FailedPrediction] = []
+        bar = _progress(progress, len(paths), "predicting")
+        with bar or _Null():
+            task = bar.add_task("predicting", total=len(paths)) if bar else None
+            for start in range(0, len(paths), group):
+                chunk = paths[start : start + group]
+                loaded: list[np.ndarray] = []
+                slots: list[int] = []
+                out: list[Prediction | FailedPrediction | None] = [None] * len(chunk)
+                for j, p in enumerate(chunk):
+                    try:
+                        if _duration(p) > STREAM_ABOVE_SECONDS:
+                            out[j] = self.predict_long_file(p, batch_size=batch_size)
+                        else:
+                            loaded.append(load_audio(p, self.sample_rate))
+                            slots.append(j)
+                    except AudioError as err:
+                        out[j] = FailedPrediction(display_name(p), safe_text(str(err)))
+                for j, pr in zip(slots, self.predict_proba(loaded, batch_size), strict=True):
+                    out[j] = self._prediction(display_name(chunk[j]), pr)
+                results.extend(out)  # type: ignore[arg-type]
+                if bar:
+                    bar.advance(task, len(chunk))
+        return results
+
+    def predict_long_file(self, path: str | os.PathLike, batch_size: int = 8) -> Prediction:
+        """Whole-file prediction of a long recording, streamed in ``max_seconds`` blocks.
+
+        Block probabilities are averaged weighted by block length (memory: a batch of blocks).
+        A short last block is merged with the one before and the pair split evenly, so no
+        window is shorter than half the maximum.
+        """
+        max_len = int(self.max_seconds * self.sample_rate)
+        total = np.zeros(len(self.labels), dtype=np.float64)
+        weight = 0
+        batch: list[np.ndarray] = []
+
+        def flush() -> None:
+            nonlocal total, weight
+            if batch:
+                p = self.predict_proba(batch, batch_size)
+                w = np.array([b.size for b in batch], dtype=np.float64)
+                total += (p * w[:, None]).sum(0)
+                weight += int(w.sum())
+                batch.clear()
+
+        # Two blocks are held back so a short last block can be merged with the one before.
+        prev: np.ndarray | None = None
+        last: np.ndarray | None = None
+        for block in stream_audio(path, self.max_seconds, self.sample_rate):
+            if prev is not None:
+                batch.append(prev)
+                if len(batch) >= batch_size:
+                    flush()
+            prev, last = last, np.array(block, dtype=np.float32)
+        if last is None:
+            raise AudioError(f"{path}: audio is empty (0 samples)")
+        if prev is not None and last.size < max_len // 2:
+            merged = np.concatenate([prev, last])
+            half = merged.size // 2
+            batch.extend([merged[:half], merged[half:]])
+        else:
+            batch.extend([b for b in (prev, last) if b is not None])
+        if any(b.size < MIN_SECONDS * self.sample_rate for b in batch):
+            raise AudioError(f"{path}: audio too short")
+        flush()
+        return self._prediction(display_name(path), total / max(weight, 1))
+
+    def predict_proba(
+        self, signals: Sequence[np.ndarray], batch_size: int = 8, progress: bool = False
+    ) -> np.ndarray:
+        """Probabilities for 16 kHz mono signals, in their order.
+
+        Args:
+            signals: list of (N_i,) float32 arrays at ``self.sample_rate``.
+
+        Returns:
+            (len(signals), C) float32; a signal longer than ``max_seconds`` is the length-weighted
+            mean over its equal windows.
+        """
+        if not signals:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        max_len = int(self.max_seconds * self.sample_rate)
+        items: list[_Item] = []
+        for owner, sig in enumerate(signals):
+            for a, b in _split_equal(sig.size, max_len):
+                items.append(_Item(owner, sig[a:b], float(b - a)))
+        # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
+        order = sorted(range(len(items)), key=lambda k: items[k].signal.size, reverse=True)
+        item_probs = np.zeros((len(items), len(self.labels)), dtype=np.float64)
+        bar = _progress(progress, len(order), "forward")
+        with bar or _Null():
+            task = bar.add_task("forward", total=len(order)) if bar else None
+            for idx in _batches(
+                order, [items[k].signal.size for k in order], batch_size, self.pad_invariant
+            ):
+                wav, lengths = pad_batch([items[k].signal for k in idx])
+                item_probs[idx] = self.runner(wav, lengths)
+                if bar:
+                    bar.advance(task, len(idx))
+        out = np.zeros((len(signals), len(self.labels)), dtype=np.float64)
+        weights = np.zeros(len(signals), dtype=np.float64)
+        for k, item in enumerate(items):
+            out[item.owner] += item.weight * item_probs[k]
+            weights[item.owner] += item.weight
+        return (out / weights[:, None]).astype(np.float32)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _array(self, item: Any, sampling_rate: int | None) -> np.ndarray:
+        if hasattr(item, "detach"):  # torch tensor
+            item = item.detach().cpu().numpy()
+        if not isinstance(item, np.ndarray):
+            raise TypeError(
+                f"predict() takes a path, an array or a list of them, got {type(item).__name__}"
+            )
+        if sampling_rate is None:
+            raise ValueError("predict(array) needs sampling_rate= (the array's rate in Hz)")
+        return prepare_signal(item, sampling_rate, self.sample_rate, min_seconds=MIN_SECONDS)
+
+    def _prediction(self, name: str | None, probs: np.ndarray) -> Prediction:
+        probs = np.asarray(probs, dtype=np.float64)
+        return Prediction(
+            file=name,
+            label=self.labels[int(np.argmax(probs))],
+            probabilities={lab: float(p) for lab, p in zip(self.labels, probs, strict=True)},
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Model facts for people and pages: labels, encoder type, sample rate, folder."""
+        encoder = self.config.get("encoder") or {}
+        return {
+            "path": str(self.path) if self.path else None,
+            "labels": self.labels,
+            "sample_rate": self.sample_rate,
+            "encoder": encoder.get("model_type") or encoder.get("kind"),
+            "encoder_source": encoder.get("source"),
+            "backend": self.backend,
+            "max_seconds": self.max_seconds,
+        }
+
+    def __repr__(self) -> str:
+        return f"EmoDistill(path={self.path}, labels={self.labels}, backend={self.backend!r})"
+
+
+def pad_batch(signals: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad signals with zeros: -> wav (B, max N) float32, lengths (B,) int64."""
+    signals = list(signals)
+    lengths = np.array([s.size for s in signals], dtype=np.int64)
+    wav = np.zeros((len(signals), int(lengths.max())), dtype=np.float32)
+    for i, s in enumerate(signals):
+        wav[i, : s.size] = s
+    return wav, lengths
+
+
+def _pad_invariant(config: dict[str, Any]) -> bool:
+    """Whether padding leaves a clip's output unchanged (so unequal lengths may share a batch).
+
+    Whisper encoders mask padding everywhere; wav2vec2-family models only with an attention
+    mask. Group-norm models (HuBERT base, wav2vec2 base) normalise over the padding too, so they
+    are batched with equal-length inputs only: a clip's result never depends on its neighbours.
+    """
+    encoder = config.get("encoder") or {}
+    if encoder.get("kind") == "transformers":
+        return bool(encoder.get("use_attention_mask", False))
+    return True
+
+
+def _batches(
+    order: list[int], sizes: list[int], batch_size: int, mix_lengths: bool
+) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` (sorted by size) of at most ``batch_size`` items; with
+    ``mix_lengths`` False a batch only holds items of one size."""
+    batch: list[int] = []
+    size = None
+    for k, n in zip(order, sizes, strict=True):
+        if batch and (len(batch) >= batch_size or (not mix_lengths and n != size)):
+            yield batch
+            batch = []
+        batch.append(k)
+        size = n
+    if batch:
+        yield batch
+
+
+def _duration(path: str | os.PathLike) -> float:
+    info = audio_info(path)
+    return info.frames / info.samplerate if info.samplerate else 0.0
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(enabled: bool, total: int, what: str):
+    """A rich progress bar on stderr, or None when disabled or not worth showing."""
+    if not enabled or total < 2:
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    return Progress(console=console, transient=True)
