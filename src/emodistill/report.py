@@ -1,0 +1,344 @@
+"""Cross-validation results: aggregation over folds, markdown reports and plots.
+
+Per-fold test predictions (``predictions.json``: ids, y_true, y_pred, probabilities) are the
+single source of truth; everything here is derived from them, so a re-run that finds more folds
+on disk simply aggregates again. Metrics are fractions in [0, 1] in JSON and percentages in
+markdown. Plots use matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emodistill.evaluate import compute_metrics, mean_std
+
+#: The paper's Table 2 (HuBERT-base, IEMOCAP 4-class), WA / UA in percent (DESIGN.md section 1).
+PAPER_ABLATION: dict[str, tuple[float, float]] = {
+    "full": (75.16, 76.12),
+    "no_logit_kd": (73.94, 74.02),
+    "no_embedding_kd": (73.88, 74.01),
+    "no_prosodic_teacher": (74.09, 72.82),
+    "no_linguistic_teacher": (66.01, 67.27),
+    "no_teachers": (69.92, 70.17),
+    "prosodic_teacher_only": (49.42, 50.08),
+    "linguistic_teacher_only": (71.09, 71.83),
+}
+
+#: Human-readable names of the variants, in the paper's row order.
+VARIANT_TITLES: dict[str, str] = {
+    "full": "EmoDistill (full)",
+    "no_logit_kd": "w/o logit KD",
+    "no_embedding_kd": "w/o embedding KD",
+    "no_prosodic_teacher": "w/o prosodic teacher T_P",
+    "no_linguistic_teacher": "w/o linguistic teacher T_L",
+    "no_teachers": "w/o teachers (plain fine-tune)",
+    "prosodic_teacher_only": "T_P alone",
+    "linguistic_teacher_only": "T_L alone (needs transcripts)",
+}
+
+RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion")
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file + ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """JSON (indent 2, NaN written as null) written atomically."""
+    write_text_atomic(path, json.dumps(_nan_to_none(data), indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; the error names the file when it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _savefig_atomic(fig: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def aggregate(predictions: Mapping[str, Mapping[str, Any]], labels: Sequence[str]) -> dict:
+    """Per-fold, mean ± std over folds, and pooled metrics from per-fold predictions.
+
+    Args:
+        predictions: fold id -> ``{"y_true": [int] (N,), "y_pred": [int] (N,), ...}`` in fold
+            order (the order of the result's ``folds`` list).
+        labels: class names; index i is class i.
+
+    Returns:
+        ``{"folds": [{"fold", "wa", "ua", "f1", "n"}], "mean": {"wa", "ua", "f1"},
+        "std": {"wa", "ua", "f1"}, "pooled": {"wa", "ua"}, "labels": [...],
+        "confusion": C x C pooled counts (rows = true class)}``; metrics are fractions.
+    """
+    num_classes = len(labels)
+    folds = []
+    all_true: list[int] = []
+    all_pred: list[int] = []
+    for fold_id, pred in predictions.items():
+        y_true = [int(v) for v in pred["y_true"]]
+        y_pred = [int(v) for v in pred["y_pred"]]
+        m = compute_metrics(y_true, y_pred, num_classes)
+        folds.append(
+            {"fold": str(fold_id), "wa": m["wa"], "ua": m["ua"], "f1": m["f1"], "n": len(y_true)}
+        )
+        all_true += y_true
+        all_pred += y_pred
+    mean, std = {}, {}
+    for key in ("wa", "ua", "f1"):
+        mean[key], std[key] = mean_std([f[key] for f in folds])
+    pooled = compute_metrics(all_true, all_pred, num_classes)
+    return {
+        "folds": folds,
+        "mean": mean,
+        "std": std,
+        "pooled": {"wa": pooled["wa"], "ua": pooled["ua"]},
+        "labels": list(labels),
+        "confusion": pooled["confusion"],
+    }
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def pct(value: float | None) -> str:
+    """A fraction as a percentage with two decimals; ``-`` for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100.0 * value:.2f}"
+
+
+def _pm(results: Mapping[str, Any], key: str) -> str:
+    return f"{pct(results['mean'][key])} ± {pct(results['std'][key])}"
+
+
+def confusion_markdown(confusion: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    """The confusion matrix as a markdown table (rows = true class, columns = predicted)."""
+    lines = ["| true \\ predicted | " + " | ".join(labels) + " |"]
+    lines.append("|---" * (len(labels) + 1) + "|")
+    for lab, row in zip(labels, confusion, strict=False):
+        lines.append(f"| **{lab}** | " + " | ".join(str(int(v)) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(
+    results: Mapping[str, Any],
+    title: str = "Cross-validation results",
+    variant: str = "full",
+    missing: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """``report.md``: per-fold table, mean ± std, pooled, confusion and the paper's numbers."""
+    out = [f"# {title}", ""]
+    out.append(f"Variant: `{variant}` ({VARIANT_TITLES.get(variant, variant)}). WA = accuracy, ")
+    out.append("UA = mean per-class recall, F1 = macro-F1; percentages. Folds hold out speakers.")
+    out.append("")
+    out += ["| fold | n | WA | UA | F1 |", "|---|---|---|---|---|"]
+    for f in results["folds"]:
+        out.append(f"| {f['fold']} | {f['n']} | {pct(f['wa'])} | {pct(f['ua'])} | {pct(f['f1'])} |")
+    out.append(
+        f"| **mean ± std** | {sum(f['n'] for f in results['folds'])} | {_pm(results, 'wa')} | "
+        f"{_pm(results, 'ua')} | {_pm(results, 'f1')} |"
+    )
+    out.append(
+        f"| **pooled** | | {pct(results['pooled']['wa'])} | {pct(results['pooled']['ua'])} | |"
+    )
+    out.append("")
+    if missing:
+        out.append(f"Folds not yet run (re-run `cv` to add them): {', '.join(missing)}.")
+        out.append("")
+    out += ["## Confusion matrix (pooled over folds)", ""]
+    out.append(confusion_markdown(results["confusion"], results["labels"]))
+    out.append("")
+    paper = PAPER_ABLATION.get(variant)
+    if paper:
+        out += [
+            "## Paper, for reference",
+            "",
+            f"Shome & Etemad (ICASSP 2024), IEMOCAP 4-class, leave-one-speaker-out, HuBERT-base, "
+            f"same variant: WA {paper[0]:.2f}, UA {paper[1]:.2f}. Numbers on another corpus or "
+            "encoder are not comparable with these.",
+            "",
+        ]
+    for note in notes:
+        out += [note, ""]
+    return "\n".join(out)
+
+
+def ablation_markdown(ablation: Mapping[str, Mapping[str, Any]]) -> str:
+    """``ablation.md``: every variant's mean WA/UA (± std) and pooled, beside the paper's."""
+    out = [
+        "# Ablation (the paper's Table 2 variants)",
+        "",
+        "Ours: mean ± std over folds and pooled, percent. Paper: HuBERT-base on IEMOCAP "
+        "(leave-one-speaker-out); not comparable in absolute terms with another corpus or "
+        "encoder — compare the ordering of the rows.",
+        "",
+        "| variant | WA (ours) | UA (ours) | pooled WA | pooled UA | WA (paper) | UA (paper) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, res in ablation.items():
+        paper = PAPER_ABLATION.get(name)
+        pw, pu = (f"{paper[0]:.2f}", f"{paper[1]:.2f}") if paper else ("-", "-")
+        out.append(
+            f"| {VARIANT_TITLES.get(name, name)} (`{name}`) | {_pm(res, 'wa')} | {_pm(res, 'ua')} "
+            f"| {pct(res['pooled']['wa'])} | {pct(res['pooled']['ua'])} | {pw} | {pu} |"
+        )
+    folds = sorted({f["fold"] for res in ablation.values() for f in res["folds"]})
+    out += ["", f"Folds: {', '.join(folds)}.", ""]
+    return "\n".join(out)
+
+
+def sweep_markdown(sweep: Mapping[str, Any]) -> str:
+    """``sweep_<teacher>.md``: mean WA/UA per temperature.
+
+    ``sweep["results"]``: one results dict (as :func:`aggregate`) per temperature, plus ``tau``.
+    """
+    teacher = sweep["teacher"]
+    other = "linguistic" if teacher == "prosodic" else "prosodic"
+    out = [
+        f"# Temperature sweep: {teacher} teacher",
+        "",
+        f"tau_{teacher} varied; the {other} teacher's logit KD removed (paper Fig. 2); "
+        "everything else as the config. Mean ± std over folds, percent.",
+        "",
+        "| tau | WA | UA | F1 | pooled UA |",
+        "|---|---|---|---|---|",
+    ]
+    for res in sweep["results"]:
+        out.append(
+            f"| {res['tau']:g} | {_pm(res, 'wa')} | {_pm(res, 'ua')} | {_pm(res, 'f1')} | "
+            f"{pct(res['pooled']['ua'])} |"
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    """Row-normalised confusion matrix heat map with counts, saved as PNG."""
+    plt = _pyplot()
+    counts = np.asarray(confusion, dtype=np.float64)
+    rows = counts.sum(axis=1, keepdims=True)
+    norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            color = "white" if norm[i, j] > 0.6 else "black"
+            ax.text(j, i, f"{int(counts[i, j])}\n{100 * norm[i, j]:.0f}%", ha="center",
+                    va="center", fontsize=8, color=color)  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall")
+    ax.set_title(title or "Confusion matrix (pooled)")
+    path = Path(path)
+    _savefig_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_ablation(ablation: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
+    """Grouped bars: mean WA and UA (with std error bars) per variant, paper UA as markers."""
+    plt = _pyplot()
+    names = list(ablation)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5))
+    for k, (key, offset) in enumerate((("wa", -0.2), ("ua", 0.2))):
+        means = [100 * _nan(ablation[n]["mean"][key]) for n in names]
+        stds = [100 * _nan(ablation[n]["std"][key]) for n in names]
+        ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=f"{key.upper()} (ours)",
+               color=("#4C72B0", "#DD8452")[k])  # fmt: skip
+    paper_ua = [PAPER_ABLATION.get(n, (np.nan, np.nan))[1] for n in names]
+    ax.plot(x + 0.2, paper_ua, "k_", markersize=18, mew=2, label="UA (paper, IEMOCAP)")
+    ax.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Ablation: mean over folds")
+    path = Path(path)
+    _savefig_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(sweep: Mapping[str, Any], path: str | Path) -> Path:
+    """UA and WA (mean ± std over folds) against the temperature, log-x axis."""
+    plt = _pyplot()
+    taus = [row["tau"] for row in sweep["results"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, marker in (("ua", "o-"), ("wa", "s--")):
+        means = np.array([100 * _nan(r["mean"][key]) for r in sweep["results"]])
+        stds = np.array([100 * _nan(r["std"][key]) for r in sweep["results"]])
+        ax.plot(taus, means, marker, label=key.upper())
+        ax.fill_between(taus, means - stds, means + stds, alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(taus, [f"{t:g}" for t in taus])
+    ax.set_xlabel(f"tau ({sweep['teacher']} teacher)")
+    ax.set_ylabel("%")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Temperature sweep, {sweep['teacher']} teacher")
+    path = Path(path)
+    _savefig_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)

@@ -1,0 +1,296 @@
+"""Speaker-independent cross-validation, the paper's ablations and its temperature sweep.
+
+Every function here is restartable and cluster-friendly: teachers are trained (or reused) per
+fold by ``train_teachers``; a fold whose predictions already exist is not retrained; and the
+results are always aggregated from *every* fold found on disk for the variant, so array jobs
+that each run ``cv --folds ID`` followed by one more ``cv`` run (any ``--folds``) give the full
+report. Layout (see also ``docs/ARCHITECTURE.md``)::
+
+    RUN_DIR/results.json, report.md, confusion.png        variant "full"
+    RUN_DIR/variants/<variant>/results.json, ...          other variants and sweep points
+    RUN_DIR/ablation.json, ablation.md, ablation.png      ablate()
+    RUN_DIR/sweep_<teacher>.json, .md, .png               sweep_temperature()
+    RUN_DIR/<fold>/student/                               the fold's speech-only model
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from emodistill.config import Config, load_config
+from emodistill.corpora.manifest import Manifest, load_manifest
+from emodistill.report import (
+    ablation_markdown,
+    aggregate,
+    plot_ablation,
+    plot_confusion,
+    plot_sweep,
+    read_json,
+    results_markdown,
+    sweep_markdown,
+    write_json_atomic,
+    write_text_atomic,
+)
+from emodistill.training.distill import (
+    TEACHERS,
+    VARIANTS,
+    Variant,
+    distill,
+    get_variant,
+    predictions_path,
+)
+
+
+def resolve_config(
+    config: Config | str | Path | None, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """A :class:`Config` from a Config, a preset name, a YAML file or None (``demo``)."""
+    if isinstance(config, Config):
+        return config.override(dict(overrides)) if overrides else config
+    return load_config(config, dict(overrides) if overrides else None)
+
+
+def _manifest(manifest: Manifest | str | Path) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def results_dir(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """``RUN_DIR`` for ``full``, else ``RUN_DIR/variants/<variant>``."""
+    name = get_variant(variant).name
+    return Path(run_dir) if name == "full" else Path(run_dir) / "variants" / name
+
+
+def all_folds(manifest: Manifest, cfg: Config) -> list:
+    """Every fold of the config's scheme (the selection never changes fold definitions)."""
+    from emodistill.corpora.splits import make_folds
+
+    f = cfg.folds
+    return make_folds(
+        manifest, scheme=f.scheme, groups=f.groups, val_speakers=f.val_speakers, seed=f.seed
+    )
+
+
+def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tuple[list, list]:
+    from emodistill.corpora.splits import select_folds
+
+    every = all_folds(manifest, cfg)
+    spec = folds if isinstance(folds, str) else ",".join(folds)
+    return every, select_folds(every, spec)
+
+
+def ensure_teachers(
+    manifest: Manifest, run_dir: Path, cfg: Config, fold_ids: Sequence[str], progress: bool = True
+) -> None:
+    """Train (or reuse) both teachers and their cached outputs for ``fold_ids``."""
+    from emodistill.training.teacher_cache import outputs_dir
+    from emodistill.training.teachers import train_teachers
+
+    missing = [
+        fid
+        for fid in fold_ids
+        if not all((outputs_dir(run_dir / fid, k) / "meta.json").is_file() for k in TEACHERS)
+    ]
+    if not missing:
+        return
+    if manifest.path is None:
+        raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
+    train_teachers(manifest.path, run_dir, config=cfg, folds=",".join(missing))
+
+
+def _needs_teachers(variant: Variant, cfg: Config) -> bool:
+    if variant.teacher is not None:
+        return True
+    d = {**{k: getattr(cfg.distill, k) for k in ("use_linguistic", "use_prosodic")}}
+    d.update({k: v for k, v in variant.distill.items() if k in d})
+    return bool(d["use_linguistic"] or d["use_prosodic"])
+
+
+def aggregate_run(
+    manifest: Manifest | str | Path,
+    run_dir: str | Path,
+    config: Config | str | Path | None = None,
+    variant: str | Variant = "full",
+    title: str | None = None,
+) -> dict[str, Any] | None:
+    """Aggregate every fold of ``variant`` found under ``run_dir`` and write its reports.
+
+    Writes ``results.json`` (keys: folds, mean, std, pooled, labels, confusion), ``report.md``
+    and ``confusion.png`` into :func:`results_dir`. Returns the results, or None when no fold
+    of this variant has predictions yet.
+    """
+    m = _manifest(manifest)
+    cfg = resolve_config(config)
+    v = get_variant(variant)
+    run_dir = Path(run_dir)
+    preds: dict[str, dict[str, Any]] = {}
+    missing = []
+    for fold in all_folds(m, cfg):
+        path = predictions_path(run_dir, fold.id, v)
+        if path.is_file():
+            preds[fold.id] = read_json(path)
+        else:
+            missing.append(fold.id)
+    if not preds:
+        return None
+    results = aggregate(preds, m.labels)
+    out = results_dir(run_dir, v)
+    write_json_atomic(out / "results.json", results)
+    name = "full" if v.name == "full" else v.name
+    heading = title or f"Cross-validation: {name}"
+    notes = [f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; seed {cfg.seed}."]
+    write_text_atomic(
+        out / "report.md",
+        results_markdown(results, heading, v.name if v.name in VARIANTS else "", missing, notes),
+    )
+    plot_confusion(results["confusion"], results["labels"], out / "confusion.png", heading)
+    return results
+
+
+def cross_validate(
+    manifest: Manifest | str | Path,
+    out: str | Path,
+    config: Config | str | Path | None = None,
+    folds: str | Sequence[str] = "all",
+    variant: str | Variant = "full",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    trainer_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Teachers (reused if present), then the student of ``variant`` per selected fold; report.
+
+    Args:
+        manifest: manifest CSV (or a loaded :class:`Manifest` that has a path).
+        out: RUN_DIR.
+        config: preset name, YAML file, Config, or None (``demo``).
+        folds: ``"all"`` or comma-separated fold ids (as ``train-teachers``).
+        variant: a Table 2 variant name (:data:`~emodistill.training.distill.VARIANTS`) or a
+            :class:`Variant`.
+        overrides: dotted config overrides (``{"trainer.devices": "4"}``).
+        progress, callbacks, trainer_overrides: passed to :func:`distill`.
+
+    Returns:
+        The aggregated results over every fold of the variant found on disk (see
+        :func:`aggregate_run`); ``{}`` on DDP ranks other than 0.
+    """
+    m = _manifest(manifest)
+    cfg = resolve_config(config, overrides)
+    v = get_variant(variant)
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.json").is_file():
+        write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    _, selected = _select(m, cfg, folds)
+    if _needs_teachers(v, cfg):
+        ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    rank0 = True
+    for fold in selected:
+        result = distill(
+            m,
+            fold,
+            cfg,
+            run_dir,
+            v,
+            progress=progress,
+            callbacks=callbacks,
+            trainer_overrides=trainer_overrides,
+        )
+        rank0 = rank0 and result != {}
+    if not rank0:
+        return {}
+    return aggregate_run(m, run_dir, cfg, v) or {}
+
+
+def ablate(
+    manifest: Manifest | str | Path,
+    out: str | Path,
+    config: Config | str | Path | None = None,
+    folds: str | Sequence[str] = "all",
+    variants: Sequence[str] | None = None,
+    *,
+    progress: bool = True,
+    trainer_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The paper's eight Table 2 variants on the same folds, teachers trained once.
+
+    Writes ``RUN_DIR/ablation.json`` (variant name -> that variant's results.json content),
+    ``ablation.md`` (beside the paper's numbers) and ``ablation.png``.
+    """
+    m = _manifest(manifest)
+    cfg = resolve_config(config)
+    names = list(variants or VARIANTS)
+    run_dir = Path(out)
+    _, selected = _select(m, cfg, folds)
+    ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    ablation: dict[str, dict[str, Any]] = {}
+    for name in names:
+        ablation[name] = cross_validate(
+            m,
+            run_dir,
+            cfg,
+            folds=[f.id for f in selected],
+            variant=name,
+            progress=progress,
+            trainer_overrides=trainer_overrides,
+        )
+    write_json_atomic(run_dir / "ablation.json", ablation)
+    write_text_atomic(run_dir / "ablation.md", ablation_markdown(ablation))
+    plot_ablation(ablation, run_dir / "ablation.png")
+    return ablation
+
+
+def sweep_variant(teacher: str, tau: float) -> Variant:
+    """The sweep point: ``tau_<teacher> = tau``, the other teacher's logit KD removed."""
+    if teacher not in TEACHERS:
+        raise ValueError(f"teacher must be one of {TEACHERS}, got {teacher!r}")
+    if not tau > 0:
+        raise ValueError(f"temperatures must be > 0, got {tau}")
+    return Variant(f"sweep_{teacher}_tau{tau:g}", {f"tau_{teacher}": float(tau)}, (teacher,))
+
+
+def sweep_temperature(
+    manifest: Manifest | str | Path,
+    out: str | Path,
+    teacher: str,
+    values: Sequence[float],
+    config: Config | str | Path | None = None,
+    folds: str | Sequence[str] = "all",
+    *,
+    progress: bool = True,
+    trainer_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Paper Fig. 2: one cross-validation per temperature of ``teacher``'s logit KD.
+
+    The other teacher's logit KD is removed (its embedding KD stays, as in the full model).
+    Writes ``RUN_DIR/sweep_<teacher>.json`` (``{"teacher", "values", "results": [results.json
+    content + "tau" + "variant", ...]}``), ``.md`` and a line plot ``.png`` (UA and WA vs tau).
+    """
+    m = _manifest(manifest)
+    cfg = resolve_config(config)
+    run_dir = Path(out)
+    values = [float(t) for t in values]
+    if not values:
+        raise ValueError("sweep_temperature: no temperatures given")
+    _, selected = _select(m, cfg, folds)
+    ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    rows = []
+    for tau in values:
+        v = sweep_variant(teacher, tau)
+        res = cross_validate(
+            m,
+            run_dir,
+            cfg,
+            folds=[f.id for f in selected],
+            variant=v,
+            progress=progress,
+            trainer_overrides=trainer_overrides,
+        )
+        rows.append({"tau": tau, "variant": v.name, **res})
+    sweep = {"teacher": teacher, "values": values, "results": rows}
+    write_json_atomic(run_dir / f"sweep_{teacher}.json", sweep)
+    write_text_atomic(run_dir / f"sweep_{teacher}.md", sweep_markdown(sweep))
+    plot_sweep(sweep, run_dir / f"sweep_{teacher}.png")
+    return sweep

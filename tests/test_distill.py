@@ -1,0 +1,318 @@
+"""Distillation of one fold on a tiny corpus with tiny random models (no hub, no network).
+
+The helpers here (corpus, tiny encoders, tiny config, prepared run folder) are imported by
+``test_cv.py`` and ``test_ddp.py`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emodistill.config import Config
+from emodistill.corpora.manifest import Utterance, load_manifest, write_manifest
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+# Label -> (pitch Hz, amplitude, words): emotion is in the prosody and in the words.
+_STYLE = {
+    "neutral": (140.0, 0.25, "the meeting is at noon today"),
+    "happy": (260.0, 0.35, "wonderful great news i love it"),
+    "angry": (200.0, 0.7, "this is outrageous stop it now"),
+    "sad": (100.0, 0.12, "i miss her so much lonely"),
+}
+_VOCAB = sorted({w for *_, text in _STYLE.values() for w in text.split()})
+
+
+def make_corpus(root: Path, speakers: int = 4, per_label: int = 3, seed: int = 0) -> Path:
+    """Numpy-synthesised clips (0.4-0.9 s) with transcripts; returns the manifest path."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    utts = []
+    for s in range(speakers):
+        spk = f"spk{s}"
+        base = 0.85 + 0.1 * s
+        for label in LABELS:
+            f0, amp, text = _STYLE[label]
+            for k in range(per_label):
+                n = int(16000 * rng.uniform(0.4, 0.9))
+                t = np.arange(n) / 16000
+                f = f0 * base * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
+                x = amp * np.sin(2 * np.pi * np.cumsum(f) / 16000)
+                x = x + 0.3 * amp * np.sin(4 * np.pi * np.cumsum(f) / 16000)
+                x = (x + 0.01 * rng.normal(size=n)).astype(np.float32)
+                uid = f"{spk}_{label}_{k}"
+                path = root / "wav" / f"{uid}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, x, 16000, subtype="PCM_16")
+                utts.append(Utterance(uid, path.absolute(), label, spk, f"ses{s // 2}", text))
+    manifest = root / "manifest.csv"
+    write_manifest(utts, manifest)
+    return manifest
+
+
+def tiny_hubert(path: Path) -> Path:
+    """A tiny random HuBERT saved as a transformers folder (stride 80: 200 frames/s)."""
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(0)
+    cfg = HubertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16, 16),
+        conv_stride=(10, 8),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )
+    HubertModel(cfg).save_pretrained(path)
+    return path
+
+
+def tiny_bert(path: Path) -> Path:
+    """A tiny random BERT + word-level tokenizer over the corpus vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    torch.manual_seed(0)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_VOCAB]
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+    )
+    BertModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def tiny_config(encoder: Path, bert: Path, epochs: int = 2, **updates) -> Config:
+    """The whole pipeline at toy size: 2 speaker-group folds, 2 epochs everywhere, CPU."""
+    cfg = Config(name="tiny").override(
+        {
+            "folds": {"scheme": "groups", "groups": 2, "val_speakers": 1, "seed": 0},
+            "linguistic": {
+                "model": str(bert),
+                "max_length": 16,
+                "optim": {"lr": 1e-3, "epochs": 2, "batch_size": 8, "patience": 0},
+            },
+            "prosodic": {
+                "channels": [4, 8],
+                "blocks": [1, 1],
+                "embedding_dim": 16,
+                "max_frames": 200,
+                "optim": {"lr": 1e-3, "epochs": 2, "batch_size": 8, "patience": 0},
+            },
+            "student": {
+                "encoder": str(encoder),
+                "projection_hidden": 16,
+                "classifier_hidden": 16,
+                "max_seconds": 0.6,
+                "optim": {"lr": 2e-3, "epochs": epochs, "batch_size": 4, "patience": 0},
+            },
+            "trainer": {"accelerator": "cpu", "devices": "1", "log_every_n_steps": 1},
+        }
+    )
+    return cfg.override(updates) if updates else cfg
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    """Corpus, tiny models, config, and a run folder whose teachers are trained (both folds)."""
+    from emodistill.training.teachers import train_teachers
+
+    root = tmp_path_factory.mktemp("distill")
+    manifest = make_corpus(root / "corpus")
+    cfg = tiny_config(tiny_hubert(root / "hubert"), tiny_bert(root / "bert"))
+    run = root / "teachers_run"
+    train_teachers(manifest, run, config=cfg, progress=False)
+    return {"root": root, "manifest": manifest, "config": cfg, "teachers_run": run}
+
+
+def fresh_run(prepared, dest: Path) -> Path:
+    """A new run folder holding copies of the prepared teachers (nothing else)."""
+    for fold_dir in sorted(p for p in prepared["teachers_run"].iterdir() if p.is_dir()):
+        if (fold_dir / "teachers").is_dir():
+            shutil.copytree(fold_dir / "teachers", dest / fold_dir.name / "teachers")
+    return dest
+
+
+def _fold(prepared, fold_id="g1"):
+    from emodistill.corpora.splits import make_folds, select_folds
+
+    m = load_manifest(prepared["manifest"])
+    f = prepared["config"].folds
+    folds = make_folds(m, f.scheme, f.groups, f.val_speakers, f.seed)
+    return m, select_folds(folds, fold_id)[0]
+
+
+# --------------------------------------------------------------------------- unit pieces
+
+
+def test_batch_sampler_groups_lengths_and_is_epoch_seeded():
+    from emodistill.training.distill import LengthGroupedBatchSampler
+
+    lengths = np.arange(1, 41) * 100
+    s = LengthGroupedBatchSampler(lengths, batch_size=4, shuffle=True, seed=3, bucket_batches=10)
+    s.sampler.set_epoch(0)
+    first = [[i for i, _, _ in b] for b in s]
+    again = [[i for i, _, _ in b] for b in s]
+    s.sampler.set_epoch(1)
+    other = [[i for i, _, _ in b] for b in s]
+    assert first == again and first != other
+    assert sorted(i for b in first for i in b) == list(range(40))
+    # One pool of 40: batches are runs of neighbouring lengths.
+    assert all(max(lengths[b]) - min(lengths[b]) == 300 for b in first)
+    evals = list(LengthGroupedBatchSampler(lengths, 4, shuffle=False))
+    assert [i for b in evals for i, _, valid in b if valid] == list(range(39, -1, -1))
+
+
+def test_collate_pads_and_returns_lengths():
+    from emodistill.training.distill import collate_batch
+
+    items = [
+        {
+            "wav": torch.ones(n),
+            "label": n % 4,
+            "valid": True,
+            "index": k,
+            "teacher_logits": {"prosodic": torch.zeros(4)},
+            "teacher_emb": {"prosodic": torch.ones(3)},
+        }
+        for k, n in enumerate((5, 9, 2))
+    ]
+    b = collate_batch(items)
+    assert b["wav"].shape == (3, 9) and b["lengths"].tolist() == [5, 9, 2]
+    assert b["wav"][0, 5:].abs().sum() == 0 and b["wav"][2, :2].sum() == 2
+    assert b["teacher_logits"]["prosodic"].shape == (3, 4)
+    assert b["teacher_emb"]["prosodic"].shape == (3, 3)
+
+
+def test_dataset_crops_randomly_in_training_and_centre_in_eval(prepared):
+    from emodistill.training.distill import DistillDataset
+
+    m, fold = _fold(prepared)
+    utts = m.utterances[:6]
+    idx = {lab: i for i, lab in enumerate(m.labels)}
+    train = DistillDataset(utts, idx, 0.3, train=True, seed=1)
+    ev = DistillDataset(utts, idx, 0.3, train=False)
+    a = train[(0, 0, True)]["wav"]
+    assert a.shape == (4800,)
+    assert torch.equal(a, train[(0, 0, True)]["wav"])  # same (seed, epoch, index): same crop
+    assert not torch.equal(a, train[(0, 1, True)]["wav"])  # next epoch: another crop
+    full = torch.from_numpy(np.asarray(__import__("soundfile").read(utts[0].path)[0], np.float32))
+    start = (len(full) - 4800) // 2
+    assert torch.allclose(ev[0]["wav"], full[start : start + 4800], atol=1e-4)
+
+
+def test_variants_are_the_papers_eight():
+    from emodistill.config import DistillConfig
+    from emodistill.training.distill import VARIANTS, variant_distill_config
+
+    assert list(VARIANTS) == [
+        "full",
+        "no_logit_kd",
+        "no_embedding_kd",
+        "no_prosodic_teacher",
+        "no_linguistic_teacher",
+        "no_teachers",
+        "prosodic_teacher_only",
+        "linguistic_teacher_only",
+    ]
+    plain = variant_distill_config(DistillConfig(), "no_teachers")
+    assert not plain.use_linguistic and not plain.use_prosodic and plain.alpha == 1.0
+    assert VARIANTS["linguistic_teacher_only"].teacher == "linguistic"
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_distillation_steps_reduce_the_loss(prepared):
+    """A few optimiser steps on one fixed batch with every loss term on: the loss falls."""
+    from emodistill.models.student import build_student
+    from emodistill.training.distill import (
+        DistillDataset,
+        StudentModule,
+        _load_teachers,
+        collate_batch,
+    )
+
+    m, fold = _fold(prepared)
+    cfg = prepared["config"]
+    teachers = _load_teachers(prepared["teachers_run"] / fold.id, ["linguistic", "prosodic"])
+    idx = {lab: i for i, lab in enumerate(m.labels)}
+    ds = DistillDataset(m.by_speakers(fold.train_speakers), idx, 0.6, True, teachers)
+    batch = collate_batch([ds[i] for i in range(8)])
+    torch.manual_seed(0)
+    student = build_student(cfg.student, 4, 32, 16)
+    module = StudentModule(student, cfg.distill, cfg.student.optim, 4)
+    opt = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    losses, terms = [], None
+    student.train()
+    for _ in range(12):
+        out = module.loss(batch)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+        losses.append(float(out.total.detach()))
+        terms = terms or {k: float(v) for k, v in out.terms.items()}
+    assert all(terms[k] > 0 for k in ("ce", "kd_linguistic", "kd_prosodic", "embedding"))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_distill_writes_model_folder_and_predictions(prepared, tmp_path):
+    from emodistill.models.student import load_student
+    from emodistill.training.distill import distill, predictions_path, student_dir
+
+    run = fresh_run(prepared, tmp_path / "run")
+    m, fold = _fold(prepared)
+    res = distill(m, fold, prepared["config"], run, progress=False)
+    sdir = student_dir(run, fold.id)
+    assert sdir == run / fold.id / "student"
+    model, config = load_student(sdir)
+    assert config["labels"] == LABELS and config["fold"] == fold.id
+    assert config["training_config"]["student"]["encoder"] == prepared["config"].student.encoder
+    pred = json.loads(predictions_path(run, fold.id).read_text())
+    test_ids = [u.id for u in m.by_speakers(fold.test_speakers)]
+    assert pred["ids"] == test_ids and len(pred["y_pred"]) == len(test_ids)
+    assert np.allclose(np.sum(pred["probabilities"], axis=1), 1.0, atol=1e-4)
+    assert res["metrics"]["wa"] == pred["metrics"]["wa"]
+    assert not (run / fold.id / "student_train" / "checkpoints").exists()  # cleaned up
+    # The saved model reproduces the saved test probabilities.
+    from emodistill.training.distill import EVAL_MAX_SECONDS, DistillDataset, predict
+
+    ds = DistillDataset(m.by_speakers(fold.test_speakers), {lab: i for i, lab in enumerate(LABELS)},
+                        EVAL_MAX_SECONDS, False)  # fmt: skip
+    _, probs = predict(model, ds, 4)
+    assert np.allclose(probs, pred["probabilities"], atol=1e-4)
+    # Re-running finds the predictions and does not train again.
+    again = distill(m, fold, prepared["config"], run, progress=False)
+    assert again["y_pred"] == pred["y_pred"]
+    # ... but a different config for the same folder is refused, naming what differs.
+    with pytest.raises(ValueError, match="distill.alpha"):
+        distill(m, fold, prepared["config"].override({"distill.alpha": 0.5}), run)
+
+
+def test_teacher_only_variant_uses_cached_teacher_predictions(prepared, tmp_path):
+    from emodistill.training.distill import distill
+    from emodistill.training.teacher_cache import load_teacher_outputs
+
+    run = fresh_run(prepared, tmp_path / "run")
+    m, fold = _fold(prepared)
+    res = distill(m, fold, prepared["config"], run, variant="prosodic_teacher_only")
+    cache = load_teacher_outputs(run / fold.id, "prosodic")
+    ids = [u.id for u in m.by_speakers(fold.test_speakers)]
+    assert res["y_pred"] == np.asarray(cache.logits_of(ids)).argmax(1).tolist()
+    assert (run / fold.id / "variants" / "prosodic_teacher_only" / "predictions.json").is_file()
