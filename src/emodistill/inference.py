@@ -504,7 +504,7 @@ class EmoDistill:
             "encoder": encoder.get("model_type") or encoder.get("kind"),
             "encoder_source": encoder.get("source"),
             "backend": self.backend,
-            "max_seconds": self.max_seconds,
+            "max_window_seconds": self.max_seconds,
         }
 
     def __repr__(self) -> str:
