@@ -233,10 +233,11 @@ def _bad_files(tmp_path: Path) -> list[Utterance]:
 
 def test_bad_files_are_reported_by_name_and_the_rest_extracted(good, tmp_path, capsys):
     bad = _bad_files(tmp_path)
+    bad.append(_utt(tmp_path / "bad" / "missing.wav", "bad_missing"))
     store = extract_features([bad[0], *good, *bad[1:]], tmp_path / "cache", progress=False)
     assert store.ids == ["g0", "g1", "g2"]
-    assert set(store.errors) == {"bad_corrupt", "bad_empty", "bad_tiny", "bad_nan"}
-    assert store.stats["extracted"] == 3 and store.stats["failed"] == 4
+    assert set(store.errors) == {u.id for u in bad}
+    assert store.stats["extracted"] == 3 and store.stats["failed"] == 5
     for u in bad:
         assert u.path.name in store.errors[u.id]
         with pytest.raises(KeyError, match=u.path.name):
@@ -244,6 +245,7 @@ def test_bad_files_are_reported_by_name_and_the_rest_extracted(good, tmp_path, c
     assert "empty" in store.errors["bad_empty"]
     assert "too short" in store.errors["bad_tiny"]
     assert "non-finite" in store.errors["bad_nan"]
+    assert "No such file" in store.errors["bad_missing"]
     err = capsys.readouterr().err
     assert "warning" in err and all(u.id in err and u.path.name in err for u in bad)
 
