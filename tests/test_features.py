@@ -153,12 +153,17 @@ def test_leftover_tmp_and_truncated_entry_are_not_used(good, tmp_path, monkeypat
         extract_features(good, cache, progress=False)
     monkeypatch.undo()
     assert not entry.exists()
-    # A stray partial tmp file beside the entry is never read.
-    (entry.parent / f".{entry.name}.999.1.tmp").write_bytes(entry.name.encode() * 10)
+    # Stray partial tmp files beside the entry are never read; old ones are swept.
+    young = entry.parent / f".{entry.name}.999.1.tmp"
+    old = entry.parent / f".{entry.name}.999.2.tmp"
+    for tmp in (young, old):
+        tmp.write_bytes(entry.name.encode() * 10)
+    _age([old], F.STALE_TMP_SECONDS + 60)
 
     store = extract_features(good, cache, progress=False)
     assert store.stats["extracted"] == 1 and store.stats["cached"] == 2
     np.testing.assert_array_equal(store["g2"], ref)
+    assert young.exists() and not old.exists()
 
     # A truncated entry in place (disk full, foreign writer) is detected and re-extracted.
     data = entry.read_bytes()
