@@ -6,6 +6,7 @@ No torch here: this module is shared by feature extraction, training and inferen
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +87,7 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(f"{path}: not a readable audio file ({err})") from err
     # libsndfile silently reads what is there of a WAV whose data chunk is cut short (an
@@ -113,7 +114,7 @@ def load_audio(
     path = Path(path)
     audio_info(path)
     try:
-        signal, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        signal, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(f"{path}: not a readable audio file ({err})") from err
     return prepare_signal(signal, sr, sample_rate, name=str(path), min_seconds=min_seconds)
@@ -141,7 +142,7 @@ def stream_audio(
     pending = np.zeros(0, dtype=np.float32)
     block_out = int(round(block_seconds * sample_rate))
     try:
-        blocks = sf.blocks(str(path), blocksize=block_in, dtype="float32", always_2d=True)
+        blocks = sf.blocks(os.fsencode(path), blocksize=block_in, dtype="float32", always_2d=True)
         for raw in blocks:
             mono = raw.mean(axis=1).astype(np.float32)
             if not np.all(np.isfinite(mono)):
