@@ -28,6 +28,11 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message names the file and the reason."""
 
 
+def _reason(err: Exception) -> str:
+    """libsndfile's reason without its repeat of the (bytes) file name."""
+    return str(getattr(err, "error_string", None) or err)
+
+
 def _to_mono(signal: np.ndarray) -> np.ndarray:
     if signal.ndim == 2:
         signal = signal.mean(axis=1)
@@ -89,7 +94,7 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     try:
         info = sf.info(os.fsencode(path))  # bytes: names that are not valid UTF-8 work too
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+        raise AudioError(f"{path}: not a readable audio file ({_reason(err)})") from err
     # libsndfile silently reads what is there of a WAV whose data chunk is cut short (an
     # interrupted copy); its log says "data : <header> (should be <present>)". Refuse it, except
     # for the 0 / 0xFFFFFFFF sizes that streaming writers leave in the header.
@@ -116,7 +121,7 @@ def load_audio(
     try:
         signal, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+        raise AudioError(f"{path}: not a readable audio file ({_reason(err)})") from err
     return prepare_signal(signal, sr, sample_rate, name=str(path), min_seconds=min_seconds)
 
 
@@ -158,7 +163,7 @@ def stream_audio(
                 [pending, resampler.resample_chunk(np.zeros(0, "float32"), last=True)]
             )
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"{path}: read failed ({err})") from err
+        raise AudioError(f"{path}: read failed ({_reason(err)})") from err
     if pending.size:
         yield pending
 
