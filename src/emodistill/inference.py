@@ -551,8 +551,14 @@ def _batches(
         yield batch
 
 
+def check_audio_file(path: str | os.PathLike):
+    """Header of an audio file (``audio.audio_info``: refuses unreadable, empty, 0-frame and
+    truncated files, naming the file)."""
+    return audio_info(path)
+
+
 def _duration(path: str | os.PathLike) -> float:
-    info = audio_info(path)
+    info = check_audio_file(path)
     return info.frames / info.samplerate if info.samplerate else 0.0
 
 

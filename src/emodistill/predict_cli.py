@@ -255,9 +255,9 @@ def run_predict(
     if format != "json":
         for e in failed:
             # markup=False: file names may contain [brackets].
-            err.print(f"error: {e['error']}", markup=False)
+            err.print(f"error: {e['error']}", markup=False, soft_wrap=True)
     if failed:
-        err.print(f"{len(failed)} of {len(entries)} input(s) failed", markup=False)
+        err.print(f"{len(failed)} of {len(entries)} input(s) failed", markup=False, soft_wrap=True)
     return 1 if failed else 0
 
 

@@ -179,6 +179,9 @@ def predict_timeline(
     """
     if window > model.max_seconds:
         raise ValueError(f"window {window} s exceeds the model's maximum of {model.max_seconds} s")
+    from emodistill.inference import check_audio_file
+
+    check_audio_file(path)
     sr = model.sample_rate
     duration = 0.0
 

@@ -27,8 +27,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from emodistill.audio import AudioError, audio_info
-from emodistill.inference import EmoDistill, safe_text
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from emodistill.audio import AudioError
+from emodistill.inference import EmoDistill, check_audio_file, safe_text
 
 WEB_DIR = Path(__file__).parent / "web"
 #: Multipart framing around the file (boundaries, part headers) allowed on top of the limit.
@@ -125,7 +130,7 @@ def create_app(
     window: float = 3.0,
     hop: float = 1.5,
     model: EmoDistill | None = None,
-):
+) -> FastAPI:
     """The FastAPI app serving one model folder.
 
     Args:
@@ -136,11 +141,6 @@ def create_app(
         window, hop: default segment settings for ``segment=true``.
         model: an already loaded model (skips loading ``model_dir``).
     """
-    from fastapi import FastAPI, File, HTTPException, Query, UploadFile
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import FileResponse, HTMLResponse
-    from fastapi.staticfiles import StaticFiles
-
     from emodistill import __version__
     from emodistill.segment import predict_timeline
 
@@ -219,7 +219,7 @@ def create_app(
                         )
                     out.write(chunk)
             try:
-                info = audio_info(tmp)
+                info = check_audio_file(tmp)
             except AudioError as err:
                 raise fail(422, err) from err
             duration = info.frames / info.samplerate if info.samplerate else 0.0

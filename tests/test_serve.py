@@ -1,0 +1,126 @@
+"""HTTP service (FastAPI TestClient): contract, limits, bad uploads, concurrency, schema."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+from test_inference import LABELS, SR, build_tiny_model, tone
+
+from emodistill.inference import EmoDistill
+from emodistill.serve import create_app
+
+
+def wav_bytes(x: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("serve") / "model", "whisper")
+
+
+@pytest.fixture(scope="module")
+def client(model_dir):
+    # 0.1 MiB uploads, 3 s of audio: small limits so the tests stay tiny.
+    with TestClient(create_app(model_dir, max_upload_mb=0.1, max_seconds=3.0)) as c:
+        yield c
+
+
+def post(client, data: bytes, name: str = "clip.wav", **params):
+    return client.post("/predict", files={"file": (name, data, "audio/wav")}, params=params)
+
+
+def test_health_info_and_schema(client, model_dir):
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "model": str(model_dir), "labels": LABELS}
+    info = client.get("/info").json()
+    assert info["labels"] == LABELS and info["encoder"] == "whisper"
+    assert info["sample_rate"] == SR and info["max_upload_mb"] == 0.1 and info["max_seconds"] == 3
+    schema = client.get("/openapi.json").json()
+    assert "/predict" in schema["paths"] and "/health" in schema["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_predict_matches_python_api(client, model_dir, tmp_path):
+    x = tone(1.3, freq=260)
+    path = tmp_path / "clip.wav"
+    path.write_bytes(wav_bytes(x))
+    r = post(client, path.read_bytes())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert list(body) == ["file", "label", "probabilities"] and body["file"] == "clip.wav"
+    api = EmoDistill.from_pretrained(model_dir).predict(path)
+    assert body["label"] == api.label
+    assert max(abs(body["probabilities"][k] - api.probabilities[k]) for k in LABELS) < 1e-6
+    seg = post(client, path.read_bytes(), segment="true", window=1.0, hop=0.5).json()
+    assert list(seg)[:4] == ["file", "label", "probabilities", "segments"]
+    assert [s["start"] for s in seg["segments"]] == [0.0, 0.3]
+    assert all(list(s) == ["start", "end", "label", "probabilities"] for s in seg["segments"])
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"definitely not audio", 422, "not a readable audio file"),
+        (b"", 422, "empty"),
+        (wav_bytes(np.zeros(0, np.float32)), 422, "empty"),
+        (wav_bytes(tone(0.01)), 422, "too short"),
+        (wav_bytes(tone(1.0))[:20000], 422, "truncated"),
+        (wav_bytes(np.array([np.nan] * 8000, np.float32), subtype="FLOAT"), 422, "non-finite"),
+        (wav_bytes(np.zeros(4 * 8000, np.float32), 8000, "PCM_U8"), 413, "too long"),
+        (wav_bytes(tone(3.4)), 413, "too large"),  # 109 kB > 0.1 MiB
+    ],
+)
+def test_bad_uploads_answered_with_a_message(client, data, status, words):
+    r = post(client, data, name="upload.wav")
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert words in detail and ("upload.wav" in detail or status == 413)
+    assert "/tmp" not in detail  # the server's temporary path never leaks
+
+
+def test_valid_edge_cases_predict(client):
+    for data in (
+        wav_bytes(np.zeros(SR, np.float32)),  # silence
+        wav_bytes(tone(0.5, 8000), 8000),
+        wav_bytes(tone(0.5, 96000), 96000),
+        wav_bytes(tone(0.3, channels=8)),  # 77 kB: under the 0.1 MiB limit
+    ):
+        r = post(client, data)
+        assert r.status_code == 200 and r.json()["label"] in LABELS, r.text
+
+
+def test_missing_field_and_bad_params_are_422(client):
+    assert client.post("/predict").status_code == 422
+    r = post(client, wav_bytes(tone(0.5)), segment="true", window=-1)
+    assert r.status_code == 422
+
+
+def test_chunked_upload_over_limit_is_413(client):
+    def chunks():
+        for _ in range(40):
+            yield b"\0" * 8192  # 320 kB, no Content-Length
+
+    r = client.post(
+        "/predict",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+def test_concurrent_requests(client):
+    clips = [wav_bytes(tone(0.4 + 0.1 * i, freq=200 + 40 * i)) for i in range(4)]
+    alone = [post(client, c).json() for c in clips]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: post(client, clips[i % 4]).json(), range(16)))
+    for i, body in enumerate(got):
+        assert body["probabilities"] == pytest.approx(alone[i % 4]["probabilities"], abs=1e-6)
