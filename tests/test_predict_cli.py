@@ -169,6 +169,7 @@ def test_bad_model_folder_exit_code_2(tmp_path, inputs):
     assert result.exit_code == 2 and "no config.json" in result.stderr
 
 
+@pytest.mark.slow  # a real process: ~8 s of imports
 def test_real_process_with_non_utf8_argv(model_dir, inputs):
     """The installed command, given the raw bytes of a non-UTF-8 file name."""
     _, paths = inputs
