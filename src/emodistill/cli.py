@@ -122,9 +122,14 @@ def train_teachers_cmd(
     folds: str = FoldsOpt,
 ) -> None:
     """Train the linguistic and prosodic teachers per fold and cache their outputs."""
+    from emodistill.corpora.manifest import ManifestError
+    from emodistill.models.linguistic import MissingTranscriptsError
     from emodistill.training.teachers import train_teachers
 
-    train_teachers(manifest, out, config=config, folds=folds)
+    try:
+        train_teachers(manifest, out, config=config, folds=folds)
+    except (ManifestError, MissingTranscriptsError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
 
 
 class Variant(str, Enum):

@@ -64,9 +64,10 @@ def make_trainer(
 ):
     """A ``lightning.Trainer`` writing into ``out_dir``.
 
-    Callbacks: ``ModelCheckpoint`` (best on ``monitor``, mode max, plus ``last.ckpt`` for resuming)
-    in ``out_dir/checkpoints``; ``EarlyStopping`` on ``monitor`` (skipped when ``patience`` is
-    None or <= 0); a rich progress bar (TQDM when rich is unavailable). Logs go to
+    Callbacks: ``ModelCheckpoint`` (``best.ckpt`` on ``monitor``, mode max) and a second one
+    writing ``last.ckpt`` every epoch for resuming, both in ``out_dir/checkpoints``;
+    ``EarlyStopping`` on ``monitor`` (skipped when ``patience`` is None or <= 0); a progress bar
+    (rich on a terminal, TQDM otherwise). Logs go to
     ``out_dir/<logger_name>/metrics.csv`` via ``CSVLogger``. Extra keyword arguments override any
     Trainer argument (the tests pass e.g. ``limit_val_batches``).
     """
@@ -77,15 +78,24 @@ def make_trainer(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     callbacks: list[Any] = [
+        # First, so trainer.checkpoint_callback is the best-on-monitor one.
         ModelCheckpoint(
             dirpath=out_dir / "checkpoints",
             filename="best",
             monitor=monitor,
             mode="max",
             save_top_k=1,
-            save_last=True,
             enable_version_counter=False,
-        )
+        ),
+        # last.ckpt after every epoch, for resuming. (save_last=True on the callback above only
+        # writes it in epochs where the monitored metric improved, in Lightning 2.6.)
+        ModelCheckpoint(
+            dirpath=out_dir / "checkpoints",
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
     ]
     if patience is not None and patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))

@@ -239,7 +239,7 @@ def pad_llds(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
     out = torch.zeros(len(arrays), int(lengths.max()), arrays[0].shape[1], dtype=torch.float32)
     for i, a in enumerate(arrays):
-        out[i, : a.shape[0]] = torch.from_numpy(np.asarray(a, dtype=np.float32))
+        out[i, : a.shape[0]] = torch.from_numpy(np.array(a, dtype=np.float32))  # copy of memmap
     return out, lengths
 
 

@@ -341,6 +341,8 @@ def train_teacher(
         optim.epochs,
         optim.accumulate_grad_batches,
     )
+    # from_pretrained returns eval mode and Lightning keeps module modes: fine-tune with dropout.
+    net.train()
     module = TeacherModule(net, optim, steps, len(labels), class_weights=weights)
     loader_kw = dict(
         collate_fn=collate,
