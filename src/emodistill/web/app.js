@@ -26,6 +26,7 @@
     bars: $("bars"),
     timelineSection: $("timeline-section"),
     timeline: $("timeline"),
+    timelineSummary: $("timeline-summary"),
     axis: $("timeline-axis"),
   };
 
@@ -141,15 +142,18 @@
   }
 
   function errorMessage(status, body, name) {
-    const detail = detailText(body);
-    const head = {
-      413: `“${name}” is too large or too long for this server.`,
-      415: `“${name}” is not a supported audio format.`,
-      422: `“${name}” could not be used as audio.`,
+    let detail = detailText(body);
+    // The service names the file first ("clip.wav: audio too long ..."); say it only once.
+    if (detail.startsWith(`${name}: `)) detail = detail.slice(name.length + 2);
+    const quoted = `“${name}”`;
+    const known = {
+      413: [`${quoted} was refused:`, `${quoted} is too large or too long for this server.`],
+      415: [`${quoted} is not a supported audio format:`, `${quoted} is not a supported format.`],
+      422: [`${quoted} could not be used as audio:`, `${quoted} could not be used as audio.`],
     }[status];
-    if (head) return detail ? `${head} ${detail}` : head;
-    if (status >= 500) return `The server failed while analysing “${name}” (HTTP ${status}). ${detail}`.trim();
-    return `The request for “${name}” failed (HTTP ${status}). ${detail}`.trim();
+    if (known) return detail ? `${known[0]} ${detail}` : known[1];
+    const what = status >= 500 ? "The server failed while analysing" : "The request failed for";
+    return `${what} ${quoted} (HTTP ${status})${detail ? `: ${detail}` : "."}`;
   }
 
   // ------------------------------------------------------------------ model information
@@ -196,7 +200,9 @@
       }
       row("Labels", chips);
     }
-    row("Backbone", info.backbone ?? info.encoder ?? info.encoder_name);
+    const backbone = info.backbone ?? info.encoder ?? info.encoder_name;
+    const source = info.encoder_source;
+    row("Backbone", backbone && source && source !== backbone ? `${backbone} (${source})` : backbone);
     if (info.sample_rate) row("Sample rate", `${info.sample_rate} Hz`);
     els.modelInfo.replaceChildren(el("p", { class: "visually-hidden" }, "Loaded model:"), dl);
     els.modelInfo.dataset.state = "ready";
@@ -209,11 +215,35 @@
 
   // ------------------------------------------------------------------ prediction
 
+  // One POST /predict; resolves to {body} or {error: words for the page}.
+  async function post(blob, name, query) {
+    const form = new FormData();
+    form.append("file", blob, name);
+    let resp;
+    try {
+      resp = await fetch(`predict${query}`, { method: "POST", body: form });
+    } catch (err) {
+      return { error: `Could not reach the server to analyse “${name}” (${err.message}).` };
+    }
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch {
+      body = null; // e.g. a proxy's HTML error page
+    }
+    if (!resp.ok) return { error: errorMessage(resp.status, body, name) };
+    if (!body || typeof body.probabilities !== "object") {
+      return { error: `The server's answer for “${name}” holds no probabilities.` };
+    }
+    return { body };
+  }
+
   async function predict(blob, name) {
     const id = ++state.requestId;
     clearError();
     showAudio(blob);
     if (state.maxUploadBytes && blob.size > state.maxUploadBytes) {
+      els.result.hidden = true;
       showError(
         `“${name}” is ${fmtBytes(blob.size)}; this server accepts at most ` +
           `${fmtBytes(state.maxUploadBytes)}.`
@@ -222,36 +252,32 @@
     }
     setStatus(`Analysing “${name}” (${fmtBytes(blob.size)})…`, true);
     els.result.setAttribute("aria-busy", "true");
-    const form = new FormData();
-    form.append("file", blob, name);
-    const url = `predict?segment=true&window=${SEGMENT.window}&hop=${SEGMENT.hop}`;
-    let resp;
-    let body = null;
-    try {
-      resp = await fetch(url, { method: "POST", body: form });
-      try {
-        body = await resp.json();
-      } catch {
-        body = null; // e.g. a proxy's HTML error page
-      }
-    } catch (err) {
-      if (id === state.requestId) {
-        showError(`Could not reach the server to analyse “${name}” (${err.message}).`);
-        els.result.removeAttribute("aria-busy");
-      }
-      return;
-    }
+    // The headline is the whole-clip prediction, exactly what `emodistill predict` gives.
+    // With segment=true the service's top-level label summarises the windows instead, so
+    // the timeline is a second request, made once the headline is on screen.
+    const whole = await post(blob, name, "");
     if (id !== state.requestId) return; // a newer file was chosen meanwhile
+    if (whole.error) {
+      els.result.removeAttribute("aria-busy");
+      els.result.hidden = true;
+      els.player.hidden = true; // often not playable audio at all
+      showError(whole.error);
+      return;
+    }
+    renderResult(whole.body, name);
+    setStatus(`Analysing “${name}” window by window…`, true);
+    const timed = await post(
+      blob,
+      name,
+      `?segment=true&window=${SEGMENT.window}&hop=${SEGMENT.hop}`
+    );
+    if (id !== state.requestId) return;
     els.result.removeAttribute("aria-busy");
-    if (!resp.ok) {
-      showError(errorMessage(resp.status, body, name));
+    if (timed.error) {
+      showError(`No timeline: ${timed.error}`);
       return;
     }
-    if (!body || typeof body.probabilities !== "object") {
-      showError(`The server's answer for “${name}” holds no probabilities.`);
-      return;
-    }
-    renderResult(body, name);
+    renderTimeline(timed.body.segments || [], timed.body.summary, name);
     setStatus(`Done: “${name}”.`);
   }
 
@@ -278,10 +304,7 @@
     els.resultLabel.style.color = textOn(colour);
     els.resultConf.textContent =
       typeof probs[res.label] === "number" ? `${pct(probs[res.label])} probability` : "";
-    const segs = Array.isArray(res.segments) ? res.segments : [];
-    const duration = segs.length ? Math.max(...segs.map((s) => s.end)) : null;
-    els.resultFile.textContent =
-      `From “${name}”` + (duration ? `, ${fmtTime(Number(duration.toFixed(1)))} of audio.` : ".");
+    els.resultFile.textContent = `From “${name}”.`;
 
     const rows = labelOrder(probs).map((label) => {
       const p = Number(probs[label]);
@@ -306,13 +329,18 @@
       return row;
     });
     els.bars.replaceChildren(...rows);
-    renderTimeline(segs);
+    renderTimeline([]); // the previous clip's timeline must not linger
     els.result.hidden = false;
   }
 
   // ------------------------------------------------------------------ timeline
 
-  function renderTimeline(segs) {
+  function renderTimeline(segs, summary = null, name = null) {
+    const ends = segs.map((s) => s.end);
+    const duration = summary && summary.duration ? summary.duration : Math.max(0, ...ends);
+    if (name && duration) {
+      els.resultFile.textContent = `From “${name}”, ${fmtTime(Number(duration.toFixed(1)))} of audio.`;
+    }
     // One window means one label: the headline already says it.
     if (segs.length < 2) {
       els.timeline.replaceChildren();
@@ -372,6 +400,7 @@
       return li;
     });
     els.timeline.replaceChildren(...items);
+    els.timelineSummary.textContent = summaryText(summary);
     els.timelineSection.hidden = false;
 
     const steps = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600];
@@ -382,9 +411,20 @@
       tick.style.left = `${(100 * (t - t0)) / span}%`;
       ticks.push(tick);
     }
-    if (ticks.length && (t1 - t0) / span > 0.9) ticks[ticks.length - 1].classList.add("last");
+    // A tick near the right edge is right-aligned so it stays inside the card.
+    const lastTick = ticks[ticks.length - 1];
+    if (lastTick && parseFloat(lastTick.style.left) > 92) lastTick.classList.add("last");
     els.axis.replaceChildren(...ticks);
     fitTimelineText();
+  }
+
+  function summaryText(summary) {
+    if (!summary || !summary.dominant_label || !summary.label_fractions) return "";
+    const parts = labelOrder(summary.label_fractions)
+      .filter((l) => summary.label_fractions[l] > 0)
+      .sort((a, b) => summary.label_fractions[b] - summary.label_fractions[a])
+      .map((l) => `${l} ${pct(summary.label_fractions[l])}`);
+    return `Share of the time: ${parts.join(", ")}.`;
   }
 
   // Hide block text that would be clipped (the label stays in the button's aria-label/title).

@@ -1,0 +1,329 @@
+"""The web page end to end: the real service on loopback, driven in headless Chromium.
+
+A tiny random student is saved with the real ``save_student``; ``create_app`` serves it with
+uvicorn in a thread; Selenium drives Debian's chromium through its chromedriver (no browser
+download). The page must show exactly what ``emodistill predict`` says for the same clip, and
+the API's errors in words.
+
+Skipped, with the reason, where chromium/chromedriver or selenium are missing (``make test``
+installs the Debian packages). Set EMODISTILL_SCREENSHOT_DIR to keep the screenshots.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def _find(*names: str) -> str | None:
+    for name in names:
+        if name and (found := shutil.which(name)):
+            return found
+    return None
+
+
+CHROMIUM = _find(
+    os.environ.get("EMODISTILL_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"
+)
+CHROMEDRIVER = _find(os.environ.get("EMODISTILL_CHROMEDRIVER", ""), "chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="web page test needs chromium and chromedriver "
+    f"(found chromium={CHROMIUM}, chromedriver={CHROMEDRIVER}); "
+    "`make test` installs the Debian packages chromium and chromium-driver",
+)
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+MAX_SECONDS = 8.0  # the server's duration limit: the long clip below exceeds it
+WAIT = 20  # seconds for any one page state (the CPU is shared in CI)
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A fake microphone (a beeping tone) so the record button can be tested too.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--window-size=1100,1300",
+)
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+def _tiny_model(folder: Path) -> Path:
+    """A random 1-layer Whisper-encoder student, saved the way training saves one."""
+    import torch
+
+    from emodistill.models.encoders import WhisperSpeechEncoder, whisper_encoder_config
+    from emodistill.models.student import EmoDistillStudent, save_student
+
+    torch.manual_seed(0)
+    config = whisper_encoder_config(
+        d_model=16,
+        encoder_layers=1,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        num_mel_bins=80,
+        max_source_positions=1500,
+    )
+    student = EmoDistillStudent(
+        WhisperSpeechEncoder(config),
+        num_labels=len(LABELS),
+        d_linguistic=8,
+        d_prosodic=8,
+        projection_hidden=16,
+        classifier_hidden=16,
+    )
+    # Random heads give near-uniform probabilities; scaling the last layer spreads them so
+    # the bars (and the label) differ visibly between clips and windows.
+    with torch.no_grad():
+        last = [m for m in student.classifier.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.weight.mul_(40.0)
+    return save_student(student, folder, LABELS)
+
+
+def _speechlike(seconds: float, sr: int, seed: int) -> np.ndarray:
+    """(N, 2) float32: a gliding harmonic tone with syllable-rate bursts (not just a beep)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 140 + 60 * np.sin(2 * np.pi * 0.4 * t) + 30 * np.sin(2 * np.pi * 2.3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = np.clip(np.sin(2 * np.pi * 3.1 * t), 0, None) ** 0.5 * (t % 2.5 < 2.0)
+    mono = 0.2 * voice * envelope + 0.01 * rng.standard_normal(t.size)
+    return np.stack([mono, 0.8 * mono], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    """Model folder, a 5 s stereo 22.05 kHz clip (resampled by the server), a too-long clip
+    and a text file."""
+    root = tmp_path_factory.mktemp("web")
+    clip = root / "demo clip.wav"
+    sf.write(clip, _speechlike(5.0, 22050, seed=1), 22050, subtype="PCM_16")
+    long_clip = root / "long.wav"
+    sf.write(long_clip, _speechlike(MAX_SECONDS + 2, 16000, seed=2), 16000, subtype="PCM_16")
+    text = root / "notes.txt"
+    text.write_text("This is not audio, just words about being happy.\n")
+    return {
+        "root": root,
+        "model": _tiny_model(root / "model"),
+        "clip": clip,
+        "long": long_clip,
+        "text": text,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(assets) -> str:
+    """The real app on 127.0.0.1:<free port>, in a thread; yields its base URL."""
+    import uvicorn
+
+    from emodistill.serve import create_app
+
+    app = create_app(assets["model"], max_upload_mb=20, max_seconds=MAX_SECONDS)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _open(driver, url: str) -> None:
+    """Load the page fresh and wait until it has read /info."""
+    driver.get(url + "/")
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.find_element(By.ID, "model-info").get_attribute("data-state") != "loading"
+    )
+    assert driver.find_element(By.ID, "model-info").get_attribute("data-state") == "ready"
+
+
+def _text(driver, element_id: str) -> str:
+    # textContent, not .text: the page capitalises labels with CSS.
+    return driver.find_element(By.ID, element_id).get_attribute("textContent").strip()
+
+
+def _wait_outcome(driver) -> str:
+    """Wait until the page shows a result or an error; returns "result" or "error"."""
+
+    def outcome(d):
+        if d.find_element(By.ID, "error").is_displayed():
+            return "error"
+        if d.find_element(By.ID, "result").is_displayed() and _text(d, "result-label"):
+            return "result"
+        return False
+
+    return WebDriverWait(driver, WAIT).until(outcome)
+
+
+def _bars(driver) -> dict[str, float]:
+    bars = driver.find_elements(By.CSS_SELECTOR, "#bars > *")
+    return {b.get_attribute("data-label"): float(b.get_attribute("data-prob")) for b in bars}
+
+
+def _screenshot(driver, path: Path, width: int = 1100) -> Path:
+    """Full-page PNG at `path`, laid out `width` CSS px wide (an emulated viewport, so narrow
+    widths are exact); also copied to $EMODISTILL_SCREENSHOT_DIR when set."""
+
+    def emulate(height: int) -> None:
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+    emulate(1000)
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    emulate(height)  # the whole page in the viewport: no scrollbar, nothing cut off
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    path.write_bytes(base64.b64decode(shot["data"]))
+    if out := os.environ.get("EMODISTILL_SCREENSHOT_DIR"):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(out) / path.name)
+    return path
+
+
+def _cli_predict(model: Path, clip: Path) -> dict:
+    """`emodistill predict MODEL CLIP --format json`, the reference the page must match."""
+    from typer.testing import CliRunner
+
+    from emodistill.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(model), str(clip), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    if isinstance(data, dict) and "predictions" in data:
+        data = data["predictions"]
+    if isinstance(data, list):
+        assert len(data) == 1, data
+        data = data[0]
+    return data
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def test_page_states_audio_only_and_model(browser, server, assets):
+    _open(browser, server)
+    info = _text(browser, "model-info")
+    assert str(assets["model"]) in info
+    for label in LABELS:
+        assert label in info
+    assert "whisper" in info.lower()  # the backbone
+    body = browser.find_element(By.TAG_NAME, "body").text.lower()
+    assert "only the audio is used" in body
+    assert "no transcript" in body and "prosodic" in body
+    # Offline: every stylesheet and script comes from this server.
+    sources = browser.execute_script(
+        "return [...document.querySelectorAll('script[src],link[href]')].map(e => e.src || e.href)"
+    )
+    assert sources and all(s.startswith(server) or s.startswith("data:") for s in sources), sources
+
+
+def test_upload_matches_cli_predict(browser, server, assets):
+    expected = _cli_predict(assets["model"], assets["clip"])
+    _open(browser, server)
+    browser.find_element(By.ID, "file-input").send_keys(str(assets["clip"]))
+    assert _wait_outcome(browser) == "result", _text(browser, "error")
+
+    assert _text(browser, "result-label") == expected["label"]
+    shown = _bars(browser)
+    assert list(shown) == LABELS  # one bar per label, in the model's order
+    for label, p in expected["probabilities"].items():
+        assert shown[label] == pytest.approx(p, abs=1e-4), (label, shown, expected)
+    assert sum(shown.values()) == pytest.approx(1.0, abs=1e-4)
+
+    # 5 s with 3 s windows every 1.5 s: more than one window, so a timeline is drawn (by a
+    # second request) whose blocks cover the clip and carry the API's window labels.
+    WebDriverWait(browser, WAIT).until(lambda d: _text(d, "status").startswith("Done"))
+    blocks = browser.find_elements(By.CSS_SELECTOR, "#timeline > li")
+    assert blocks and browser.find_element(By.ID, "timeline").is_displayed()
+    assert float(blocks[0].get_attribute("data-start")) == pytest.approx(0.0, abs=1e-6)
+    assert float(blocks[-1].get_attribute("data-end")) == pytest.approx(5.0, abs=0.05)
+    assert sum(int(b.get_attribute("data-windows")) for b in blocks) >= 2
+    assert {b.get_attribute("data-label") for b in blocks} <= set(LABELS)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+    for name, width in (("web-prediction.png", 1100), ("web-prediction-narrow.png", 400)):
+        shot = _screenshot(browser, assets["root"] / name, width)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_text_file_shows_error(browser, server, assets):
+    _open(browser, server)
+    browser.find_element(By.ID, "file-input").send_keys(str(assets["text"]))
+    assert _wait_outcome(browser) == "error"
+    message = _text(browser, "error")
+    assert "notes.txt" in message and "could not be used as audio" in message, message
+    assert not browser.find_element(By.ID, "result").is_displayed()
+    _screenshot(browser, assets["root"] / "web-error.png")
+
+
+def test_too_long_file_shows_error(browser, server, assets):
+    _open(browser, server)
+    browser.find_element(By.ID, "file-input").send_keys(str(assets["long"]))
+    assert _wait_outcome(browser) == "error"
+    message = _text(browser, "error")
+    assert "long.wav" in message and "too long" in message.lower(), message
+
+
+def test_microphone_recording_is_sent_as_wav(browser, server, assets):
+    """Chromium's fake microphone: record ~1.5 s, stop, get a prediction for it."""
+    _open(browser, server)
+    button = browser.find_element(By.ID, "record-button")
+    button.click()
+    WebDriverWait(browser, WAIT).until(lambda d: button.get_attribute("aria-pressed") == "true")
+    time.sleep(1.5)
+    button.click()
+    assert _wait_outcome(browser) == "result", _text(browser, "error")
+    assert _text(browser, "result-label") in LABELS
+    assert _text(browser, "result-file").startswith("From “recording-")
+    assert sum(_bars(browser).values()) == pytest.approx(1.0, abs=1e-4)
+    assert button.get_attribute("aria-pressed") == "false"
