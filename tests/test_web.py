@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -267,33 +268,84 @@ def test_page_states_audio_only_and_model(browser, server, assets):
     assert sources and all(s.startswith(server) or s.startswith("data:") for s in sources), sources
 
 
-def test_upload_matches_cli_predict(browser, server, assets):
-    expected = _cli_predict(assets["model"], assets["clip"])
-    _open(browser, server)
-    browser.find_element(By.ID, "file-input").send_keys(str(assets["clip"]))
-    assert _wait_outcome(browser) == "result", _text(browser, "error")
+@pytest.fixture(scope="module")
+def expected(assets) -> dict:
+    return _cli_predict(assets["model"], assets["clip"])
 
-    assert _text(browser, "result-label") == expected["label"]
-    shown = _bars(browser)
+
+def _assert_matches_cli(driver, expected: dict) -> None:
+    assert _text(driver, "result-label") == expected["label"]
+    shown = _bars(driver)
     assert list(shown) == LABELS  # one bar per label, in the model's order
     for label, p in expected["probabilities"].items():
         assert shown[label] == pytest.approx(p, abs=1e-4), (label, shown, expected)
     assert sum(shown.values()) == pytest.approx(1.0, abs=1e-4)
 
+
+def _runs(labels: list[str]) -> list[tuple[str, int]]:
+    """Consecutive equal labels merged: the blocks the timeline should draw."""
+    runs: list[tuple[str, int]] = []
+    for label in labels:
+        if runs and runs[-1][0] == label:
+            runs[-1] = (label, runs[-1][1] + 1)
+        else:
+            runs.append((label, 1))
+    return runs
+
+
+def test_upload_matches_cli_predict(browser, server, assets, expected):
+    _open(browser, server)
+    browser.find_element(By.ID, "file-input").send_keys(str(assets["clip"]))
+    assert _wait_outcome(browser) == "result", _text(browser, "error")
+    _assert_matches_cli(browser, expected)
+
     # 5 s with 3 s windows every 1.5 s: more than one window, so a timeline is drawn (by a
     # second request) whose blocks cover the clip and carry the API's window labels.
     WebDriverWait(browser, WAIT).until(lambda d: _text(d, "status").startswith("Done"))
+    with assets["clip"].open("rb") as fh:
+        api = httpx.post(
+            f"{server}/predict",
+            params={"segment": "true", "window": 3, "hop": 1.5},
+            files={"file": ("clip.wav", fh, "audio/wav")},
+            timeout=WAIT,
+        ).json()
+    assert len(api["segments"]) >= 2, api
     blocks = browser.find_elements(By.CSS_SELECTOR, "#timeline > li")
-    assert blocks and browser.find_element(By.ID, "timeline").is_displayed()
+    assert browser.find_element(By.ID, "timeline").is_displayed()
+    shown_runs = [
+        (b.get_attribute("data-label"), int(b.get_attribute("data-windows"))) for b in blocks
+    ]
+    assert shown_runs == _runs([seg["label"] for seg in api["segments"]])
     assert float(blocks[0].get_attribute("data-start")) == pytest.approx(0.0, abs=1e-6)
     assert float(blocks[-1].get_attribute("data-end")) == pytest.approx(5.0, abs=0.05)
-    assert sum(int(b.get_attribute("data-windows")) for b in blocks) >= 2
-    assert {b.get_attribute("data-label") for b in blocks} <= set(LABELS)
     assert not browser.find_element(By.ID, "error").is_displayed()
 
     for name, width in (("web-prediction.png", 1100), ("web-prediction-narrow.png", 400)):
         shot = _screenshot(browser, assets["root"] / name, width)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_drag_and_drop(browser, server, assets, expected):
+    """A file dropped on the drop zone is analysed like a chosen one."""
+    _open(browser, server)
+    # Selenium cannot drag from the desktop: put the file in a helper input, then dispatch
+    # the drag events a real drop produces, carrying that file.
+    browser.execute_script(
+        "const i = document.createElement('input'); i.type = 'file'; i.id = 'drop-source';"
+        "document.body.append(i);"
+    )
+    browser.find_element(By.ID, "drop-source").send_keys(str(assets["clip"]))
+    browser.execute_script(
+        "const dt = new DataTransfer();"
+        "dt.items.add(document.getElementById('drop-source').files[0]);"
+        "const zone = document.getElementById('drop-zone');"
+        "for (const type of ['dragenter', 'dragover', 'drop'])"
+        "  zone.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true,"
+        "                                          dataTransfer: dt}));"
+    )
+    assert _wait_outcome(browser) == "result", _text(browser, "error")
+    _assert_matches_cli(browser, expected)
+    assert "dragover" not in browser.find_element(By.ID, "drop-zone").get_attribute("class")
 
 
 def test_text_file_shows_error(browser, server, assets):
@@ -327,3 +379,15 @@ def test_microphone_recording_is_sent_as_wav(browser, server, assets):
     assert _text(browser, "result-file").startswith("From “recording-")
     assert sum(_bars(browser).values()) == pytest.approx(1.0, abs=1e-4)
     assert button.get_attribute("aria-pressed") == "false"
+    # What was sent (the player plays the same blob): a 16 kHz mono 16-bit WAV of ~1.5 s.
+    header = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(document.getElementById('player').src).then(r => r.arrayBuffer()).then(b => {"
+        "  const v = new DataView(b);"
+        "  done([String.fromCharCode(...new Uint8Array(b, 0, 4)), v.getUint16(22, true),"
+        "        v.getUint32(24, true), v.getUint16(34, true), v.getUint32(40, true)]);"
+        "});"
+    )
+    riff, channels, rate, bits, data_bytes = header
+    assert (riff, channels, rate, bits) == ("RIFF", 1, 16000, 16)
+    assert 1.0 < data_bytes / 2 / rate < 5.0, header
