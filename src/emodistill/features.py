@@ -60,9 +60,10 @@ RACY_SECONDS = 2.0
 
 
 def _opensmile_version() -> str:
-    import opensmile
+    # Package metadata, not ``opensmile.__version__``: a warm run need not import opensmile.
+    from importlib.metadata import version
 
-    return str(opensmile.__version__)
+    return version("opensmile")
 
 
 def _resampler_version() -> str:
