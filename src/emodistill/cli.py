@@ -78,9 +78,14 @@ def corpus_transcribe(
     compute_type: str = typer.Option("auto", "--compute-type", help="float32, int8, or auto."),
 ) -> None:
     """Fill in transcripts with faster-whisper (training only; inference never needs them)."""
-    from emodistill.transcribe import transcribe_manifest
+    from emodistill.assets import AssetError
+    from emodistill.corpora.manifest import ManifestError
+    from emodistill.transcribe import TranscribeError, transcribe_manifest
 
-    transcribe_manifest(manifest, out, model=model, compute_type=compute_type)
+    try:
+        transcribe_manifest(manifest, out, model=model, compute_type=compute_type)
+    except (ManifestError, TranscribeError, AssetError, ValueError) as err:
+        _fail(str(err))
 
 
 # --------------------------------------------------------------------------- features
