@@ -271,3 +271,13 @@ def test_summary_counts_overlaps_once():
     assert s["label_seconds"]["happy"] == pytest.approx(2.25)
     assert s["label_seconds"]["sad"] == pytest.approx(2.25)
     assert s["analysed_seconds"] == pytest.approx(4.5)
+
+
+def test_batches_bound_padding():
+    from emodistill.inference import _batches
+
+    sizes = [100, 95, 90, 70, 69, 10]
+    order = list(range(len(sizes)))
+    assert list(_batches(order, sizes, 8, True)) == [[0, 1, 2], [3, 4], [5]]
+    assert list(_batches(order, sizes, 2, True)) == [[0, 1], [2], [3, 4], [5]]
+    assert list(_batches(order, [5, 5, 4], 8, False)) == [[0, 1], [2]]

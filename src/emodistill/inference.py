@@ -10,8 +10,9 @@ Nothing here needs a teacher, a tokenizer, opensmile or the training config: a m
 
 Efficiency choices (see docs/inference.md for the measurements):
 
-* inputs are sorted by length and batched with their neighbours, so padding stays small, and the
-  results are put back in the caller's order;
+* inputs are sorted by length and batched with their neighbours, a batch padding none of its
+  inputs by more than 20 % (:data:`MAX_PADDING`), and the results are put back in the caller's
+  order;
 * the network runs under ``torch.inference_mode``;
 * inputs longer than the encoder's maximum (30 s; Whisper's positional table ends there) are
   cut into equal windows no longer than that maximum, and the window probabilities are averaged,
@@ -534,19 +535,31 @@ def _pad_invariant(config: dict[str, Any]) -> bool:
     return True
 
 
+#: A batch never pads its shortest input by more than this fraction of the longest one:
+#: padding is wasted compute (on CPU a padded batch is slower than its clips one by one).
+MAX_PADDING = 0.2
+
+
 def _batches(
     order: list[int], sizes: list[int], batch_size: int, mix_lengths: bool
 ) -> Iterator[list[int]]:
-    """Consecutive runs of ``order`` (sorted by size) of at most ``batch_size`` items; with
-    ``mix_lengths`` False a batch only holds items of one size."""
+    """Consecutive runs of ``order`` (sorted by decreasing size) of at most ``batch_size`` items.
+
+    A run is cut where the next item is shorter than ``(1 - MAX_PADDING)`` times the run's
+    first (longest) item; with ``mix_lengths`` False a run only holds items of one size.
+    """
     batch: list[int] = []
-    size = None
+    longest = 0
     for k, n in zip(order, sizes, strict=True):
-        if batch and (len(batch) >= batch_size or (not mix_lengths and n != size)):
+        if batch and (
+            len(batch) >= batch_size
+            or (n != longest if not mix_lengths else n < (1 - MAX_PADDING) * longest)
+        ):
             yield batch
             batch = []
+        if not batch:
+            longest = n
         batch.append(k)
-        size = n
     if batch:
         yield batch
 
