@@ -280,4 +280,4 @@ def test_batches_bound_padding():
     order = list(range(len(sizes)))
     assert list(_batches(order, sizes, 8, True)) == [[0, 1, 2], [3, 4], [5]]
     assert list(_batches(order, sizes, 2, True)) == [[0, 1], [2], [3, 4], [5]]
-    assert list(_batches(order, [5, 5, 4], 8, False)) == [[0, 1], [2]]
+    assert list(_batches([0, 1, 2], [5, 5, 4], 8, False)) == [[0, 1], [2]]
