@@ -271,9 +271,17 @@ def export_onnx_cmd(
     out: Path = typer.Argument(..., help="ONNX file to write."),
 ) -> None:
     """Export the speech-only model to ONNX (dynamic batch and length)."""
-    from emodistill.export import export_onnx
+    from emodistill.export import ExportError, export_onnx
+    from emodistill.inference import ModelLoadError
 
-    export_onnx(model, out)
+    try:
+        report = export_onnx(model, out)
+    except (ExportError, ModelLoadError) as err:
+        _fail(str(err))
+    console.print(
+        f"wrote {report['path']} (opset {report['opset']}; onnxruntime vs torch max |dp| "
+        f"{report['max_abs_diff']:.1e})"
+    )
 
 
 @app.command("serve")
@@ -285,9 +293,13 @@ def serve_cmd(
     max_seconds: float = typer.Option(600.0, "--max-seconds"),
 ) -> None:
     """HTTP service: POST /predict, GET /health, and a web page at /."""
+    from emodistill.inference import ModelLoadError
     from emodistill.serve import serve
 
-    serve(model, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_seconds)
+    try:
+        serve(model, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_seconds)
+    except ModelLoadError as err:
+        _fail(str(err))
 
 
 def main() -> None:
