@@ -216,3 +216,44 @@ def test_load_student_errors(tmp_path):
     model = EmoDistillStudent(_tiny_whisper_encoder(), 4, 4, 4, 8, 8)
     with pytest.raises(ValueError, match="labels"):
         save_student(model, tmp_path / "x", ["a", "b"])
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wavlm", "data2vec-audio"])
+def test_other_transformers_families_load_and_rebuild(tmp_path, family):
+    from transformers import (
+        Data2VecAudioConfig,
+        Data2VecAudioModel,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    config_cls, model_cls = {
+        "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+        "wavlm": (WavLMConfig, WavLMModel),
+        "data2vec-audio": (Data2VecAudioConfig, Data2VecAudioModel),
+    }[family]
+    kw = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=5,
+        num_conv_pos_embedding_groups=2,
+    )
+    if family == "data2vec-audio":
+        kw["conv_pos_kernel_size"] = 5
+    torch.manual_seed(0)
+    model_cls(config_cls(**kw)).save_pretrained(tmp_path)
+    enc = load_encoder(str(tmp_path)).eval()
+    assert enc.config_dict()["model_type"] == family
+    wav, lengths = torch.randn(2, 6000), torch.tensor([6000, 4000])
+    hidden, frames = enc(wav, lengths)
+    assert hidden.shape[0] == 2 and hidden.shape[2] == 32 and frames[0] == hidden.shape[1]
+    rebuilt = build_encoder_from_config(json.loads(json.dumps(enc.config_dict())))
+    rebuilt.load_state_dict(enc.state_dict(), strict=True)
+    assert torch.equal(rebuilt.eval()(wav, lengths)[0], hidden)
