@@ -257,3 +257,13 @@ def test_other_transformers_families_load_and_rebuild(tmp_path, family):
     rebuilt = build_encoder_from_config(json.loads(json.dumps(enc.config_dict())))
     rebuilt.load_state_dict(enc.state_dict(), strict=True)
     assert torch.equal(rebuilt.eval()(wav, lengths)[0], hidden)
+
+
+def test_frontend_stays_float32_under_autocast():
+    clip = _clip(16000)[None]
+    lengths = torch.tensor([16000])
+    ref, _ = LogMelFrontend()(clip, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mel, _ = LogMelFrontend()(clip, lengths)
+    assert mel.dtype == torch.float32
+    assert (mel - ref).abs().max() < 1e-6

@@ -257,6 +257,12 @@ class LogMelFrontend(nn.Module):
         )
 
     def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        # Always float32: under mixed precision a bf16 DFT/mel product would cost the log-mel
+        # about two significant digits.
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            return self._forward(wav.float(), lengths)
+
+    def _forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         batch, n = wav.shape
         wav = wav * valid_mask(lengths, n).to(wav.dtype)
         half = self.n_fft // 2
