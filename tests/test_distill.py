@@ -128,17 +128,32 @@ def tiny_config(encoder: Path, bert: Path, epochs: int = 2, **updates) -> Config
     return cfg.override(updates) if updates else cfg
 
 
-@pytest.fixture(scope="session")
-def prepared(tmp_path_factory):
-    """Corpus, tiny models, config, and a run folder whose teachers are trained (both folds)."""
+def prepare(base: Path) -> dict:
+    """Corpus, tiny models, config, and a run folder whose teachers are trained (both folds).
+
+    Made once per test session under ``base`` (test modules that import the ``prepared``
+    fixture share it through the ``done`` marker instead of training the teachers again).
+    """
     from emodistill.training.teachers import train_teachers
 
-    root = tmp_path_factory.mktemp("distill")
-    manifest = make_corpus(root / "corpus")
-    cfg = tiny_config(tiny_hubert(root / "hubert"), tiny_bert(root / "bert"))
+    root = base / "emodistill-distill-prepared"
+    manifest = root / "corpus" / "manifest.csv"
     run = root / "teachers_run"
-    train_teachers(manifest, run, config=cfg, progress=False)
+    if (root / "done").is_file():
+        cfg = Config.from_dict(json.loads((root / "config.json").read_text()))
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        make_corpus(root / "corpus")
+        cfg = tiny_config(tiny_hubert(root / "hubert"), tiny_bert(root / "bert"))
+        train_teachers(manifest, run, config=cfg, progress=False)
+        cfg.save(root / "config.json")
+        (root / "done").write_text("ok\n")
     return {"root": root, "manifest": manifest, "config": cfg, "teachers_run": run}
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    return prepare(tmp_path_factory.getbasetemp())
 
 
 def fresh_run(prepared, dest: Path) -> Path:

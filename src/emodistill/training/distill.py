@@ -438,7 +438,8 @@ class StudentModule(L.LightningModule):
         out = self.student(batch["wav"], batch["lengths"])
         valid = batch["valid"]
         preds = out.logits.argmax(dim=-1)
-        self.val_metrics.update(preds[valid], batch["labels"][valid])
+        if bool(valid.any()):  # a DDP padding batch has no valid item (torchmetrics refuses empty)
+            self.val_metrics.update(preds[valid], batch["labels"][valid])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()  # synchronised over DDP ranks by torchmetrics
@@ -695,6 +696,9 @@ def distill(
     )
     wdir = work_dir(run_dir, fold.id, v)
     overrides = {"use_distributed_sampler": False, **dict(trainer_overrides or {})}
+    strategy = _strategy_for(cfg.trainer.strategy, student)
+    if strategy != cfg.trainer.strategy and "strategy" not in overrides:
+        overrides["strategy"] = strategy
     trainer = make_trainer(
         cfg.trainer,
         wdir,
@@ -744,6 +748,16 @@ def distill(
     if not keep_checkpoints:
         shutil.rmtree(wdir / "checkpoints", ignore_errors=True)
     return result
+
+
+def _strategy_for(strategy: str, student: torch.nn.Module) -> str:
+    """``ddp`` -> ``ddp_find_unused_parameters_true`` for encoders with parameters that a step
+    may not use (wav2vec2-family ``masked_spec_embed`` only enters when SpecAugment masks
+    something), which plain DDP would reject mid-training."""
+    conditional = any(
+        n.endswith("masked_spec_embed") and p.requires_grad for n, p in student.named_parameters()
+    )
+    return "ddp_find_unused_parameters_true" if strategy == "ddp" and conditional else strategy
 
 
 def _embedding_dims(fold_dir: Path, teachers: Mapping[str, Any], cfg: Config) -> tuple[int, int]:

@@ -1,0 +1,260 @@
+"""``make demo``: the whole method on the embedded default, from nothing to a speech-only model.
+
+Steps (each reused when a previous run left it, so an interrupted demo continues)::
+
+    OUT/corpus/            synthetic espeak-ng corpus (emotion in words and in prosody)
+    .../.emodistill-cache  eGeMAPS LLDs (content-keyed cache beside the manifest)
+    OUT/<fold>/teachers/   T_L (MiniLM text teacher) and T_P (ResNet over LLDs), per fold
+    OUT/<fold>/variants/no_teachers/student/   plain fine-tuned Whisper-tiny student
+    OUT/<fold>/student/    EmoDistill student (both teachers, logit + embedding KD)
+    OUT/demo.md, demo.json the comparison table; OUT/report.md etc.: cv reports per variant
+    OUT/model/             the speech-only model (the EmoDistill student of the fold with the
+                           best *validation* UA — never chosen on test speakers)
+
+Folds hold out speakers (``groups`` scheme, see ``docs/defaults.md``); the plain and the
+EmoDistill students share folds, seeds, architecture and schedule, so their difference is the
+teachers' knowledge alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from emodistill.config import Config, load_config
+from emodistill.report import pct, read_json, write_json_atomic, write_text_atomic
+
+#: Corpus size of the full demo (fits the time budget in docs/defaults.md).
+DEMO_UTTERANCES = 720
+DEMO_SPEAKERS = 12
+#: Student variants trained by the demo, in order (plain fine-tune first: the baseline).
+DEMO_VARIANTS = ("no_teachers", "full")
+TEACHER_VARIANTS = ("linguistic_teacher_only", "prosodic_teacher_only")
+
+#: ``--quick``: a smoke run of every stage (seconds to a few minutes on 2 cores).
+QUICK_UTTERANCES = 32
+QUICK_SPEAKERS = 4
+QUICK_OVERRIDES: dict[str, Any] = {
+    "folds": {"scheme": "groups", "groups": 2, "val_speakers": 1},
+    "linguistic": {"optim": {"epochs": 1, "batch_size": 16}},
+    "prosodic": {"optim": {"epochs": 1, "batch_size": 16}},
+    "student": {"max_seconds": 1.0, "optim": {"epochs": 1, "batch_size": 8}},
+}
+
+COLUMNS = (
+    ("linguistic_teacher_only", "T_L (text)"),
+    ("prosodic_teacher_only", "T_P (prosody)"),
+    ("no_teachers", "plain student"),
+    ("full", "EmoDistill student"),
+)
+
+
+def demo_config(quick: bool = False) -> Config:
+    """The ``demo`` preset (``--quick``: 2 folds, 1 epoch everywhere, 1 s crops)."""
+    cfg = load_config("demo", {"trainer.accelerator": "cpu"} if _force_cpu() else None)
+    return cfg.override(QUICK_OVERRIDES) if quick else cfg
+
+
+def _force_cpu() -> bool:
+    return os.environ.get("EMODISTILL_DEMO_CPU", "") not in ("", "0")
+
+
+def run_demo(out: str | Path, quick: bool = False, console: Console | None = None) -> dict:
+    """Corpus -> features -> teachers -> plain and EmoDistill students -> report and model.
+
+    Args:
+        out: run folder (``runs/demo`` for ``make demo``).
+        quick: tiny smoke run (32 utterances, 4 speakers, 2 folds, 1 epoch).
+        console: where the table and progress messages go (default: stdout).
+
+    Returns:
+        The summary written to ``OUT/demo.json``: per-fold and mean WA/UA of each column,
+        ``model`` (path of OUT/model), ``model_fold``, ``seconds``.
+    """
+    from emodistill.corpora.manifest import load_manifest
+    from emodistill.corpora.synthetic import synthesize_corpus
+    from emodistill.features import default_cache_dir, extract_features
+    from emodistill.training.cv import all_folds, cross_validate
+    from emodistill.training.teachers import train_teachers
+
+    console = console or Console()
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = demo_config(quick)
+    n_utts, n_spk = (
+        (QUICK_UTTERANCES, QUICK_SPEAKERS) if quick else (DEMO_UTTERANCES, DEMO_SPEAKERS)
+    )
+
+    manifest_path = out / "corpus" / "manifest.csv"
+    _stage(console, "1/5", f"synthetic corpus ({n_utts} utterances, {n_spk} speakers)")
+    if manifest_path.is_file():
+        console.print(f"  reusing {manifest_path}")
+    else:
+        synthesize_corpus(out / "corpus", utterances=n_utts, speakers=n_spk, seed=cfg.seed)
+    manifest = load_manifest(manifest_path)
+    folds = all_folds(manifest, cfg)
+
+    _stage(console, "2/5", "eGeMAPS low-level descriptors (cached)")
+    store = extract_features(
+        manifest, default_cache_dir(manifest_path), workers=os.cpu_count() or 1, progress=True
+    )
+    if store.errors:
+        console.print(f"  [yellow]{len(store.errors)} utterance(s) without features[/]")
+
+    _stage(console, "3/5", f"teachers T_L and T_P on {len(folds)} speaker-independent folds")
+    train_teachers(manifest_path, out, config=cfg, folds="all")
+
+    results: dict[str, dict] = {}
+    for variant in TEACHER_VARIANTS:
+        results[variant] = cross_validate(manifest, out, cfg, variant=variant, progress=False)
+    for n, variant in enumerate(DEMO_VARIANTS, 1):
+        title = "plain fine-tuned student (CE only)" if variant == "no_teachers" else "EmoDistill"
+        _stage(console, f"4/5 ({n}/{len(DEMO_VARIANTS)})", f"{title}, Whisper-tiny encoder")
+        results[variant] = cross_validate(manifest, out, cfg, variant=variant)
+
+    _stage(console, "5/5", "report and speech-only model")
+    model_fold = _best_validation_fold(out, [f.id for f in folds])
+    model_dir = out / "model"
+    _copy_folder(out / model_fold / "student", model_dir)
+    summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(out / "demo.json", summary)
+    write_text_atomic(out / "demo.md", demo_markdown(summary, quick))
+    console.print(demo_table(summary))
+    gain = summary["gain_ua"]
+    console.print(
+        f"EmoDistill vs plain fine-tuning, mean UA over folds: {gain:+.2f} points. "
+        f"Speech-only model: [bold]{model_dir}[/] (fold {model_fold}, best validation UA). "
+        f"Report: {out / 'demo.md'}. Time: {summary['seconds'] / 60:.1f} min."
+    )
+    console.print(f"Try it: emodistill predict {model_dir} {_example_wav(manifest)}")
+    return summary
+
+
+def _stage(console: Console, step: str, text: str) -> None:
+    console.rule(f"[bold]{step}[/] {text}", align="left")
+
+
+def _example_wav(manifest) -> str:
+    return str(manifest.utterances[0].path) if manifest.utterances else "clip.wav"
+
+
+def _best_validation_fold(out: Path, fold_ids: list[str]) -> str:
+    """The fold whose EmoDistill student has the best validation UA (ties: first fold)."""
+    best, best_ua = fold_ids[0], float("-inf")
+    for fid in fold_ids:
+        path = out / fid / "student" / "predictions.json"
+        if not path.is_file():
+            continue
+        ua = read_json(path).get("val_ua")
+        if ua is not None and ua > best_ua:
+            best, best_ua = fid, float(ua)
+    return best
+
+
+def _copy_folder(src: Path, dest: Path) -> None:
+    """Copy the model folder (config.json + model.safetensors) to ``dest``, replacing it whole."""
+    if not (src / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{src}: no model.safetensors (did the student training finish?)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(src / name, tmp / name)
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _summary(
+    results: dict[str, dict], fold_ids: list[str], model_dir: Path, model_fold: str, cfg: Config
+) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    for variant, _ in COLUMNS:
+        res = results.get(variant) or {}
+        per_fold = {f["fold"]: {"wa": f["wa"], "ua": f["ua"]} for f in res.get("folds", [])}
+        columns[variant] = {
+            "folds": per_fold,
+            "mean": {k: res["mean"][k] for k in ("wa", "ua")} if res else None,
+            "std": {k: res["std"][k] for k in ("wa", "ua")} if res else None,
+            "pooled": res.get("pooled"),
+        }
+    full, plain = columns["full"]["mean"], columns["no_teachers"]["mean"]
+    gain = 100.0 * (full["ua"] - plain["ua"]) if full and plain else float("nan")
+    return {
+        "folds": fold_ids,
+        "columns": columns,
+        "gain_ua": gain,
+        "model": str(model_dir),
+        "model_fold": model_fold,
+        "config": cfg.name,
+        "fold_scheme": f"{cfg.folds.scheme} (k={cfg.folds.groups})",
+    }
+
+
+def _cell(col: dict, fold: str | None) -> tuple[str, str]:
+    if fold is None:
+        m = col.get("mean")
+        return (pct(m["wa"]), pct(m["ua"])) if m else ("-", "-")
+    f = col["folds"].get(fold)
+    return (pct(f["wa"]), pct(f["ua"])) if f else ("-", "-")
+
+
+def demo_table(summary: dict[str, Any]) -> Table:
+    """A rich table: WA/UA of T_L, T_P, the plain and the EmoDistill student, per fold + mean."""
+    table = Table(title="Speaker-independent test results (percent)", show_lines=False)
+    table.add_column("fold", style="bold")
+    for _, title in COLUMNS:
+        style = "bold green" if title.startswith("EmoDistill") else None
+        table.add_column(f"{title}\nWA", justify="right", style=style)
+        table.add_column("UA", justify="right", style=style)
+    for fold in [*summary["folds"], None]:
+        cells = []
+        for variant, _ in COLUMNS:
+            cells += _cell(summary["columns"][variant], fold)
+        table.add_row("mean" if fold is None else fold, *cells, end_section=fold is None)
+    table.caption = (
+        "T_L needs transcripts and T_P needs eGeMAPS at inference; both students hear audio only."
+    )
+    return table
+
+
+def demo_markdown(summary: dict[str, Any], quick: bool = False) -> str:
+    """``demo.md``: the comparison table and where everything is."""
+    head = "| fold | " + " | ".join(f"{t} WA | {t} UA" for _, t in COLUMNS) + " |"
+    lines = [
+        "# EmoDistill demo" + (" (quick smoke run: numbers mean nothing)" if quick else ""),
+        "",
+        f"Synthetic espeak-ng corpus, folds: {summary['fold_scheme']} (test speakers held out). "
+        "Students: Whisper tiny.en encoder, audio only. Percent.",
+        "",
+        head,
+        "|---" * (1 + 2 * len(COLUMNS)) + "|",
+    ]
+    for fold in [*summary["folds"], None]:
+        cells = []
+        for variant, _ in COLUMNS:
+            cells += _cell(summary["columns"][variant], fold)
+        name = "**mean**" if fold is None else fold
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"EmoDistill − plain student, mean UA: **{summary['gain_ua']:+.2f}** points.",
+        "",
+        f"Speech-only model: `{summary['model']}` (EmoDistill student of fold "
+        f"{summary['model_fold']}, chosen by validation UA).",
+        "",
+        "Per-variant reports: `report.md` (EmoDistill), `variants/<variant>/report.md`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Cross-validation, resume after interruption, ablations and the temperature sweep (tiny)."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from lightning.pytorch.callbacks import Callback
+from test_distill import fresh_run, prepared  # noqa: F401 - the shared session fixture
+
+from emodistill.report import RESULT_KEYS
+
+VARIANT_NAMES = [
+    "full",
+    "no_logit_kd",
+    "no_embedding_kd",
+    "no_prosodic_teacher",
+    "no_linguistic_teacher",
+    "no_teachers",
+    "prosodic_teacher_only",
+    "linguistic_teacher_only",
+]
+
+
+def _check_results(results: dict, n_folds: int) -> None:
+    assert set(results) == set(RESULT_KEYS)
+    assert len(results["folds"]) == n_folds
+    for f in results["folds"]:
+        assert set(f) == {"fold", "wa", "ua", "f1", "n"} and f["n"] > 0
+        assert 0.0 <= f["wa"] <= 1.0 and 0.0 <= f["ua"] <= 1.0
+    assert set(results["mean"]) == set(results["std"]) == {"wa", "ua", "f1"}
+    assert set(results["pooled"]) == {"wa", "ua"}
+    assert results["labels"] == ["neutral", "happy", "angry", "sad"]
+    total = sum(f["n"] for f in results["folds"])
+    assert sum(map(sum, results["confusion"])) == total
+
+
+def test_cv_cli_one_fold_at_a_time_then_aggregates(prepared, tmp_path):  # noqa: F811
+    """Array-job style: `cv --folds g1`, then `cv --folds g2` aggregates both folds."""
+    from typer.testing import CliRunner
+
+    from emodistill.cli import app
+
+    run = fresh_run(prepared, tmp_path / "run")
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(prepared["config"].to_dict()))
+    runner = CliRunner()
+    base = ["cv", str(prepared["manifest"]), "--out", str(run), "--config", str(cfg_file)]
+    r1 = runner.invoke(app, [*base, "--folds", "g1"])
+    assert r1.exit_code == 0, r1.output
+    one = json.loads((run / "results.json").read_text())
+    _check_results(one, 1)
+    assert "g2" in (run / "report.md").read_text()  # listed as not yet run
+    r2 = runner.invoke(app, [*base, "--folds", "g2"])
+    assert r2.exit_code == 0, r2.output
+    both = json.loads((run / "results.json").read_text())
+    _check_results(both, 2)
+    assert both["folds"][0] == one["folds"][0]  # g1 reused, not retrained
+    assert (run / "confusion.png").stat().st_size > 1000
+    assert (run / "g1" / "student" / "model.safetensors").is_file()
+    assert (run / "g2" / "student" / "config.json").is_file()
+    report = (run / "report.md").read_text()
+    assert "mean ± std" in report and "pooled" in report and "76.12" in report
+
+
+class _Interrupt(Callback):
+    """Simulates a killed job: fails at the start of the second epoch (after last.ckpt)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated kill")
+
+
+class _StartEpochs(Callback):
+    def __init__(self):
+        self.starts = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.starts.append(trainer.current_epoch)
+
+
+def test_cv_interrupted_mid_fold_resumes_to_identical_results(prepared, tmp_path):  # noqa: F811
+    import pytest
+
+    from emodistill.training.cv import cross_validate
+
+    cfg = prepared["config"]
+    manifest = prepared["manifest"]
+    ref_run = fresh_run(prepared, tmp_path / "uninterrupted")
+    ref = cross_validate(manifest, ref_run, cfg, progress=False)
+
+    run = fresh_run(prepared, tmp_path / "interrupted")
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        cross_validate(manifest, run, cfg, progress=False, callbacks=[_Interrupt()])
+    assert (run / "g1" / "student_train" / "checkpoints" / "last.ckpt").is_file()
+    assert not (run / "g1" / "student").exists()
+    starts = _StartEpochs()
+    resumed = cross_validate(manifest, run, cfg, progress=False, callbacks=[starts])
+    assert starts.starts == [1, 0]  # g1 continued at epoch 1 from last.ckpt, g2 from scratch
+    assert resumed == ref
+    assert (run / "results.json").read_text() == (ref_run / "results.json").read_text()
+    for fold in ("g1", "g2"):
+        a = json.loads((run / fold / "student" / "predictions.json").read_text())
+        b = json.loads((ref_run / fold / "student" / "predictions.json").read_text())
+        assert a["probabilities"] == b["probabilities"]
+
+
+def test_ablate_writes_all_eight_variants(prepared, tmp_path):  # noqa: F811
+    from emodistill.training.cv import ablate
+
+    run = fresh_run(prepared, tmp_path / "run")
+    cfg = prepared["config"].override({"student.optim.epochs": 1})
+    ablation = ablate(prepared["manifest"], run, cfg, folds="g1", progress=False)
+    assert list(ablation) == VARIANT_NAMES
+    on_disk = json.loads((run / "ablation.json").read_text())
+    assert list(on_disk) == VARIANT_NAMES
+    for name in VARIANT_NAMES:
+        _check_results(on_disk[name], 1)
+    assert (run / "variants" / "no_teachers" / "results.json").is_file()
+    assert (run / "g1" / "variants" / "no_teachers" / "student" / "model.safetensors").is_file()
+    md = (run / "ablation.md").read_text()
+    assert all(f"`{n}`" in md for n in VARIANT_NAMES)
+    assert "76.12" in md and "50.08" in md  # the paper's numbers beside ours
+    assert (run / "ablation.png").stat().st_size > 1000
+    # Teacher-only rows are the teachers' own test predictions.
+    teachers = json.loads((run / "g1" / "teachers" / "metrics.json").read_text())
+    for kind in ("linguistic", "prosodic"):
+        row = on_disk[f"{kind}_teacher_only"]["folds"][0]
+        assert abs(row["ua"] - teachers[kind]["ua"]) < 1e-6
+
+
+def test_sweep_temperature_removes_the_other_teachers_logits(prepared, tmp_path):  # noqa: F811
+    from emodistill.training.cv import sweep_temperature, sweep_variant
+
+    v = sweep_variant("prosodic", 2.0)
+    assert v.logit_teachers == ("prosodic",) and dict(v.distill) == {"tau_prosodic": 2.0}
+    run = fresh_run(prepared, tmp_path / "run")
+    cfg = prepared["config"].override({"student.optim.epochs": 1})
+    sweep = sweep_temperature(
+        prepared["manifest"], run, "prosodic", [0.5, 4], cfg, folds="g1", progress=False
+    )
+    on_disk = json.loads((run / "sweep_prosodic.json").read_text())
+    assert on_disk == json.loads(json.dumps(sweep))
+    assert [r["tau"] for r in on_disk["results"]] == [0.5, 4.0]
+    for row in on_disk["results"]:
+        _check_results({k: row[k] for k in RESULT_KEYS}, 1)
+    saved = json.loads(
+        (run / "g1" / "variants" / "sweep_prosodic_tau4" / "student" / "config.json").read_text()
+    )
+    assert saved["training_config"]["distill"]["tau_prosodic"] == 4.0
+    assert (run / "sweep_prosodic.png").stat().st_size > 1000
+    assert "tau" in (run / "sweep_prosodic.md").read_text()
