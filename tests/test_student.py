@@ -267,3 +267,40 @@ def test_frontend_stays_float32_under_autocast():
         mel, _ = LogMelFrontend()(clip, lengths)
     assert mel.dtype == torch.float32
     assert (mel - ref).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("with_preprocessor", [True, False])
+def test_transformers_whisper_folder(tmp_path, with_preprocessor):
+    """An openai/whisper-* style folder (WhisperModel + feature extractor config)."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    torch.manual_seed(0)
+    cfg = WhisperConfig(
+        vocab_size=64,
+        d_model=32,
+        encoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=100,  # the stock encoder then takes exactly 2 s
+        max_target_positions=16,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    whisper = WhisperModel(cfg).eval()
+    whisper.save_pretrained(tmp_path)
+    if with_preprocessor:
+        WhisperFeatureExtractor().save_pretrained(tmp_path)
+    enc = load_encoder(str(tmp_path)).eval()
+    assert isinstance(enc, WhisperSpeechEncoder) and enc.hidden_size == 32
+    clip = _clip(32000)
+    with torch.no_grad():
+        ours, frames = enc(clip[None], torch.tensor([32000]))
+        mel, _ = enc.frontend(clip[None], torch.tensor([32000]))
+        ref = whisper.get_encoder()(mel).last_hidden_state
+    assert frames.tolist() == [100]
+    assert (ours - ref).abs().max() < 1e-5
