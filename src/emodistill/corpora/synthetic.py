@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -627,20 +628,23 @@ def synthesize_corpus(
         (out_dir / "wav" / sp).mkdir(parents=True, exist_ok=True)
 
     rendered: dict[str, tuple[float, int]] = {}
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        console = Console(stderr=True)
 
     def job(plan: UtterancePlan) -> tuple[str, tuple[float, int]]:
         return plan.id, _render(plan, binary, _wav_path(out_dir, plan))
 
     # Threads suffice: the heavy part runs in espeak-ng subprocesses and GIL-free soxr/numpy.
+    started = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         # map() yields in plan order: the first failing utterance in the plan is the one reported.
         results = pool.map(job, plans)
         if progress:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            with Progress(console=Console(stderr=True)) as bar:
+            with Progress(console=console) as bar:
                 task = bar.add_task(f"synthesising {len(plans)} utterances", total=len(plans))
                 for uid, res in results:
                     rendered[uid] = res
@@ -686,6 +690,12 @@ def synthesize_corpus(
         json.dumps(recipe["plan"], sort_keys=True).encode()
     ).hexdigest()
     _write_json(out_dir / "synthesis.json", recipe)
+    if progress:
+        minutes = sum(d for d, _ in rendered.values()) / 60
+        console.print(
+            f"wrote {len(plans)} utterances ({minutes:.1f} min of audio), {speakers} speakers, "
+            f"labels {', '.join(LABELS)} in {time.perf_counter() - started:.1f} s: {manifest}"
+        )
     return manifest
 
 
