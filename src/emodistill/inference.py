@@ -240,8 +240,11 @@ class EmoDistill:
                 the folder's ``model.onnx`` is used, or ``model`` may be an ``.onnx`` file.
             device: ``cpu`` or ``cuda`` (torch backend; onnx picks CUDA if its provider exists).
             backend: ``torch`` or ``onnx`` (onnxruntime).
-            num_threads: intra-op CPU threads; ``None`` keeps the library default (one per core).
+            num_threads: intra-op CPU threads; ``None``: ``$EMODISTILL_NUM_THREADS`` if set, else
+                the library default (one per physical core).
         """
+        if num_threads is None and os.environ.get("EMODISTILL_NUM_THREADS", "").isdigit():
+            num_threads = int(os.environ["EMODISTILL_NUM_THREADS"])
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         path = Path(model)

@@ -168,7 +168,8 @@ def _table(entries: list[dict[str, Any]], labels: list[str], segment: bool) -> N
             parts = ", ".join(f"{lab} {summ['label_fractions'][lab]:.0%}" for lab in labels)
             out.print(
                 f"summary: {summ['analysed_seconds']:.1f} s analysed of {summ['duration']:.1f} s; "
-                f"dominant {summ['dominant_label']}; {parts}"
+                f"dominant {summ['dominant_label']}; {parts}",
+                soft_wrap=True,
             )
         return
     if not good:
