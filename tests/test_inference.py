@@ -281,3 +281,21 @@ def test_batches_bound_padding():
     assert list(_batches(order, sizes, 8, True)) == [[0, 1, 2], [3, 4], [5]]
     assert list(_batches(order, sizes, 2, True)) == [[0, 1], [2], [3, 4], [5]]
     assert list(_batches([0, 1, 2], [5, 5, 4], 8, False)) == [[0, 1], [2]]
+
+
+def test_windowing_memory_is_bounded():
+    """Ten minutes streamed through both cutters: peak traced memory stays ~ one window."""
+    import tracemalloc
+
+    def stream(minutes: float):
+        rng = np.random.default_rng(0)
+        for _ in range(int(minutes * 40)):  # 1.5 s blocks
+            yield (0.1 * rng.standard_normal(24000)).astype(np.float32)
+
+    for cut in (lambda b: fixed_windows(b, 3.0, 1.5), lambda b: vad_segments(b, 3.0)):
+        tracemalloc.start()
+        n = sum(1 for _ in cut(stream(10)))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert n >= 199  # 600 s of audio really went through
+        assert peak < 4_000_000, peak  # a 3 s window is 192 kB; 10 min of audio is 38 MB

@@ -229,6 +229,7 @@ def run_predict(
 ) -> int:
     """Run ``emodistill predict``; returns the exit code (0 ok, 1 some input failed, 2 no model)."""
     err = Console(stderr=True, highlight=False)
+    segment = segment or vad  # --vad only makes sense for a timeline
     if format not in ("table", "json", "csv"):
         err.print(f"[bold red]error:[/] unknown format {format!r} (table, json or csv)")
         return 2
