@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 import yaml
-from test_distill import fresh_run, prepared  # noqa: F401 - the shared session fixture
+from test_distill import _one_thread, fresh_run, prepared  # noqa: F401 - shared fixtures
 
 SCRIPT = textwrap.dedent(
     """
