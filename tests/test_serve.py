@@ -47,6 +47,11 @@ def test_health_info_and_schema(client, model_dir):
     assert "/predict" in schema["paths"] and "/health" in schema["paths"]
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    from emodistill.serve import WEB_DIR
+
+    for name in ("app.js", "app.css"):
+        if (WEB_DIR / name).is_file():  # the page's files, written by the web-page work
+            assert client.get(f"/static/{name}").status_code == 200
 
 
 def test_predict_matches_python_api(client, model_dir, tmp_path):
