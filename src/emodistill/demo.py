@@ -49,10 +49,10 @@ QUICK_OVERRIDES: dict[str, Any] = {
 }
 
 COLUMNS = (
-    ("linguistic_teacher_only", "T_L (text)"),
-    ("prosodic_teacher_only", "T_P (prosody)"),
-    ("no_teachers", "plain student"),
-    ("full", "EmoDistill student"),
+    ("linguistic_teacher_only", "T_L"),
+    ("prosodic_teacher_only", "T_P"),
+    ("no_teachers", "plain"),
+    ("full", "EmoDistill"),
 )
 
 
@@ -86,6 +86,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
 
     console = console or Console()
     started = time.perf_counter()
+    _quiet_lightning()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = demo_config(quick)
@@ -137,6 +138,19 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     )
     console.print(f"Try it: emodistill predict {model_dir} {_example_wav(manifest)}")
     return summary
+
+
+def _quiet_lightning() -> None:
+    """Keep the demo's output to its own stages, progress bars and table: Lightning's per-fit
+    banners (GPU/TPU availability, tips) and known-harmless warnings add nothing here."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*non-writable tensors.*")
 
 
 def _stage(console: Console, step: str, text: str) -> None:
@@ -224,7 +238,8 @@ def demo_table(summary: dict[str, Any]) -> Table:
             cells += _cell(summary["columns"][variant], fold)
         table.add_row("mean" if fold is None else fold, *cells, end_section=fold is None)
     table.caption = (
-        "T_L needs transcripts and T_P needs eGeMAPS at inference; both students hear audio only."
+        "T_L: text teacher (needs transcripts). T_P: prosodic teacher (eGeMAPS). plain: student "
+        "fine-tuned with CE only. EmoDistill: distilled from both. Students hear audio only."
     )
     return table
 
