@@ -15,6 +15,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from emodistill._io import atomic_path
+
 #: Sample rate of every model in emodistill.
 SAMPLE_RATE = 16000
 #: Shortest audio accepted by default (50 ms): shorter clips carry no usable emotion cue.
@@ -170,8 +172,6 @@ def stream_audio(
 
 def write_wav(path: str | Path, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write a 16-bit PCM wav atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), signal, sample_rate, subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    # No fsync: a corpus writes thousands of wavs, and a crash only leaves a tmp file behind.
+    with atomic_path(path, fsync=False) as tmp:
+        sf.write(str(tmp), signal, sample_rate, subtype="PCM_16", format="WAV")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emodistill._io import save_npy_atomic, write_json_atomic
 from emodistill.audio import SAMPLE_RATE, AudioError, load_audio, prepare_signal
 
 if TYPE_CHECKING:
@@ -162,40 +162,6 @@ def _entry_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.npy"
 
 
-def _tmp_path(target: Path) -> Path:
-    # Unique per process and call; ends in .tmp so no reader ever mistakes it for an entry.
-    return target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as ``.npy`` at ``path`` atomically (tmp file, fsync, ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _entry_frames(path: Path) -> int | None:
     """Frames of a complete, well-formed entry, or ``None`` (missing, truncated or foreign).
 
@@ -264,7 +230,7 @@ class _HashIndex:
 
     def save(self) -> None:
         if self.changed:
-            _write_json_atomic(self.path, {"version": 1, "files": self.entries})
+            write_json_atomic(self.path, {"version": 1, "files": self.entries}, indent=None)
             self.changed = False
 
 
@@ -395,7 +361,7 @@ def _extract_one(
         x = load_audio(path, settings.sample_rate, min_seconds=MIN_SECONDS)
         seconds = x.size / settings.sample_rate
         feats = _llds_of_prepared(x, settings, path)
-        _save_atomic(Path(entry), feats)
+        save_npy_atomic(Path(entry), feats)
         return feats.shape[0], seconds, None
     except AudioError as err:
         return None, 0.0, str(err)

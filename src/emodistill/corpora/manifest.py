@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emodistill._io import atomic_path
 from emodistill.config import LABELS_4
 
 #: Required header columns, in the order :func:`write_manifest` writes them.
@@ -239,25 +240,17 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = Path(os.path.abspath(path.parent))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(MANIFEST_COLUMNS)
-            for u in utterances:
-                w.writerow(
-                    [
-                        u.id,
-                        _relative(Path(u.path), base),
-                        u.label,
-                        u.speaker,
-                        u.session or "",
-                        u.transcript or "",
-                    ]
-                )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(MANIFEST_COLUMNS)
+        for u in utterances:
+            w.writerow(
+                [
+                    u.id,
+                    _relative(Path(u.path), base),
+                    u.label,
+                    u.speaker,
+                    u.session or "",
+                    u.transcript or "",
+                ]
+            )

@@ -46,6 +46,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from emodistill._io import write_text_atomic
 from emodistill.audio import SAMPLE_RATE, write_wav
 from emodistill.config import LABELS_4
 
@@ -583,9 +584,7 @@ def _wav_path(out_dir: Path, plan: UtterancePlan) -> Path:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def synthesize_corpus(

@@ -8,14 +8,13 @@ with :func:`load_student` without teachers, tokenizer, opensmile, CTranslate2 fi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from emodistill._io import atomic_path, write_text_atomic
 from emodistill.audio import SAMPLE_RATE
 from emodistill.models.encoders import (
     SpeechEncoder,
@@ -144,17 +143,6 @@ def _state_for_saving(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _RESERVED = {"format", "format_version", "labels", "sample_rate", "encoder", "heads"}
 
 
@@ -201,8 +189,9 @@ def save_student(
     }
     text = json.dumps(config, indent=2, default=_json_default) + "\n"
     state = _state_for_saving(model)
-    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
-    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    write_text_atomic(folder / CONFIG_NAME, text)
     return folder
 
 

@@ -1,0 +1,81 @@
+"""Atomic file writes shared by every module that leaves files behind.
+
+A writer fills a temporary file beside the target and renames it into place, so a process killed
+at any moment leaves either the complete old file, the complete new file, or (before the first
+write) nothing; never a half-written one. Temporary names start with ``.`` and end in ``.tmp``,
+so no reader mistakes them for real entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def tmp_path_for(target: Path) -> Path:
+    """A unique temporary path beside ``target`` (per process and call)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+
+
+@contextmanager
+def atomic_path(target: str | Path, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``target`` atomically.
+
+    The file gets ordinary permissions (0666 minus the umask), not the private 0600 of
+    :func:`tempfile.mkstemp`. On any exception the temporary file is removed and ``target`` is
+    left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(target)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None)."""
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(data, indent=indent, separators=separators, ensure_ascii=False)
+    write_text_atomic(path, text + "\n")
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` (no pickle) to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
