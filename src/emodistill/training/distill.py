@@ -751,13 +751,19 @@ def distill(
 
 
 def _strategy_for(strategy: str, student: torch.nn.Module) -> str:
-    """``ddp`` -> ``ddp_find_unused_parameters_true`` for encoders with parameters that a step
-    may not use (wav2vec2-family ``masked_spec_embed`` only enters when SpecAugment masks
-    something), which plain DDP would reject mid-training."""
+    """``ddp`` -> ``ddp_find_unused_parameters_true`` for encoders whose steps may leave
+    parameters unused, which plain DDP rejects mid-training: wav2vec2-family
+    ``masked_spec_embed`` (used only when SpecAugment masks something) and LayerDrop
+    (``config.layerdrop > 0`` skips whole layers at random; HuBERT's default is 0.1)."""
+    if strategy != "ddp":
+        return strategy
     conditional = any(
         n.endswith("masked_spec_embed") and p.requires_grad for n, p in student.named_parameters()
+    ) or any(
+        float(getattr(getattr(m, "config", None), "layerdrop", 0.0) or 0.0) > 0.0
+        for m in student.modules()
     )
-    return "ddp_find_unused_parameters_true" if strategy == "ddp" and conditional else strategy
+    return "ddp_find_unused_parameters_true" if conditional else strategy
 
 
 def _embedding_dims(fold_dir: Path, teachers: Mapping[str, Any], cfg: Config) -> tuple[int, int]:
