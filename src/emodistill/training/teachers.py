@@ -384,7 +384,8 @@ def train_teacher(
     if best_path.is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    best_val_ua = float(ckpt_cb.best_model_score) if ckpt_cb and ckpt_cb.best_model_score else None
+    score = ckpt_cb.best_model_score if ckpt_cb is not None else None
+    best_val_ua = float(score) if score is not None else None
     net = module.net.cpu().eval()
     net.save_pretrained(teacher_dir(fold_dir, kind), training_config=cfg.to_dict())
 
