@@ -389,3 +389,6 @@ def test_teacher_only_variant_uses_cached_teacher_predictions(prepared, tmp_path
     ids = [u.id for u in m.by_speakers(fold.test_speakers)]
     assert res["y_pred"] == np.asarray(cache.logits_of(ids)).argmax(1).tolist()
     assert (run / fold.id / "variants" / "prosodic_teacher_only" / "predictions.json").is_file()
+    # The teacher's predictions do not depend on the student's settings: reused, not refused.
+    other = prepared["config"].override({"student.optim.epochs": 5})
+    assert distill(m, fold, other, run, variant="prosodic_teacher_only") == res

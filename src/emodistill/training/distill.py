@@ -492,11 +492,14 @@ def predict(
     return np.arange(len(dataset)), probs
 
 
-def _config_key(cfg: Config) -> dict[str, Any]:
-    """The parts of a config that determine a student's result (trainer settings excluded)."""
+def _config_key(cfg: Config, teacher_only: bool = False) -> dict[str, Any]:
+    """The parts of a config that determine a result: everything but the trainer settings for a
+    student; only labels, seed, folds and the teachers' sections for a teacher-only variant."""
     data = cfg.to_dict()
     data.pop("trainer", None)
     data.pop("name", None)
+    if teacher_only:
+        data = {k: data[k] for k in ("labels", "seed", "folds", "linguistic", "prosodic")}
     return data
 
 
@@ -509,7 +512,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def check_reusable(path: Path, cfg: Config) -> bool:
+def check_reusable(path: Path, cfg: Config, teacher_only: bool = False) -> bool:
     """True when ``path`` (a predictions.json) exists and was made with ``cfg``.
 
     Raises:
@@ -521,7 +524,7 @@ def check_reusable(path: Path, cfg: Config) -> bool:
     saved = read_json(path).get("config")
     if saved is None:
         return True
-    diff = _diff(saved, _config_key(cfg))
+    diff = _diff(saved, _config_key(cfg, teacher_only))
     if diff:
         raise ValueError(
             f"{path} was made with a different config (differs in: {', '.join(diff)}); use a new "
@@ -578,7 +581,7 @@ def teacher_predictions(
 
     v = get_variant(variant)
     path = predictions_path(run_dir, fold.id, v)
-    if check_reusable(path, cfg):
+    if check_reusable(path, cfg, teacher_only=True):
         return read_json(path)
     _, _, test = fold_utterances(manifest, fold)
     outputs = _load_teachers(Path(run_dir) / fold.id, [v.teacher])[v.teacher]
@@ -598,7 +601,7 @@ def teacher_predictions(
         y_true,
         probs,
         manifest.labels,
-        {"fold": fold.id, "variant": v.name, "config": _config_key(cfg)},
+        {"fold": fold.id, "variant": v.name, "config": _config_key(cfg, teacher_only=True)},
     )
 
 
