@@ -203,9 +203,12 @@ def _kind_section(cfg: Config, kind: str):
 
 def _relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
     """The parts of a Config dict that change a teacher (to decide whether one can be reused)."""
+    folds = dict(cfg_dict.get("folds") or {})
+    if folds.get("scheme") != "groups":
+        folds.pop("groups", None)  # only the groups scheme reads it
     return {
         "seed": cfg_dict.get("seed"),
-        "folds": cfg_dict.get("folds"),
+        "folds": folds,
         kind: cfg_dict.get(kind),
         "limit_train_batches": (cfg_dict.get("trainer") or {}).get("limit_train_batches"),
     }
