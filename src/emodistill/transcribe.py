@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from emodistill._io import write_json_atomic
 
 DEFAULT_MODEL = "embedded:whisper-tiny.en"
 #: What ``compute_type="auto"`` means on CPU (measured, see the module docstring).
@@ -66,15 +67,7 @@ def _load_cache(path: Path) -> dict[str, str]:
 
 
 def _save_cache(path: Path, entries: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"version": CACHE_VERSION, "entries": entries}, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, {"version": CACHE_VERSION, "entries": entries}, indent=1)
 
 
 def load_whisper(model: str = DEFAULT_MODEL, compute_type: str = "auto", cpu_threads: int = 0):

@@ -31,6 +31,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from emodistill._io import write_json_atomic
 from emodistill.config import Config, OptimConfig, load_config
 from emodistill.evaluate import compute_metrics, mean_std, metric_collection
 from emodistill.training.common import (
@@ -44,7 +45,6 @@ from emodistill.training.teacher_cache import (
     KINDS,
     pad_llds,
     teacher_dir,
-    write_json_atomic,
     write_teacher_outputs,
 )
 
