@@ -170,8 +170,9 @@ def results_markdown(
 ) -> str:
     """``report.md``: per-fold table, mean ± std, pooled, confusion and the paper's numbers."""
     out = [f"# {title}", ""]
-    out.append(f"Variant: `{variant}` ({VARIANT_TITLES.get(variant, variant)}). WA = accuracy, ")
-    out.append("UA = mean per-class recall, F1 = macro-F1; percentages. Folds hold out speakers.")
+    out.append(f"Variant `{variant}`: {VARIANT_TITLES.get(variant, variant)}.")
+    out.append("WA = accuracy, UA = mean per-class recall, F1 = macro-F1, in percent; every fold")
+    out.append("holds out its test speakers.")
     out.append("")
     out += ["| fold | n | WA | UA | F1 |", "|---|---|---|---|---|"]
     for f in results["folds"]:
