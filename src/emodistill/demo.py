@@ -115,11 +115,13 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
 
     results: dict[str, dict] = {}
     for variant in TEACHER_VARIANTS:
-        results[variant] = cross_validate(manifest, out, cfg, variant=variant, progress=False)
+        results[variant] = cross_validate(
+            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True
+        )
     for n, variant in enumerate(DEMO_VARIANTS, 1):
         title = "plain fine-tuned student (CE only)" if variant == "no_teachers" else "EmoDistill"
         _stage(console, f"4/5 ({n}/{len(DEMO_VARIANTS)})", f"{title}, Whisper-tiny encoder")
-        results[variant] = cross_validate(manifest, out, cfg, variant=variant)
+        results[variant] = cross_validate(manifest, out, cfg, variant=variant, teachers_ready=True)
 
     _stage(console, "5/5", "report and speech-only model")
     model_fold = _best_validation_fold(out, [f.id for f in folds])

@@ -83,20 +83,17 @@ def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tupl
 def ensure_teachers(
     manifest: Manifest, run_dir: Path, cfg: Config, fold_ids: Sequence[str], progress: bool = True
 ) -> None:
-    """Train (or reuse) both teachers and their cached outputs for ``fold_ids``."""
-    from emodistill.training.teacher_cache import outputs_dir
+    """Train (or reuse) both teachers and their cached outputs for ``fold_ids``.
+
+    Always goes through ``train_teachers``: it reuses a fold's teachers only when they were
+    trained with this config's teacher sections (and refreshes a stale output cache), so a
+    changed teacher setting can never be paired silently with old teachers.
+    """
     from emodistill.training.teachers import train_teachers
 
-    missing = [
-        fid
-        for fid in fold_ids
-        if not all((outputs_dir(run_dir / fid, k) / "meta.json").is_file() for k in TEACHERS)
-    ]
-    if not missing:
-        return
     if manifest.path is None:
         raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
-    train_teachers(manifest.path, run_dir, config=cfg, folds=",".join(missing))
+    train_teachers(manifest.path, run_dir, config=cfg, folds=",".join(fold_ids), progress=progress)
 
 
 def _needs_teachers(variant: Variant, cfg: Config) -> bool:
@@ -159,6 +156,7 @@ def cross_validate(
     progress: bool = True,
     callbacks: Sequence[Any] = (),
     trainer_overrides: Mapping[str, Any] | None = None,
+    teachers_ready: bool = False,
 ) -> dict[str, Any]:
     """Teachers (reused if present), then the student of ``variant`` per selected fold; report.
 
@@ -171,6 +169,8 @@ def cross_validate(
             :class:`Variant`.
         overrides: dotted config overrides (``{"trainer.devices": "4"}``).
         progress, callbacks, trainer_overrides: passed to :func:`distill`.
+        teachers_ready: skip the teacher check (callers that just ran :func:`ensure_teachers`
+            for these folds and this config: ``ablate``, ``sweep_temperature``, the demo).
 
     Returns:
         The aggregated results over every fold of the variant found on disk (see
@@ -184,7 +184,7 @@ def cross_validate(
     if not (run_dir / "config.json").is_file():
         write_json_atomic(run_dir / "config.json", cfg.to_dict())
     _, selected = _select(m, cfg, folds)
-    if _needs_teachers(v, cfg):
+    if _needs_teachers(v, cfg) and not teachers_ready:
         ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
     rank0 = True
     for fold in selected:
@@ -235,6 +235,7 @@ def ablate(
             variant=name,
             progress=progress,
             trainer_overrides=trainer_overrides,
+            teachers_ready=True,
         )
     write_json_atomic(run_dir / "ablation.json", ablation)
     write_text_atomic(run_dir / "ablation.md", ablation_markdown(ablation))
@@ -287,6 +288,7 @@ def sweep_temperature(
             variant=v,
             progress=progress,
             trainer_overrides=trainer_overrides,
+            teachers_ready=True,
         )
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
