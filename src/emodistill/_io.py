@@ -79,3 +79,21 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` (no pickle) to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
+
+
+def read_model_config(folder: str | Path, model_type: str, what: str) -> dict[str, Any]:
+    """``folder/config.json`` of a saved model, checked to hold a ``model_type`` model.
+
+    Raises:
+        FileNotFoundError: no config.json (message names the folder and ``what`` it should be).
+        ValueError: a config.json of another kind of model (message names the file).
+    """
+    cfg_path = Path(folder) / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a {what} folder (no config.json)")
+    data = json.loads(cfg_path.read_text())
+    if data.get("model_type") != model_type:
+        raise ValueError(
+            f"{cfg_path}: model_type is {data.get('model_type')!r}, expected {model_type!r}"
+        )
+    return data

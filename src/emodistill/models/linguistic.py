@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from emodistill._io import read_model_config
+
 MODEL_TYPE = "emodistill-linguistic-teacher"
 
 
@@ -115,14 +117,7 @@ class LinguisticTeacher(nn.Module):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = Path(folder)
-        cfg_path = folder / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{folder}: not a linguistic teacher folder (no config.json)")
-        data = json.loads(cfg_path.read_text())
-        if data.get("model_type") != MODEL_TYPE:
-            raise ValueError(
-                f"{cfg_path}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}"
-            )
+        data = read_model_config(folder, MODEL_TYPE, "linguistic teacher")
         enc_cfg = dict(data["encoder_config"])
         enc_type = enc_cfg.pop("model_type")
         enc_config = AutoConfig.for_model(enc_type, **enc_cfg)

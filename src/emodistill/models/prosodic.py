@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emodistill._io import read_model_config
+
 MODEL_TYPE = "emodistill-prosodic-resnet"
 N_LLD = 25
 
@@ -249,14 +251,7 @@ class ProsodicResNet(nn.Module):
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        cfg_path = folder / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{folder}: not a prosodic teacher folder (no config.json)")
-        data = json.loads(cfg_path.read_text())
-        if data.get("model_type") != MODEL_TYPE:
-            raise ValueError(
-                f"{cfg_path}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}"
-            )
+        data = read_model_config(folder, MODEL_TYPE, "prosodic teacher")
         model = cls(ProsodicNetConfig(**data["net"]))
         state = load_file(str(folder / "model.safetensors"), device=map_location)
         try:

@@ -127,6 +127,23 @@ def make_trainer(
     return L.Trainer(**kwargs)
 
 
+def make_optim_trainer(
+    cfg: TrainerConfig, out_dir: str | Path, optim: Any, progress: bool = True, **overrides: Any
+):
+    """:func:`make_trainer` with epochs, patience, clipping and accumulation from ``optim``
+    (an :class:`~emodistill.config.OptimConfig`)."""
+    return make_trainer(
+        cfg,
+        out_dir,
+        max_epochs=optim.epochs,
+        patience=optim.patience,
+        grad_clip=optim.grad_clip,
+        accumulate_grad_batches=optim.accumulate_grad_batches,
+        progress=progress,
+        **overrides,
+    )
+
+
 def _progress_bar():
     try:
         import rich  # noqa: F401

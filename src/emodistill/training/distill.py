@@ -45,7 +45,7 @@ from emodistill.report import read_json, write_json_atomic
 from emodistill.training.common import (
     configure_adamw,
     last_checkpoint,
-    make_trainer,
+    make_optim_trainer,
     resolve_precision,
     seed_everything,
 )
@@ -702,16 +702,7 @@ def distill(
     strategy = _strategy_for(cfg.trainer.strategy, student)
     if strategy != cfg.trainer.strategy and "strategy" not in overrides:
         overrides["strategy"] = strategy
-    trainer = make_trainer(
-        cfg.trainer,
-        wdir,
-        max_epochs=optim.epochs,
-        patience=optim.patience,
-        grad_clip=optim.grad_clip,
-        accumulate_grad_batches=optim.accumulate_grad_batches,
-        progress=progress,
-        **overrides,
-    )
+    trainer = make_optim_trainer(cfg.trainer, wdir, optim, progress=progress, **overrides)
     trainer.callbacks.extend(callbacks)
     resume = last_checkpoint(wdir)
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)

@@ -37,7 +37,7 @@ from emodistill.evaluate import compute_metrics, mean_std, metric_collection
 from emodistill.training.common import (
     configure_adamw,
     last_checkpoint,
-    make_trainer,
+    make_optim_trainer,
     seed_everything,
     total_steps,
 )
@@ -358,15 +358,8 @@ def train_teacher(
     )
     val_loader = DataLoader(val_set, batch_size=max(optim.batch_size, 32), **loader_kw)
 
-    trainer = make_trainer(
-        cfg.trainer,
-        work_dir,
-        max_epochs=optim.epochs,
-        patience=optim.patience,
-        grad_clip=optim.grad_clip,
-        accumulate_grad_batches=optim.accumulate_grad_batches,
-        progress=progress,
-        **trainer_overrides,
+    trainer = make_optim_trainer(
+        cfg.trainer, work_dir, optim, progress=progress, **trainer_overrides
     )
     if callbacks:
         trainer.callbacks.extend(callbacks)
