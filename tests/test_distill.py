@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from factories import tiny_bert_folder, tiny_hubert_folder
 
 from emodistill.config import Config
 from emodistill.corpora.manifest import Utterance, load_manifest, write_manifest
@@ -80,44 +81,12 @@ def make_corpus(root: Path, speakers: int = 4, per_label: int = 2, seed: int = 0
 
 def tiny_hubert(path: Path) -> Path:
     """A tiny random HuBERT saved as a transformers folder (stride 80: 200 frames/s)."""
-    from transformers import HubertConfig, HubertModel
-
-    torch.manual_seed(0)
-    cfg = HubertConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        conv_dim=(16, 16),
-        conv_stride=(10, 8),
-        conv_kernel=(10, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-    )
-    HubertModel(cfg).save_pretrained(path)
-    return path
+    return tiny_hubert_folder(path)
 
 
 def tiny_bert(path: Path) -> Path:
     """A tiny random BERT + word-level tokenizer over the corpus vocabulary."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    torch.manual_seed(0)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_VOCAB]
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=32,
-    )
-    BertModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return tiny_bert_folder(path, _VOCAB, layers=1, intermediate_size=37, max_positions=32)
 
 
 def tiny_config(encoder: Path, bert: Path, epochs: int = 2, **updates) -> Config:

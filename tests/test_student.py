@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from factories import tiny_hubert_folder
 
 from emodistill.config import StudentConfig
 from emodistill.models.encoders import (
@@ -29,24 +30,7 @@ LABELS = ["neutral", "happy", "angry", "sad"]
 
 
 def _tiny_hubert_folder(path, norm="layer"):
-    from transformers import HubertConfig, HubertModel
-
-    torch.manual_seed(0)
-    cfg = HubertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        feat_extract_norm=norm,
-        do_stable_layer_norm=norm == "layer",
-    )
-    HubertModel(cfg).save_pretrained(path)
-    return path
+    return tiny_hubert_folder(path, layers=2, conv_stride=(5, 4), norm=norm)
 
 
 def _tiny_whisper_encoder(**kw):

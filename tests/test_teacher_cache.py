@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import tiny_bert_folder
 
 from emodistill.corpora.manifest import Utterance
 from emodistill.models.linguistic import LinguisticTeacher, MissingTranscriptsError
@@ -68,22 +69,7 @@ def lld_features(utts, seed=0) -> ArrayFeatures:
 
 
 def save_tiny_bert_teacher(fold_dir: Path) -> LinguisticTeacher:
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)})
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokens),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    src = fold_dir.parent / "tiny-bert"
-    BertModel(config).save_pretrained(src)
-    tokenizer.save_pretrained(src)
+    src = tiny_bert_folder(fold_dir.parent / "tiny-bert", WORDS)
     model = LinguisticTeacher.from_encoder(str(src), LABELS, max_length=16)
     model.save_pretrained(teacher_dir(fold_dir, "linguistic"))
     return model.eval()

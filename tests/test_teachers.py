@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from factories import tiny_bert_folder
 
 from emodistill.config import Config
 from emodistill.corpora.manifest import Manifest, Utterance
@@ -41,26 +42,9 @@ FILLERS = ["i", "am", "so", "very", "today", "it", "is", "feel", "really"]
 
 def make_tiny_bert(folder: Path) -> Path:
     """A random 2-layer BERT (hidden 32) + WordPiece tokenizer saved like a hub model."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLERS]
-    tokens += [w for ws in WORDS.values() for w in ws]
-    # transformers 5.x ignores vocab_file=: the vocabulary must be passed as a dict.
-    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)})
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokens),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,  # a handful of examples: no regularisation needed
-        attention_probs_dropout_prob=0.0,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    # A handful of examples: no dropout needed.
+    words = [*FILLERS, *(w for ws in WORDS.values() for w in ws)]
+    return tiny_bert_folder(folder, words, dropout=0.0)
 
 
 @pytest.fixture(scope="module")
