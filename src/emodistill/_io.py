@@ -8,6 +8,7 @@ so no reader mistakes them for real entries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -97,3 +98,12 @@ def read_model_config(folder: str | Path, model_type: str, what: str) -> dict[st
             f"{cfg_path}: model_type is {data.get('model_type')!r}, expected {model_type!r}"
         )
     return data
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks (content keys of caches)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emodistill._io import save_npy_atomic, write_json_atomic
+from emodistill._io import file_sha256, save_npy_atomic, write_json_atomic
 from emodistill.audio import SAMPLE_RATE, AudioError, load_audio, prepare_signal
 
 if TYPE_CHECKING:
@@ -188,14 +188,6 @@ def _entry_frames(path: Path) -> int | None:
     return int(shape[0])
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class _HashIndex:
     """(absolute path, size, mtime_ns) -> sha256 of content, persisted atomically as JSON."""
 
@@ -218,7 +210,7 @@ class _HashIndex:
         known = self.entries.get(name)
         if known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns:
             return str(known[2])
-        digest = _hash_file(path)
+        digest = file_sha256(path)
         self.hashed += 1
         if time.time_ns() - st.st_mtime_ns > RACY_SECONDS * 1e9:
             self.entries[name] = [st.st_size, st.st_mtime_ns, digest]

@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from emodistill._io import write_json_atomic
+from emodistill._io import file_sha256, write_json_atomic
 
 DEFAULT_MODEL = "embedded:whisper-tiny.en"
 #: What ``compute_type="auto"`` means on CPU (measured, see the module docstring).
@@ -37,14 +37,6 @@ console = Console(stderr=True)
 
 class TranscribeError(RuntimeError):
     """The model cannot be loaded or an audio file cannot be transcribed (message names it)."""
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _model_identity(model: str, folder: str) -> str:
@@ -150,7 +142,7 @@ def transcribe_manifest(
         task = bar.add_task("transcribing", total=len(todo))
         for n, i in enumerate(todo, 1):
             u = utterances[i]
-            audio_hash = _file_sha256(u.path)
+            audio_hash = file_sha256(u.path)
             if identity is None:
                 from emodistill.assets import resolve
 

@@ -225,22 +225,28 @@ def ablate(
     run_dir = Path(out)
     _, selected = _select(m, cfg, folds)
     ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
-    ablation: dict[str, dict[str, Any]] = {}
-    for name in names:
-        ablation[name] = cross_validate(
-            m,
-            run_dir,
-            cfg,
-            folds=[f.id for f in selected],
-            variant=name,
-            progress=progress,
-            trainer_overrides=trainer_overrides,
-            teachers_ready=True,
-        )
+    ablation = {
+        name: _cv_on_ready_teachers(m, run_dir, cfg, selected, name, progress, trainer_overrides)
+        for name in names
+    }
     write_json_atomic(run_dir / "ablation.json", ablation)
     write_text_atomic(run_dir / "ablation.md", ablation_markdown(ablation))
     plot_ablation(ablation, run_dir / "ablation.png")
     return ablation
+
+
+def _cv_on_ready_teachers(m, run_dir, cfg, selected, variant, progress, trainer_overrides):
+    """One variant's cross-validation on ``selected`` folds whose teachers are already trained."""
+    return cross_validate(
+        m,
+        run_dir,
+        cfg,
+        folds=[f.id for f in selected],
+        variant=variant,
+        progress=progress,
+        trainer_overrides=trainer_overrides,
+        teachers_ready=True,
+    )
 
 
 def sweep_variant(teacher: str, tau: float) -> Variant:
@@ -280,16 +286,7 @@ def sweep_temperature(
     rows = []
     for tau in values:
         v = sweep_variant(teacher, tau)
-        res = cross_validate(
-            m,
-            run_dir,
-            cfg,
-            folds=[f.id for f in selected],
-            variant=v,
-            progress=progress,
-            trainer_overrides=trainer_overrides,
-            teachers_ready=True,
-        )
+        res = _cv_on_ready_teachers(m, run_dir, cfg, selected, v, progress, trainer_overrides)
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
     write_json_atomic(run_dir / f"sweep_{teacher}.json", sweep)
