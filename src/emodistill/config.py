@@ -21,6 +21,9 @@ import yaml
 #: Canonical label order for the 4-class IEMOCAP setup and the demo corpus.
 LABELS_4 = ("neutral", "happy", "angry", "sad")
 
+#: The two teachers, in the order every report lists them.
+TEACHER_KINDS = ("linguistic", "prosodic")
+
 #: Embedded-default model identifiers, resolved to real folders by ``emodistill.assets``.
 EMBEDDED_TEXT_ENCODER = "embedded:all-minilm-l6-v2"
 EMBEDDED_SPEECH_ENCODER = "embedded:whisper-tiny.en"
@@ -71,15 +74,22 @@ class ProsodicConfig:
     embedding_dim: int = 128
     dropout: float = 0.2
     max_frames: int = 1500  # 15 s at 100 frames/s; longer inputs are cropped in training
+    # z-normalise every LLD with its speaker's own mean/std (label-free; docs/teachers.md)
+    speaker_norm: bool = False
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, epochs=30, patience=8))
 
 
 @dataclass
 class StudentConfig:
-    """Speech-only student: encoder -> masked mean pool -> two GELU heads -> FFN classifier."""
+    """Speech-only student: encoder -> pooling -> two GELU heads -> FFN classifier."""
 
     encoder: str = EMBEDDED_SPEECH_ENCODER
     freeze_feature_encoder: bool = True  # CNN front end of HuBERT/wav2vec2-like encoders
+    # "all" (end to end) or N: only the top N encoder layers train; the frozen bottom's output
+    # is computed once per utterance and cached (docs/student.md)
+    trainable_layers: int | str = "all"
+    pooling: str = "mean"  # mean | attention
+    layer_weights: bool = False  # learned softmax-weighted sum over all layers (SUPERB)
     projection_hidden: int = 256
     classifier_hidden: int = 256
     dropout: float = 0.1
@@ -94,6 +104,14 @@ class DistillConfig:
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 1.0
+    # Per-teacher weights; None = the shared beta / gamma above (the paper's formulation).
+    beta_linguistic: float | None = None
+    beta_prosodic: float | None = None
+    gamma_linguistic: float | None = None
+    gamma_prosodic: float | None = None
+    # fixed: the weights above; validation: each teacher's weights are scaled by how far its
+    # UA on the fold's validation speakers is above chance (0 at chance; docs/student.md)
+    teacher_weighting: str = "fixed"
     tau_linguistic: float = 4.0
     tau_prosodic: float = 1.0
     tau_squared: bool = True  # Hinton's tau^2 scaling of each KL term

@@ -52,13 +52,77 @@ class SpeechEncoder(nn.Module):
     ``forward(wav (B, N) float32 at 16 kHz, lengths (B,) long)`` returns
     ``(hidden (B, T, H), frame_lengths (B,) long)``; frames at or beyond ``frame_lengths[b]``
     are padding. ``hidden_size`` is H.
+
+    The same computation is also available in three stages, which partial fine-tuning uses to
+    run (and cache) a frozen bottom once and train only the top layers::
+
+        hidden, frame_lengths = embed(wav, lengths)          # front end -> input of layer 0
+        hidden = run_layers(hidden, frame_lengths, i, j)      # transformer layers i .. j-1
+        hidden = finish(hidden)                               # final layer norm, if any
+
+    ``finish(run_layers(*embed(wav, lengths), 0, num_layers))`` equals ``forward`` in eval mode.
+    ``freeze_bottom(k)`` freezes the front end and layers ``0 .. k-1`` and keeps them in eval
+    mode (no dropout, no SpecAugment) even while the rest trains, so that their output is a
+    deterministic function of the audio that may be cached.
     """
 
     hidden_size: int
+    num_layers: int
     kind: str = "abstract"
+    frozen_layers: int | None = None  # None: only what freeze_feature_encoder froze
 
     def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def embed(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        """wav (B, N), lengths (B,) -> (input of layer 0 (B, T, H), frame_lengths (B,))."""
+        raise NotImplementedError
+
+    def run_layers(
+        self, hidden: Tensor, frame_lengths: Tensor, start: int, stop: int
+    ) -> Tensor:  # pragma: no cover
+        """Transformer layers ``start .. stop-1`` on hidden (B, T, H) -> (B, T, H)."""
+        raise NotImplementedError
+
+    def finish(self, hidden: Tensor) -> Tensor:
+        """What follows the last layer (a final layer norm for some models): (B, T, H)."""
+        return hidden
+
+    def bottom_modules(self) -> list[nn.Module]:  # pragma: no cover
+        """The modules of :meth:`embed` (front end, stem, positional embedding)."""
+        raise NotImplementedError
+
+    def layer_modules(self) -> list[nn.Module]:  # pragma: no cover
+        """The transformer layers, bottom first."""
+        raise NotImplementedError
+
+    def freeze_bottom(self, layers: int) -> None:
+        """Freeze :meth:`embed` and the first ``layers`` transformer layers (0 .. num_layers);
+        with ``num_layers`` the final :meth:`finish` is frozen too."""
+        if not 0 <= layers <= self.num_layers:
+            raise EncoderError(f"can freeze 0..{self.num_layers} layers, not {layers}")
+        self.frozen_layers = int(layers)
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_layers is None:
+            return []
+        mods = self.bottom_modules() + self.layer_modules()[: self.frozen_layers]
+        if self.frozen_layers == self.num_layers:
+            mods += self.finish_modules()
+        return mods
+
+    def finish_modules(self) -> list[nn.Module]:
+        """The modules of :meth:`finish` (none by default)."""
+        return []
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()  # frozen = deterministic: no dropout, no SpecAugment, no LayerDrop
+        return self
 
     def config_dict(self) -> dict[str, Any]:  # pragma: no cover
         """JSON-serialisable description from which :func:`build_encoder_from_config` rebuilds
@@ -118,11 +182,15 @@ class TransformersSpeechEncoder(SpeechEncoder):
         self.use_attention_mask = bool(use_attention_mask)
         self.freeze_feature_encoder = bool(freeze_feature_encoder)
         self.source = source
+        encoder = getattr(model, "encoder", None)
+        self.num_layers = len(getattr(encoder, "layers", ()))
+        # Stable-layer-norm encoders (wav2vec2-large-lv60, HuBERT-large) normalise after the
+        # layers; the others before them.
+        self._stable_ln = bool(getattr(config, "do_stable_layer_norm", False))
         if freeze_feature_encoder:
             _freeze_cnn(model)
 
-    def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """wav (B, N) float32 16 kHz, lengths (B,) -> hidden (B, T, H), frame_lengths (B,)."""
+    def _prepare(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         mask = valid_mask(lengths, wav.shape[1])
         maskf = mask.to(wav.dtype)
         if self.do_normalize:
@@ -131,12 +199,88 @@ class TransformersSpeechEncoder(SpeechEncoder):
             mean = (wav * maskf).sum(dim=1, keepdim=True) / n
             var = (((wav - mean) * maskf) ** 2).sum(dim=1, keepdim=True) / n
             wav = (wav - mean) / torch.sqrt(var + 1e-7)
-        wav = wav * maskf  # padding value 0, as the feature extractor pads
+        return wav * maskf, mask  # padding value 0, as the feature extractor pads
+
+    def _frame_lengths(self, lengths: Tensor, frames: int) -> Tensor:
+        out = self.model._get_feat_extract_output_lengths(lengths)
+        return out.clamp(min=1, max=frames).long()
+
+    def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """wav (B, N) float32 16 kHz, lengths (B,) -> hidden (B, T, H), frame_lengths (B,)."""
+        if self.frozen_layers is not None:
+            hidden, frame_lengths = self.embed(wav, lengths)
+            hidden = self.run_layers(hidden, frame_lengths, 0, self.num_layers)
+            return self.finish(hidden), frame_lengths
+        wav, mask = self._prepare(wav, lengths)
         attention_mask = mask.long() if self.use_attention_mask else None
         hidden = self.model(wav, attention_mask=attention_mask).last_hidden_state
-        frame_lengths = self.model._get_feat_extract_output_lengths(lengths)
-        frame_lengths = frame_lengths.clamp(min=1, max=hidden.shape[1]).long()
-        return hidden, frame_lengths
+        return hidden, self._frame_lengths(lengths, hidden.shape[1])
+
+    def _check_staged(self) -> None:
+        if self.model.config.model_type == "wavlm":
+            # WavLM's layers pass a relative position bias computed by layer 0 upwards.
+            raise EncoderError(
+                "partial fine-tuning (student.trainable_layers other than 'all') is not "
+                "supported for WavLM encoders; use trainable_layers: all"
+            )
+
+    def embed(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_staged()
+        wav, _ = self._prepare(wav, lengths)
+        m = self.model
+        feats = m.feature_extractor(wav).transpose(1, 2)
+        frame_lengths = self._frame_lengths(lengths, feats.shape[1])
+        hidden = m.feature_projection(feats)
+        if isinstance(hidden, tuple):  # wav2vec2 also returns the normalised CNN features
+            hidden = hidden[0]
+        if m.training and self.frozen_layers is None:
+            hidden = m._mask_hidden_states(hidden)  # SpecAugment, as the stock forward
+        enc = m.encoder
+        if self.use_attention_mask:
+            hidden = hidden * valid_mask(frame_lengths, hidden.shape[1])[..., None].to(hidden.dtype)
+        hidden = hidden + enc.pos_conv_embed(hidden)
+        if not self._stable_ln:
+            hidden = enc.layer_norm(hidden)
+        return enc.dropout(hidden), frame_lengths
+
+    def run_layers(self, hidden: Tensor, frame_lengths: Tensor, start: int, stop: int) -> Tensor:
+        self._check_staged()
+        from transformers.masking_utils import create_bidirectional_mask
+
+        enc = self.model.encoder
+        mask = None
+        if self.use_attention_mask:
+            mask = create_bidirectional_mask(
+                config=self.model.config,
+                inputs_embeds=hidden,
+                attention_mask=valid_mask(frame_lengths, hidden.shape[1]).long(),
+            )
+        layerdrop = float(getattr(self.model.config, "layerdrop", 0.0) or 0.0)
+        for layer in enc.layers[start:stop]:
+            if layer.training and layerdrop > 0.0 and torch.rand([]) < layerdrop:
+                continue
+            out = layer(hidden, attention_mask=mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def finish(self, hidden: Tensor) -> Tensor:
+        return self.model.encoder.layer_norm(hidden) if self._stable_ln else hidden
+
+    def bottom_modules(self) -> list[nn.Module]:
+        m = self.model
+        mods = [m.feature_extractor, m.feature_projection, m.encoder.pos_conv_embed]
+        mods.append(m.encoder.dropout)
+        if not self._stable_ln:
+            mods.append(m.encoder.layer_norm)
+        if getattr(m, "masked_spec_embed", None) is not None:
+            m.masked_spec_embed.requires_grad_(False)  # SpecAugment is off under a frozen bottom
+        return mods
+
+    def layer_modules(self) -> list[nn.Module]:
+        return list(self.model.encoder.layers)
+
+    def finish_modules(self) -> list[nn.Module]:
+        return [self.model.encoder.layer_norm] if self._stable_ln else []
 
     def config_dict(self) -> dict[str, Any]:
         config = self.model.config.to_dict()
@@ -357,6 +501,7 @@ class WhisperSpeechEncoder(SpeechEncoder):
         self.frontend = frontend
         self.encoder = WhisperEncoder(config)
         self.hidden_size = int(config.d_model)
+        self.num_layers = int(config.encoder_layers)
         self.max_frames = int(config.max_source_positions)
         self.freeze_feature_encoder = bool(freeze_feature_encoder)
         self.source = source
@@ -372,6 +517,12 @@ class WhisperSpeechEncoder(SpeechEncoder):
     def encode_mel(self, mel: Tensor, mel_lengths: Tensor | None = None) -> Tensor:
         """mel (B, n_mels, M) -> hidden (B, ceil(M/2), d_model); ``mel_lengths`` (B,) or None
         for all frames valid."""
+        x, out_lengths = self.embed_mel(mel, mel_lengths)
+        x = self.run_layers(x, out_lengths, 0, self.num_layers)
+        return self.finish(x)
+
+    def embed_mel(self, mel: Tensor, mel_lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """mel (B, n_mels, M) -> (input of layer 0 (B, ceil(M/2), d_model), frame_lengths)."""
         enc = self.encoder
         batch, _, m = mel.shape
         if mel_lengths is None:
@@ -389,16 +540,35 @@ class WhisperSpeechEncoder(SpeechEncoder):
                 "window; cut long recordings into segments"
             )
         x = x + enc.embed_positions.weight[:t]  # the stock encoder does not scale either
-        x = F.dropout(x, p=enc.dropout, training=self.training)
-        out_lengths = self.output_lengths(mel_lengths)
-        keep = valid_mask(out_lengths, t)
+        x = F.dropout(x, p=enc.dropout, training=self.training and self.frozen_layers is None)
+        return x, self.output_lengths(mel_lengths)
+
+    def run_layers(self, hidden: Tensor, frame_lengths: Tensor, start: int, stop: int) -> Tensor:
+        enc = self.encoder
+        keep = valid_mask(frame_lengths, hidden.shape[1])
         # Additive (B, 1, 1, T) mask: padded keys get the dtype's minimum.
-        attn_mask = (~keep)[:, None, None, :].to(x.dtype) * torch.finfo(x.dtype).min
-        for layer in enc.layers:
-            if self.training and enc.layerdrop > 0.0 and torch.rand([]) < enc.layerdrop:
+        attn_mask = (~keep)[:, None, None, :].to(hidden.dtype) * torch.finfo(hidden.dtype).min
+        for layer in enc.layers[start:stop]:
+            if layer.training and enc.layerdrop > 0.0 and torch.rand([]) < enc.layerdrop:
                 continue
-            x = layer(x, attn_mask)
-        return enc.layer_norm(x)
+            hidden = layer(hidden, attn_mask)
+        return hidden
+
+    def finish(self, hidden: Tensor) -> Tensor:
+        return self.encoder.layer_norm(hidden)
+
+    def embed(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        mel, mel_lengths = self.frontend(wav, lengths)
+        return self.embed_mel(mel, mel_lengths)
+
+    def bottom_modules(self) -> list[nn.Module]:
+        return [self.frontend, self.encoder.conv1, self.encoder.conv2, self.encoder.embed_positions]
+
+    def layer_modules(self) -> list[nn.Module]:
+        return list(self.encoder.layers)
+
+    def finish_modules(self) -> list[nn.Module]:
+        return [self.encoder.layer_norm]
 
     def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """wav (B, N) float32 16 kHz, lengths (B,) -> hidden (B, T, d_model), frame_lengths."""

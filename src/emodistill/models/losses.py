@@ -6,6 +6,14 @@
     L_emb = (1 - cos(e_L, e^_L)) + (1 - cos(e_P, e^_P))
     L     = alpha * CE(z_S, y) + beta * L_KD + gamma * L_emb
 
+With per-teacher weights (``beta_linguistic`` ... ``gamma_prosodic``, each defaulting to the
+shared ``beta`` / ``gamma``) and teacher-aware factors ``w_k`` (``teacher_weights``)::
+
+    L = alpha * CE + sum_k w_k * (beta_k * tau_k^2 * KL_k + gamma_k * (1 - cos_k))
+
+which is the shared formula, computed the same way, when all ``beta_k`` (and ``gamma_k``) are
+equal and every ``w_k`` is 1.
+
 Teachers are keyed ``"linguistic"`` and ``"prosodic"``. A teacher that is absent from the
 dicts, or switched off by the config (``use_linguistic`` / ``use_prosodic``, ``logit_kd``,
 ``embedding_kd``), contributes exactly zero. Every term is a batch mean (KL with
@@ -14,14 +22,15 @@ dicts, or switched off by the config (``use_linguistic`` / ``use_prosodic``, ``l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from emodistill.config import DistillConfig
+from emodistill.config import TEACHER_KINDS, DistillConfig
 
-TEACHERS = ("linguistic", "prosodic")
+TEACHERS = TEACHER_KINDS
 
 #: Keys of :attr:`LossOutput.terms`, always all present.
 TERM_KEYS = (
@@ -88,6 +97,23 @@ def _tau(cfg: DistillConfig, teacher: str) -> float:
     return float(cfg.tau_linguistic if teacher == "linguistic" else cfg.tau_prosodic)
 
 
+def teacher_coefficients(
+    cfg: DistillConfig, teacher_weights: Mapping[str, float] | None = None
+) -> dict[str, tuple[float, float]]:
+    """teacher -> (beta_k, gamma_k): per-teacher weights (default the shared beta / gamma),
+    times the teacher-aware factor ``teacher_weights[k]`` (default 1)."""
+    out = {}
+    for k in TEACHERS:
+        beta = getattr(cfg, f"beta_{k}")
+        gamma = getattr(cfg, f"gamma_{k}")
+        w = 1.0 if teacher_weights is None else float(teacher_weights.get(k, 1.0))
+        out[k] = (
+            w * float(cfg.beta if beta is None else beta),
+            w * float(cfg.gamma if gamma is None else gamma),
+        )
+    return out
+
+
 def emodistill_loss(
     student_logits: Tensor,
     labels: Tensor,
@@ -96,6 +122,7 @@ def emodistill_loss(
     teacher_emb: dict[str, Tensor] | None = None,
     student_emb: dict[str, Tensor] | None = None,
     class_weights: Tensor | None = None,
+    teacher_weights: Mapping[str, float] | None = None,
 ) -> LossOutput:
     """alpha * CE + beta * L_KD + gamma * L_emb for one batch.
 
@@ -109,6 +136,7 @@ def emodistill_loss(
             An embedding term needs both sides; a teacher embedding without the student side
             is an error (it would silently drop a term the config asks for).
         class_weights: optional (C,) weights for the cross-entropy.
+        teacher_weights: teacher-aware factors on each teacher's terms (missing = 1).
 
     Returns:
         :class:`LossOutput` with the scalar ``total`` and all :data:`TERM_KEYS` in ``terms``.
@@ -126,6 +154,9 @@ def emodistill_loss(
 
     kd_total = zero
     emb_total = zero
+    coef = teacher_coefficients(cfg, teacher_weights)
+    kd_weighted = zero
+    emb_weighted = zero
     for teacher in TEACHERS:
         enabled = _enabled(cfg, teacher)
         kd = zero
@@ -134,6 +165,7 @@ def emodistill_loss(
             kd = kd_kl(student_logits, teacher_logits[teacher], tau)
             scale = tau * tau if cfg.tau_squared else 1.0
             kd_total = kd_total + scale * kd
+            kd_weighted = kd_weighted + coef[teacher][0] * scale * kd
         terms[f"kd_{teacher}"] = kd
 
         emb = zero
@@ -142,9 +174,15 @@ def emodistill_loss(
                 raise ValueError(f"teacher_emb has {teacher!r} but student_emb does not")
             emb = cosine_distance(student_emb[teacher], teacher_emb[teacher])
             emb_total = emb_total + emb
+            emb_weighted = emb_weighted + coef[teacher][1] * emb
         terms[f"emb_{teacher}"] = emb
 
     terms["kd"] = kd_total
     terms["embedding"] = emb_total
-    total = cfg.alpha * terms["ce"] + cfg.beta * kd_total + cfg.gamma * emb_total
+    betas = {c[0] for c in coef.values()}
+    gammas = {c[1] for c in coef.values()}
+    # Shared weights: exactly the paper's expression (same float operations as before).
+    kd_part = betas.pop() * kd_total if len(betas) == 1 else kd_weighted
+    emb_part = gammas.pop() * emb_total if len(gammas) == 1 else emb_weighted
+    total = cfg.alpha * terms["ce"] + kd_part + emb_part
     return LossOutput(total=total, terms=terms)

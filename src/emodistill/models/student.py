@@ -1,4 +1,12 @@
-"""The EmoDistill student: speech encoder -> masked mean pool -> two GELU heads -> FFN classifier.
+"""The EmoDistill student: speech encoder -> pooling -> two GELU heads -> FFN classifier.
+
+Pooling over valid frames is ``mean`` (the paper's) or ``attention`` (a learned score per frame,
+softmax over the valid frames: it can single out the frames of a few words). Optionally the
+pooled frames are a learned softmax-weighted sum over all encoder layers' outputs (the SUPERB
+recipe) instead of the last layer. With ``trainable_layers = N`` only the top N encoder layers
+(and the heads) train; the bottom runs frozen in eval mode, so its output is a function of the
+audio alone that training may cache (``training/prefix_cache.py``). The model computes the
+same thing from audio either way: inference is unchanged.
 
 The only network needed at inference. Its model folder holds ``config.json`` (labels, encoder
 architecture, head sizes, optionally the training config) and ``model.safetensors``; it loads
@@ -50,6 +58,52 @@ def masked_mean(hidden: Tensor, lengths: Tensor) -> Tensor:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+POOLINGS = ("mean", "attention")
+
+
+class AttentionPool(nn.Module):
+    """Additive attention pooling: score_t = w^T tanh(W h_t); softmax over valid frames.
+
+    ``forward(hidden (B, T, H), lengths (B,)) -> (B, H)``; padded frames get weight 0, so the
+    result does not depend on padding.
+    """
+
+    def __init__(self, hidden_size: int, attention_hidden: int = 128):
+        super().__init__()
+        self.score = nn.Sequential(
+            nn.Linear(hidden_size, attention_hidden), nn.Tanh(), nn.Linear(attention_hidden, 1)
+        )
+
+    def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
+        keep = valid_mask(lengths, hidden.shape[1])
+        scores = self.score(hidden).squeeze(-1).float()
+        scores = scores.masked_fill(~keep, float("-inf"))
+        weights = torch.softmax(scores, dim=1).to(hidden.dtype)
+        return torch.einsum("bt,bth->bh", weights, hidden)
+
+
+def parse_trainable_layers(value: Any, num_layers: int) -> int | None:
+    """``student.trainable_layers`` -> number of trainable top layers (None = ``all``).
+
+    ``all`` trains everything (except a frozen CNN front end); an integer N in 0..num_layers
+    trains the top N layers (0 = frozen encoder, heads only).
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"student.trainable_layers must be 'all' or an integer, got {value!r}"
+        ) from None
+    if not 0 <= n <= num_layers:
+        raise ValueError(
+            f"student.trainable_layers = {n}, but the encoder has {num_layers} layers "
+            f"(0..{num_layers})"
+        )
+    return n
+
+
 class EmoDistillStudent(nn.Module):
     """Speech-only student S of DESIGN.md section 1.
 
@@ -61,6 +115,11 @@ class EmoDistillStudent(nn.Module):
         projection_hidden: hidden size of each projection head.
         classifier_hidden: hidden size of the classifier.
         dropout: dropout inside the heads and the classifier.
+        pooling: ``mean`` or ``attention`` (:data:`POOLINGS`).
+        layer_weights: pool a learned softmax-weighted sum of every layer's output (the
+            embedding output and each layer's) instead of the last layer's.
+        trainable_layers: top encoder layers that train (None = all; see
+            :func:`parse_trainable_layers`); the rest is frozen in eval mode.
     """
 
     def __init__(
@@ -72,12 +131,18 @@ class EmoDistillStudent(nn.Module):
         projection_hidden: int = 256,
         classifier_hidden: int = 256,
         dropout: float = 0.1,
+        pooling: str = "mean",
+        layer_weights: bool = False,
+        trainable_layers: int | None = None,
     ):
         super().__init__()
         if num_labels < 2:
             raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.encoder = encoder
         h = encoder.hidden_size
+        trainable_layers = parse_trainable_layers(trainable_layers, encoder.num_layers)
         self.head_config = {
             "num_labels": int(num_labels),
             "d_linguistic": int(d_linguistic),
@@ -85,7 +150,18 @@ class EmoDistillStudent(nn.Module):
             "projection_hidden": int(projection_hidden),
             "classifier_hidden": int(classifier_hidden),
             "dropout": float(dropout),
+            "pooling": pooling,
+            "layer_weights": bool(layer_weights),
+            "trainable_layers": trainable_layers,
         }
+        self.trainable_layers = trainable_layers
+        if trainable_layers is not None:
+            encoder.freeze_bottom(encoder.num_layers - trainable_layers)
+        self.pool = AttentionPool(h) if pooling == "attention" else None
+        # Softmax weights over num_layers + 1 states; zeros = uniform at the start.
+        self.layer_logits = (
+            nn.Parameter(torch.zeros(encoder.num_layers + 1)) if layer_weights else None
+        )
         self.proj_linguistic = ffn(h, projection_hidden, d_linguistic, dropout)
         self.proj_prosodic = ffn(h, projection_hidden, d_prosodic, dropout)
         self.classifier = ffn(d_linguistic + d_prosodic, classifier_hidden, num_labels, dropout)
@@ -94,20 +170,91 @@ class EmoDistillStudent(nn.Module):
     def num_labels(self) -> int:
         return self.head_config["num_labels"]
 
-    def pooled(self, wav: Tensor, lengths: Tensor) -> Tensor:
-        """wav (B, N), lengths (B,) -> utterance vector (B, H), mean over valid frames."""
-        hidden, frame_lengths = self.encoder(wav, lengths)
+    @property
+    def frozen_layers(self) -> int | None:
+        """Encoder layers below the trainable part (None: nothing beyond the CNN is frozen)."""
+        if self.trainable_layers is None:
+            return None
+        return self.encoder.num_layers - self.trainable_layers
+
+    @property
+    def prefix_states(self) -> int:
+        """How many frame tensors :meth:`prefix` returns per utterance (K of (B, K, T, H))."""
+        if self.frozen_layers is None:
+            raise ValueError("prefix: the student has no frozen bottom (trainable_layers: all)")
+        return self.frozen_layers + 1 if self.layer_logits is not None else 1
+
+    def _pool(self, hidden: Tensor, frame_lengths: Tensor) -> Tensor:
+        if self.pool is not None:
+            return self.pool(hidden, frame_lengths)
         return masked_mean(hidden, frame_lengths)
+
+    def _mix(self, states: list[Tensor]) -> Tensor:
+        weights = torch.softmax(self.layer_logits, dim=0)
+        return sum(w * s for w, s in zip(weights, states, strict=True))
+
+    def _states(self, wav: Tensor, lengths: Tensor, stop: int) -> tuple[list[Tensor], Tensor]:
+        """Outputs of the embedding and of layers 1..stop (``finish`` after the last layer)."""
+        enc = self.encoder
+        hidden, frame_lengths = enc.embed(wav, lengths)
+        states = [hidden]
+        for i in range(stop):
+            hidden = enc.run_layers(hidden, frame_lengths, i, i + 1)
+            states.append(hidden)
+        if stop == enc.num_layers:
+            states[-1] = enc.finish(states[-1])
+        return states, frame_lengths
+
+    @torch.no_grad()
+    def prefix(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """What the frozen bottom computes: ``(states (B, K, T, H), frame_lengths (B,))``.
+
+        K = 1 (the input of the first trainable layer; the final output when every layer is
+        frozen), or ``frozen_layers + 1`` with layer weights (every state up to there).
+        Deterministic: the bottom is always in eval mode.
+        """
+        k = self.frozen_layers
+        if k is None:
+            raise ValueError("prefix: the student has no frozen bottom (trainable_layers: all)")
+        states, frame_lengths = self._states(wav, lengths, k)
+        if self.layer_logits is None:
+            states = states[-1:]
+        return torch.stack(states, dim=1), frame_lengths
+
+    def from_prefix(self, prefix: Tensor, frame_lengths: Tensor) -> StudentOutput:
+        """The rest of the forward pass from :meth:`prefix`'s output (B, K, T, H)."""
+        enc = self.encoder
+        k = self.frozen_layers
+        states = list(prefix.unbind(dim=1))
+        hidden = states[-1]
+        for i in range(k, enc.num_layers):
+            hidden = enc.run_layers(hidden, frame_lengths, i, i + 1)
+            if i == enc.num_layers - 1:
+                hidden = enc.finish(hidden)
+            states.append(hidden)
+        if self.layer_logits is not None:
+            hidden = self._mix(states)
+        return self._heads(self._pool(hidden, frame_lengths))
+
+    def _heads(self, pooled: Tensor) -> StudentOutput:
+        e_l = self.proj_linguistic(pooled)
+        e_p = self.proj_prosodic(pooled)
+        logits = self.classifier(torch.cat([e_l, e_p], dim=-1))
+        return StudentOutput(logits, e_l, e_p)
+
+    def pooled(self, wav: Tensor, lengths: Tensor) -> Tensor:
+        """wav (B, N), lengths (B,) -> utterance vector (B, H), pooled over valid frames."""
+        if self.layer_logits is not None:
+            states, frame_lengths = self._states(wav, lengths, self.encoder.num_layers)
+            return self._pool(self._mix(states), frame_lengths)
+        hidden, frame_lengths = self.encoder(wav, lengths)
+        return self._pool(hidden, frame_lengths)
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> StudentOutput:
         """wav (B, N) float32 16 kHz; lengths (B,) long valid samples (None: all valid)."""
         if lengths is None:
             lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
-        pooled = self.pooled(wav, lengths)
-        e_l = self.proj_linguistic(pooled)
-        e_p = self.proj_prosodic(pooled)
-        logits = self.classifier(torch.cat([e_l, e_p], dim=-1))
-        return StudentOutput(logits, e_l, e_p)
+        return self._heads(self.pooled(wav, lengths))
 
 
 def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> EmoDistillStudent:
@@ -126,6 +273,9 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         projection_hidden=cfg.projection_hidden,
         classifier_hidden=cfg.classifier_hidden,
         dropout=cfg.dropout,
+        pooling=cfg.pooling,
+        layer_weights=cfg.layer_weights,
+        trainable_layers=cfg.trainable_layers,
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from emodistill.config import OptimConfig, TrainerConfig
@@ -206,3 +207,11 @@ def total_steps(n_examples: int, batch_size: int, epochs: int, accumulate: int =
     """Optimizer steps of a full run (for the LR schedule), at least 1."""
     per_epoch = math.ceil(max(1, n_examples) / max(1, batch_size))
     return max(1, math.ceil(per_epoch / max(1, accumulate)) * max(1, epochs))
+
+
+def class_weights_of(targets: Sequence[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency cross-entropy weights N / (C * n_c), the one rule for teachers and
+    students; a class absent from the training targets gets weight 0 (it cannot be learnt)."""
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)

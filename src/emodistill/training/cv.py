@@ -33,14 +33,9 @@ from emodistill.report import (
     write_json_atomic,
     write_text_atomic,
 )
-from emodistill.training.distill import (
-    TEACHERS,
-    VARIANTS,
-    Variant,
-    distill,
-    get_variant,
-    predictions_path,
-)
+from emodistill.training.distill import distill
+from emodistill.training.layout import predictions_path, results_dir
+from emodistill.training.variants import VARIANTS, Variant, get_variant, sweep_variant
 
 
 def resolve_config(
@@ -54,12 +49,6 @@ def resolve_config(
 
 def _manifest(manifest: Manifest | str | Path) -> Manifest:
     return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-
-
-def results_dir(run_dir: str | Path, variant: str | Variant = "full") -> Path:
-    """``RUN_DIR`` for ``full``, else ``RUN_DIR/variants/<variant>``."""
-    name = get_variant(variant).name
-    return Path(run_dir) if name == "full" else Path(run_dir) / "variants" / name
 
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
@@ -94,14 +83,6 @@ def ensure_teachers(
     if manifest.path is None:
         raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
     train_teachers(manifest.path, run_dir, config=cfg, folds=",".join(fold_ids), progress=progress)
-
-
-def _needs_teachers(variant: Variant, cfg: Config) -> bool:
-    if variant.teacher is not None:
-        return True
-    d = {**{k: getattr(cfg.distill, k) for k in ("use_linguistic", "use_prosodic")}}
-    d.update({k: v for k, v in variant.distill.items() if k in d})
-    return bool(d["use_linguistic"] or d["use_prosodic"])
 
 
 def aggregate_run(
@@ -184,7 +165,7 @@ def cross_validate(
     if not (run_dir / "config.json").is_file():
         write_json_atomic(run_dir / "config.json", cfg.to_dict())
     _, selected = _select(m, cfg, folds)
-    if _needs_teachers(v, cfg) and not teachers_ready:
+    if v.teachers_needed(cfg.distill) and not teachers_ready:
         ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
     rank0 = True
     for fold in selected:
@@ -247,15 +228,6 @@ def _cv_on_ready_teachers(m, run_dir, cfg, selected, variant, progress, trainer_
         trainer_overrides=trainer_overrides,
         teachers_ready=True,
     )
-
-
-def sweep_variant(teacher: str, tau: float) -> Variant:
-    """The sweep point: ``tau_<teacher> = tau``, the other teacher's logit KD removed."""
-    if teacher not in TEACHERS:
-        raise ValueError(f"teacher must be one of {TEACHERS}, got {teacher!r}")
-    if not tau > 0:
-        raise ValueError(f"temperatures must be > 0, got {tau}")
-    return Variant(f"sweep_{teacher}_tau{tau:g}", {f"tau_{teacher}": float(tau)}, (teacher,))
 
 
 def sweep_temperature(

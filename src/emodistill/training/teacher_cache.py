@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from emodistill._io import save_npy_atomic, write_json_atomic
+from emodistill.progress import progress_bar
 
 KINDS = ("linguistic", "prosodic")
 CACHE_VERSION = 1
@@ -120,6 +121,19 @@ def load_teacher(folder: str | Path, map_location: str = "cpu") -> torch.nn.Modu
     if model_type == PROS:
         return ProsodicResNet.from_pretrained(folder, map_location=map_location)
     raise ValueError(f"{cfg_path}: unknown model_type {model_type!r}")
+
+
+def load_fold_teachers(fold_dir: str | Path, kinds: Sequence[str]) -> dict[str, TeacherOutputs]:
+    """The cached outputs of ``kinds`` for one fold; a missing cache names the fold and the fix."""
+    out = {}
+    for kind in kinds:
+        try:
+            out[kind] = load_teacher_outputs(fold_dir, kind)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(
+                f"{fold_dir}: no cached {kind} teacher outputs ({err}); run train-teachers first"
+            ) from err
+    return out
 
 
 def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
@@ -213,7 +227,7 @@ def teacher_forward(
     order = np.argsort(np.asarray(sizes), kind="stable")
     logits_out: np.ndarray | None = None
     emb_out: np.ndarray | None = None
-    with _progress(progress, n, description) as advance:
+    with progress_bar(progress, n, description) as advance:
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             batch = [utterances[i] for i in idx]
@@ -241,37 +255,6 @@ def pad_llds(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, a in enumerate(arrays):
         out[i, : a.shape[0]] = torch.from_numpy(np.array(a, dtype=np.float32))  # copy of memmap
     return out, lengths
-
-
-class _progress:
-    """Rich progress bar context giving an ``advance(k)`` callable (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, description: str):
-        self.enabled = enabled
-        self.total = total
-        self.description = description
-        self._bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda k: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=True,
-        )
-        self._bar.__enter__()
-        task = self._bar.add_task(self.description, total=self.total)
-        return lambda k: self._bar.advance(task, k)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-        return False
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -35,6 +35,7 @@ from emodistill._io import write_json_atomic
 from emodistill.config import Config, OptimConfig, load_config
 from emodistill.evaluate import compute_metrics, mean_std, metric_collection
 from emodistill.training.common import (
+    class_weights_of,
     configure_adamw,
     last_checkpoint,
     make_optim_trainer,
@@ -183,13 +184,6 @@ def collate_llds(batch: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
     }
 
 
-def class_weights_of(targets: Sequence[int], num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights N / (C * n_c) (absent classes get weight 0)."""
-    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).astype(float)
-    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
-
-
 # --------------------------------------------------------------------------- one teacher
 
 
@@ -219,14 +213,23 @@ def _cuda_device(cfg: Config) -> str:
     return "cuda" if on_cuda else "cpu"
 
 
-def _feature_store(manifest, features):
-    if features is not None:
-        return features
-    from emodistill.features import default_cache_dir, extract_features
+def _feature_store(manifest, features, cfg: Config | None = None):
+    """The LLD store the prosodic teacher reads: cached eGeMAPS LLDs, per-speaker normalised
+    when ``cfg.prosodic.speaker_norm`` (a store that is already normalised is kept)."""
+    from emodistill.speaker_norm import SpeakerNormalizedFeatures
 
-    if manifest.path is None:
-        raise ValueError("the manifest has no path: pass features=extract_features(...)")
-    return extract_features(manifest, default_cache_dir(manifest.path), workers=1)
+    if features is None:
+        from emodistill.features import default_cache_dir, extract_features
+
+        if manifest.path is None:
+            raise ValueError("the manifest has no path: pass features=extract_features(...)")
+        features = extract_features(manifest, default_cache_dir(manifest.path), workers=1)
+    if cfg is not None and cfg.prosodic.speaker_norm:
+        if not isinstance(features, SpeakerNormalizedFeatures):
+            features = SpeakerNormalizedFeatures(
+                features, {u.id: u.speaker for u in manifest.utterances}
+            )
+    return features
 
 
 def _with_features(utterances: Sequence[Any], features: Any, what: str) -> list[Any]:
@@ -307,7 +310,7 @@ def train_teacher(
     if kind == "linguistic":
         check_transcripts(train + val + test, manifest.path)
     else:
-        features = _feature_store(manifest, features)
+        features = _feature_store(manifest, features, cfg)
         train = _with_features(train, features, "training")
         val = _with_features(val, features, "validation")
         test = _with_features(test, features, "test")
@@ -476,6 +479,7 @@ def train_teachers(
         features = extract_features(
             manifest, default_cache_dir(manifest_path), workers=workers, progress=progress
         )
+        features = _feature_store(manifest, features, cfg)
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for n, fold in enumerate(chosen, 1):

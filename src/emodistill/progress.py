@@ -1,0 +1,51 @@
+"""One progress-bar helper for long loops (rich), silent when disabled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class progress_bar:
+    """Rich progress bar context giving an ``advance(k)`` callable (a no-op when disabled).
+
+    ``with progress_bar(True, total, "teacher outputs") as advance: ... advance(len(batch))``
+    """
+
+    def __init__(self, enabled: bool, total: int, description: str):
+        self.enabled = enabled
+        self.total = total
+        self.description = description
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda k: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total)
+        return lambda k: self._bar.advance(task, k)
+
+    def __exit__(self, *exc: Any) -> bool:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+
+def track(items: Iterable[T], description: str, enabled: bool = True) -> Iterator[T]:
+    """Iterate ``items`` with a progress bar (needs ``len(items)``)."""
+    items = list(items)
+    with progress_bar(enabled, len(items), description) as advance:
+        for item in items:
+            yield item
+            advance(1)

@@ -1,0 +1,121 @@
+"""The LightningModule that trains an injected student with the EmoDistill loss."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from emodistill.config import TEACHER_KINDS, DistillConfig, OptimConfig
+from emodistill.evaluate import metric_collection
+from emodistill.training.common import configure_adamw
+
+
+class StudentModule(L.LightningModule):
+    """Trains an injected student with :func:`~emodistill.models.losses.emodistill_loss`.
+
+    Args:
+        student: ``forward(wav (B, N), lengths (B,)) -> StudentOutput(logits (B, C),
+            emb_linguistic (B, d_L), emb_prosodic (B, d_P))``.
+        distill_cfg: loss coefficients, temperatures and switches.
+        optim: AdamW settings (lr, weight decay, warm-up ratio).
+        num_classes: C.
+        logit_teachers: teachers whose logits enter L_KD (others keep their embedding term).
+        class_weights: optional (C,) cross-entropy weights.
+        teacher_weights: per-teacher factors on its KD and embedding terms (teacher-aware
+            distillation; None = 1 for both).
+        seed: dropout randomness is re-seeded from ``(seed, epoch, rank)`` at each epoch start,
+            so a resumed run continues exactly as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        student: torch.nn.Module,
+        distill_cfg: DistillConfig,
+        optim: OptimConfig,
+        num_classes: int,
+        logit_teachers: Sequence[str] = TEACHER_KINDS,
+        class_weights: Tensor | None = None,
+        seed: int = 0,
+        teacher_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.distill_cfg = distill_cfg
+        self.optim = optim
+        self.num_classes = int(num_classes)
+        self.logit_teachers = tuple(logit_teachers)
+        self.seed = int(seed)
+        self.teacher_weights = dict(teacher_weights) if teacher_weights else None
+        self.register_buffer(
+            "class_weights", None if class_weights is None else class_weights.float()
+        )
+        self.val_metrics = metric_collection(num_classes)
+
+    def forward(self, wav: Tensor, lengths: Tensor):
+        return self.student(wav, lengths)
+
+    def run_student(self, batch: Mapping[str, Any]):
+        """The student's output on a batch of audio, or of cached frozen-bottom outputs."""
+        if "prefix" in batch:
+            return self.student.from_prefix(batch["prefix"], batch["frame_lengths"])
+        return self.student(batch["wav"], batch["lengths"])
+
+    def loss(self, batch: Mapping[str, Any]):
+        """The EmoDistill loss of a batch (``LossOutput``: total + terms)."""
+        from emodistill.models.losses import emodistill_loss
+
+        out = self.run_student(batch)
+        teacher_logits = {
+            k: v for k, v in batch["teacher_logits"].items() if k in self.logit_teachers
+        }
+        student_emb = {"linguistic": out.emb_linguistic, "prosodic": out.emb_prosodic}
+        return emodistill_loss(
+            out.logits,
+            batch["labels"],
+            self.distill_cfg,
+            teacher_logits=teacher_logits,
+            teacher_emb=dict(batch["teacher_emb"]),
+            student_emb=student_emb,
+            class_weights=self.class_weights,
+            teacher_weights=self.teacher_weights,
+        )
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout draws from torch's global generator: tie it to the epoch, not to history.
+        torch.manual_seed(_mix(self.seed, self.current_epoch, self.global_rank))
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        out = self.loss(batch)
+        bs = int(batch["labels"].shape[0])
+        self.log("train_loss", out.total, prog_bar=True, batch_size=bs)
+        for name in ("ce", "kd", "embedding"):
+            self.log(f"train_{name}", out.terms[name], batch_size=bs)
+        return out.total
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        out = self.run_student(batch)
+        valid = batch["valid"]
+        preds = out.logits.argmax(dim=-1)
+        if bool(valid.any()):  # a DDP padding batch has no valid item (torchmetrics refuses empty)
+            self.val_metrics.update(preds[valid], batch["labels"][valid])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()  # synchronised over DDP ranks by torchmetrics
+        self.val_metrics.reset()
+        for key, value in values.items():
+            self.log(f"val_{key}", value, prog_bar=key == "ua", sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return configure_adamw(params, self.optim, int(self.trainer.estimated_stepping_batches))
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across processes, unlike ``hash``)."""
+    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

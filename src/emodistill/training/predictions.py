@@ -1,0 +1,152 @@
+"""Test-speaker predictions of a fold: computing, writing, reading, and the reuse check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emodistill._io import write_json_atomic
+from emodistill.config import Config
+from emodistill.corpora.manifest import Manifest, Utterance
+from emodistill.evaluate import compute_metrics
+from emodistill.report import read_json
+from emodistill.training.data import DistillDataset, collate_batch
+from emodistill.training.layout import predictions_path
+from emodistill.training.teacher_cache import load_fold_teachers
+from emodistill.training.variants import Variant, get_variant
+
+
+@torch.inference_mode()
+def predict(
+    student: torch.nn.Module,
+    dataset: DistillDataset,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    precision: str = "32-true",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities for every item of ``dataset``, in dataset order.
+
+    Returns:
+        ``(indices (N,), probabilities (N, C))`` with ``indices`` = ``arange(N)``.
+    """
+    student.eval()
+    device = torch.device(device)
+    student.to(device)
+    probs = np.zeros((len(dataset), 0), dtype=np.float32)
+    use_bf16 = device.type == "cuda" and precision.startswith("bf16")
+    order = np.argsort(-dataset.lengths, kind="stable")
+    bs = max(1, batch_size)
+    for start in range(0, len(order), bs):
+        batch = collate_batch([dataset[int(i)] for i in order[start : start + bs]])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = student(batch["wav"].to(device), batch["lengths"].to(device))
+        p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+        if probs.shape[1] == 0:
+            probs = np.zeros((len(dataset), p.shape[1]), dtype=np.float32)
+        probs[batch["index"].numpy()] = p
+    return np.arange(len(dataset)), probs
+
+
+def config_key(cfg: Config, teacher_only: bool = False) -> dict[str, Any]:
+    """The parts of a config that determine a result: everything but the trainer settings for a
+    student; only labels, seed, folds and the teachers' sections for a teacher-only variant."""
+    data = cfg.to_dict()
+    data.pop("trainer", None)
+    data.pop("name", None)
+    if teacher_only:
+        data = {k: data[k] for k in ("labels", "seed", "folds", "linguistic", "prosodic")}
+    return data
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def check_reusable(path: Path, cfg: Config, teacher_only: bool = False) -> bool:
+    """True when ``path`` (a predictions.json) exists and was made with ``cfg``.
+
+    Raises:
+        ValueError: it exists but was made with another config (names the differing keys):
+            results of two configs must never be mixed in one run folder.
+    """
+    if not path.is_file():
+        return False
+    saved = read_json(path).get("config")
+    if saved is None:
+        return True
+    diff = _diff(saved, config_key(cfg, teacher_only))
+    if diff:
+        raise ValueError(
+            f"{path} was made with a different config (differs in: {', '.join(diff)}); use a new "
+            "--out folder or delete that fold's folder"
+        )
+    return True
+
+
+def write_predictions(
+    path: Path,
+    utterances: Sequence[Utterance],
+    y_true: Sequence[int],
+    probs: np.ndarray,
+    labels: Sequence[str],
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    y_pred = probs.argmax(axis=1).astype(int).tolist()
+    metrics = compute_metrics(list(y_true), y_pred, len(labels))
+    data = {
+        "ids": [u.id for u in utterances],
+        "y_true": [int(v) for v in y_true],
+        "y_pred": y_pred,
+        "probabilities": np.round(probs.astype(np.float64), 6).tolist(),
+        "labels": list(labels),
+        "metrics": metrics,
+        **extra,
+    }
+    write_json_atomic(path, data)
+    return data
+
+
+def teacher_predictions(
+    manifest: Manifest, fold: Any, cfg: Config, run_dir: str | Path, variant: str | Variant
+) -> dict[str, Any]:
+    """A teacher-only variant: the teacher's own test-speaker predictions, from its cache."""
+    from emodistill.corpora.splits import fold_utterances
+
+    v = get_variant(variant)
+    path = predictions_path(run_dir, fold.id, v)
+    if check_reusable(path, cfg, teacher_only=True):
+        return read_json(path)
+    _, _, test = fold_utterances(manifest, fold)
+    outputs = load_fold_teachers(Path(run_dir) / fold.id, [v.teacher])[v.teacher]
+    try:
+        rows = np.asarray(outputs.rows([u.id for u in test]), dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(
+            f"{Path(run_dir) / fold.id}: cached {v.teacher} teacher outputs lack test utterance "
+            f"{err}; re-run train-teachers for fold {fold.id}"
+        ) from err
+    logits = torch.as_tensor(np.asarray(outputs.logits)[rows])
+    probs = torch.softmax(logits.float(), dim=-1).numpy()
+    y_true = [manifest.label_index(u.label) for u in test]
+    return write_predictions(
+        path,
+        test,
+        y_true,
+        probs,
+        manifest.labels,
+        {"fold": fold.id, "variant": v.name, "config": config_key(cfg, teacher_only=True)},
+    )
+
+
+def load_predictions(path: str | Path) -> dict[str, Any]:
+    """A predictions.json (ids, y_true, y_pred, probabilities, labels, metrics, ...)."""
+    return read_json(path)

@@ -1,0 +1,102 @@
+"""Teacher-aware distillation: how much each teacher may teach, from what it knows.
+
+A teacher at chance (e.g. the text teacher on a corpus whose every emotion is spoken over the
+same sentences) carries no information about the label, yet fixed-weight KD pulls the student
+towards its near-uniform outputs and towards an embedding that says nothing about emotion. The
+``validation`` rule scales each teacher's KD and embedding terms by a factor in [0, 1] computed
+from the teacher's UA on the fold's **validation** speakers — data the student may use for
+model selection anyway; test speakers are never read:
+
+    chance = 1 / C
+    noise  = 2 * sqrt(chance * (1 - chance) / n_val)        # 2 standard errors of a guesser
+    w      = clip((UA_val - chance - noise) / noise, 0, 1)
+
+so ``w = 0`` while the teacher is within two standard errors of chance, ``w = 1`` from four
+standard errors above it, linear in between. With 60 validation clips and 4 classes that is
+``w = 0`` below UA 0.36 and ``w = 1`` above 0.47.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from emodistill.evaluate import compute_metrics
+
+WEIGHTINGS = ("fixed", "validation")
+
+
+def chance_level(num_classes: int) -> float:
+    """UA of a guesser: 1 / C."""
+    return 1.0 / float(num_classes)
+
+
+def chance_margin(num_classes: int, n: int) -> float:
+    """Two standard errors of a guesser's accuracy on ``n`` items."""
+    p = chance_level(num_classes)
+    return 2.0 * math.sqrt(p * (1.0 - p) / max(int(n), 1))
+
+
+def weight_from_ua(ua: float, num_classes: int, n: int) -> float:
+    """The ``validation`` rule's factor for a teacher with validation UA ``ua`` on ``n`` clips."""
+    noise = chance_margin(num_classes, n)
+    value = (float(ua) - chance_level(num_classes) - noise) / noise
+    return float(min(1.0, max(0.0, value)))
+
+
+def at_chance(ua: float, num_classes: int, n: int) -> bool:
+    """True when ``ua`` is within two standard errors of chance."""
+    return float(ua) <= chance_level(num_classes) + chance_margin(num_classes, n)
+
+
+def teacher_validation_ua(
+    teachers: Mapping[str, Any], val_ids: Sequence[str], y_val: Sequence[int], num_classes: int
+) -> dict[str, float]:
+    """kind -> UA of the teacher's cached logits on the validation utterances."""
+    out = {}
+    for kind, outputs in teachers.items():
+        pred = np.asarray(outputs.logits_of(list(val_ids))).argmax(axis=1)
+        out[kind] = float(compute_metrics(list(y_val), pred.tolist(), num_classes)["ua"])
+    return out
+
+
+def teacher_weights(
+    rule: str, val_ua: Mapping[str, float], num_classes: int, n_val: int
+) -> dict[str, float] | None:
+    """Per-teacher factors under ``rule`` (None for ``fixed``: every factor 1)."""
+    if rule not in WEIGHTINGS:
+        raise ValueError(f"distill.teacher_weighting must be one of {WEIGHTINGS}, got {rule!r}")
+    if rule == "fixed":
+        return None
+    return {k: weight_from_ua(ua, num_classes, n_val) for k, ua in val_ua.items()}
+
+
+def chance_report(
+    val_ua: Mapping[str, float], num_classes: int, n_val: int, weights: Mapping[str, float] | None
+) -> list[str]:
+    """One line per teacher: validation UA beside chance, and a plain warning at chance."""
+    chance = chance_level(num_classes)
+    lines = []
+    for kind, ua in val_ua.items():
+        line = f"{kind} teacher: validation UA {100 * ua:.1f} (chance {100 * chance:.1f}"
+        line += f", n = {n_val})"
+        if weights is not None:
+            line += f", weight {weights.get(kind, 1.0):.2f}"
+        if at_chance(ua, num_classes, n_val):
+            what = (
+                "the words carry no emotion here (e.g. a fixed-sentence corpus)"
+                if kind == "linguistic"
+                else "its features do not separate the classes"
+            )
+            fix = (
+                "teacher weight 0 under distill.teacher_weighting: validation"
+                if weights is not None
+                else "use distill.teacher_weighting: validation, or a variant without it "
+                f"(--variant no_{kind}_teacher)"
+            )
+            line += f" -- AT CHANCE: {what}; it should not teach ({fix})"
+        lines.append(line)
+    return lines
