@@ -80,3 +80,19 @@ def tiny_hubert_folder(folder: Path, **config_kw) -> Path:
     torch.manual_seed(0)
     HubertModel(tiny_hubert_config(**config_kw)).save_pretrained(folder)
     return folder
+
+
+def tiny_whisper_encoder(layers: int = 2, **kw):
+    """A random Whisper encoder (d_model 32, 2 heads, 80 mel bins) with the sliced forward."""
+    from emodistill.models.encoders import WhisperSpeechEncoder, whisper_encoder_config
+
+    torch.manual_seed(0)
+    cfg = whisper_encoder_config(
+        d_model=32,
+        encoder_layers=layers,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=1500,
+    )
+    return WhisperSpeechEncoder(cfg, **kw)

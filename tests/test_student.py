@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from factories import tiny_hubert_folder
+from factories import tiny_hubert_folder, tiny_whisper_encoder
 
 from emodistill.config import StudentConfig
 from emodistill.models.encoders import (
@@ -34,16 +34,7 @@ def _tiny_hubert_folder(path, norm="layer"):
 
 
 def _tiny_whisper_encoder(**kw):
-    torch.manual_seed(0)
-    cfg = whisper_encoder_config(
-        d_model=32,
-        encoder_layers=2,
-        encoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        num_mel_bins=80,
-        max_source_positions=1500,
-    )
-    return WhisperSpeechEncoder(cfg, **kw)
+    return tiny_whisper_encoder(**kw)
 
 
 def _clip(n, seed=0):

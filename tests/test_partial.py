@@ -1,0 +1,219 @@
+"""Partial fine-tuning from a cached frozen prefix, pooling, and per-teacher loss weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from factories import tiny_hubert_folder, tiny_whisper_encoder
+
+from emodistill.config import DistillConfig
+from emodistill.models.encoders import load_encoder
+from emodistill.models.losses import emodistill_loss
+from emodistill.models.student import EmoDistillStudent, load_student, save_student
+from emodistill.training.prefix_cache import PrefixCache, collate_prefix
+from emodistill.training.teacher_weighting import teacher_weights, weight_from_ua
+
+
+def _clips(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = max(lengths)
+    wav = torch.zeros(len(lengths), n)
+    for i, m in enumerate(lengths):
+        wav[i, :m] = 0.3 * torch.randn(m, generator=g)
+    return wav, torch.tensor(lengths)
+
+
+def _no_randomness(encoder):
+    """Dropout and LayerDrop off, so train-mode passes can be compared exactly."""
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        elif isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.0
+    config = getattr(getattr(encoder, "model", None), "config", None)
+    if config is not None:
+        config.layerdrop = 0.0
+    return encoder
+
+
+def _encoders(tmp_path):
+    hub = tiny_hubert_folder(tmp_path / "hubert", layers=3, conv_stride=(5, 4))
+    return {
+        "whisper": lambda: tiny_whisper_encoder(layers=3),
+        "hubert": lambda: _no_randomness(load_encoder(str(hub))),
+    }
+
+
+def _student(encoder, trainable, pooling="attention", layer_weights=False):
+    torch.manual_seed(1)
+    return EmoDistillStudent(
+        encoder,
+        4,
+        6,
+        5,
+        8,
+        8,
+        dropout=0.0,
+        pooling=pooling,
+        layer_weights=layer_weights,
+        trainable_layers=trainable,
+    )
+
+
+def _loss(out, y, t_logits, t_emb):
+    return emodistill_loss(
+        out.logits,
+        y,
+        DistillConfig(),
+        teacher_logits=t_logits,
+        teacher_emb=t_emb,
+        student_emb={"linguistic": out.emb_linguistic, "prosodic": out.emb_prosodic},
+    ).total
+
+
+@pytest.mark.parametrize("kind", ["whisper", "hubert"])
+@pytest.mark.parametrize("trainable,layer_weights", [(1, False), (0, False), (2, True)])
+def test_cached_prefix_gives_same_loss_and_gradients(tmp_path, kind, trainable, layer_weights):
+    make = _encoders(tmp_path)[kind]
+    uncached = _student(make(), trainable, layer_weights=layer_weights).train()
+    cached = _student(make(), trainable, layer_weights=layer_weights).train()
+    cached.load_state_dict(uncached.state_dict())
+    wav, lengths = _clips([4000, 6400, 5200])
+    y = torch.tensor([0, 2, 3])
+    g = torch.Generator().manual_seed(3)
+    t_logits = {k: torch.randn(3, 4, generator=g) for k in ("linguistic", "prosodic")}
+    t_emb = {"linguistic": torch.randn(3, 6, generator=g), "prosodic": torch.randn(3, 5)}
+
+    loss_a = _loss(uncached(wav, lengths), y, t_logits, t_emb)
+    loss_a.backward()
+    # The prefix, one clip at a time (as the cache computes it), then padded into a batch.
+    rows = []
+    for i in range(3):
+        states, frames = cached.prefix(wav[i : i + 1, : lengths[i]], lengths[i : i + 1])
+        rows.append(states[0, :, : int(frames[0])].numpy())
+    prefix, frame_lengths = collate_prefix(rows)
+    loss_b = _loss(cached.from_prefix(prefix, frame_lengths), y, t_logits, t_emb)
+    loss_b.backward()
+
+    assert abs(float(loss_a) - float(loss_b)) < 1e-5
+    grads_a = {n: p.grad for n, p in uncached.named_parameters() if p.requires_grad}
+    grads_b = {n: p.grad for n, p in cached.named_parameters() if p.requires_grad}
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name, ga in grads_a.items():
+        assert ga is not None, name
+        assert float((ga - grads_b[name]).abs().max()) < 1e-5, name
+    # Exactly the top `trainable` layers (and the heads) train.
+    enc = uncached.encoder
+    frozen = [p for m in enc._frozen_modules() for p in m.parameters()]
+    assert frozen and all(not p.requires_grad for p in frozen)
+    n_layers = enc.num_layers
+    for i, layer in enumerate(enc.layer_modules()):
+        assert all(p.requires_grad == (i >= n_layers - trainable) for p in layer.parameters())
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+@pytest.mark.parametrize("layer_weights", [False, True])
+def test_pooling_is_padding_invariant(pooling, layer_weights):
+    model = _student(tiny_whisper_encoder(), None, pooling, layer_weights).eval()
+    clip, _ = _clips([5000], seed=4)
+    alone = model(clip, torch.tensor([5000])).logits
+    wav = torch.randn(2, 9000)  # noise, not zeros, after the clip: it must be masked out
+    wav[0, :5000] = clip[0]
+    batched = model(wav, torch.tensor([5000, 9000])).logits[:1]
+    assert float((alone - batched).abs().max()) < 1e-5
+
+
+def test_trainable_layers_one_saves_a_full_model_that_predicts_from_audio(tmp_path):
+    """The model folder of a partially trained student reproduces the cached test pass."""
+    student = _student(tiny_whisper_encoder(layers=2), 1)
+    with torch.no_grad():  # move the trainable part away from its initial weights
+        for p in student.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    folder = save_student(student, tmp_path / "model", ["a", "b", "c", "d"])
+    loaded, config = load_student(folder)
+    assert config["heads"]["trainable_layers"] == 1 and config["heads"]["pooling"] == "attention"
+
+    class U:
+        def __init__(self, i, n):
+            self.id, self.path = f"u{i}", tmp_path / f"u{i}.wav"
+            sf.write(self.path, 0.2 * np.random.default_rng(i).normal(size=n), 16000)
+
+    utts = [U(0, 7000), U(1, 11000)]
+    cache = PrefixCache(student, utts, tmp_path / "cache", progress=False)
+    assert cache.computed == 2
+    again = PrefixCache(student, utts, tmp_path / "cache", progress=False)
+    assert again.computed == 0  # content-keyed: nothing recomputed
+    prefix, frames = collate_prefix([cache[u.id] for u in utts])
+    student.eval()
+    with torch.no_grad():
+        p_cached = torch.softmax(student.from_prefix(prefix, frames).logits, -1)
+        from emodistill.audio import load_audio
+
+        for i, u in enumerate(utts):
+            wav = torch.from_numpy(load_audio(u.path))[None]
+            p_audio = torch.softmax(loaded(wav, torch.tensor([wav.shape[1]])).logits, -1)
+            assert float((p_audio[0] - p_cached[i]).abs().max()) < 1e-5
+    # Other frozen weights: another cache entry.
+    other = _student(tiny_whisper_encoder(layers=2), 1)
+    with torch.no_grad():
+        other.encoder.encoder.conv1.weight.add_(0.1)
+    assert PrefixCache(other, utts, tmp_path / "cache", progress=False).computed == 2
+
+
+def test_per_teacher_weights_equal_to_shared_reproduce_the_shared_loss():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 4, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    tl = {k: torch.randn(5, 4, generator=g) for k in ("linguistic", "prosodic")}
+    te = {k: torch.randn(5, 3, generator=g) for k in ("linguistic", "prosodic")}
+    se = {k: torch.randn(5, 3, generator=g) for k in ("linguistic", "prosodic")}
+    base = DistillConfig(beta=0.7, gamma=0.3)
+    same = DistillConfig(
+        beta=0.7,
+        gamma=0.3,
+        beta_linguistic=0.7,
+        beta_prosodic=0.7,
+        gamma_linguistic=0.3,
+        gamma_prosodic=0.3,
+    )
+    a = emodistill_loss(z, y, base, tl, te, se).total
+    b = emodistill_loss(z, y, same, tl, te, se).total
+    assert float(a) == float(b)
+    # Switching one teacher's weights to 0 equals dropping that teacher.
+    off = DistillConfig(beta=0.7, gamma=0.3, beta_prosodic=0.0, gamma_prosodic=0.0)
+    no_p = DistillConfig(beta=0.7, gamma=0.3, use_prosodic=False)
+    c = emodistill_loss(z, y, off, tl, te, se).total
+    d = emodistill_loss(z, y, no_p, tl, te, se).total
+    assert abs(float(c) - float(d)) < 1e-6
+    # A teacher-aware factor of 0 does the same.
+    e = emodistill_loss(z, y, base, tl, te, se, teacher_weights={"prosodic": 0.0}).total
+    assert abs(float(e) - float(d)) < 1e-6
+
+
+def test_uniform_teacher_gets_weight_zero():
+    from emodistill.training.teacher_weighting import teacher_validation_ua
+
+    class Outputs:
+        def __init__(self, logits):
+            self.logits = logits
+
+        def logits_of(self, ids):
+            return self.logits[[int(i) for i in ids]]
+
+    n = 60
+    y = np.arange(n) % 4
+    uniform = Outputs(np.zeros((n, 4), dtype=np.float32))  # argmax 0 everywhere: UA = 0.25
+    good = Outputs(np.eye(4, dtype=np.float32)[y] * 3)
+    ua = teacher_validation_ua(
+        {"linguistic": uniform, "prosodic": good}, [str(i) for i in range(n)], y.tolist(), 4
+    )
+    assert ua["linguistic"] == pytest.approx(0.25) and ua["prosodic"] == pytest.approx(1.0)
+    w = teacher_weights("validation", ua, 4, n)
+    assert w == {"linguistic": 0.0, "prosodic": 1.0}
+    assert teacher_weights("fixed", ua, 4, n) is None
+    # Linear between 2 and 4 standard errors above chance.
+    se = np.sqrt(0.25 * 0.75 / n)
+    assert weight_from_ua(0.25 + 3 * se, 4, n) == pytest.approx(0.5)
