@@ -137,15 +137,29 @@ def train_teachers_cmd(
         _fail(str(err))
 
 
-class Variant(str, Enum):
-    full = "full"
-    no_logit_kd = "no_logit_kd"
-    no_embedding_kd = "no_embedding_kd"
-    no_prosodic_teacher = "no_prosodic_teacher"
-    no_linguistic_teacher = "no_linguistic_teacher"
-    no_teachers = "no_teachers"
-    prosodic_teacher_only = "prosodic_teacher_only"
-    linguistic_teacher_only = "linguistic_teacher_only"
+def _variant_enum() -> type[Enum]:
+    """The ``--variant`` choices, from the one list of variants (training/variants.py)."""
+    from emodistill.training.variants import VARIANTS
+
+    return Enum("Variant", {name: name for name in VARIANTS}, type=str)
+
+
+Variant = _variant_enum()
+
+SeedsOpt = typer.Option(
+    None,
+    "--seeds",
+    help="Comma-separated student seeds (e.g. 0,1,2): every fold is trained once per seed.",
+)
+
+
+def _seeds(spec: str | None) -> list[int] | None:
+    if spec is None or not spec.strip():
+        return None
+    try:
+        return [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds: expected integers like 0,1,2, got {spec!r}") from None
 
 
 @app.command("cv")
@@ -159,6 +173,7 @@ def cv_cmd(
     num_nodes: int = typer.Option(None, "--num-nodes", help="Nodes for multi-node DDP."),
     strategy: str = typer.Option(None, "--strategy", help="Lightning strategy (ddp, auto...)."),
     accelerator: str = typer.Option(None, "--accelerator", help="cpu, gpu, auto."),
+    seeds: str = SeedsOpt,
 ) -> None:
     """Cross-validate: teachers (reused if present) and the student per fold; results.json."""
     from emodistill.training.cv import cross_validate
@@ -174,7 +189,13 @@ def cv_cmd(
         if v is not None
     }
     cross_validate(
-        manifest, out, config=config, folds=folds, variant=variant.value, overrides=overrides
+        manifest,
+        out,
+        config=config,
+        folds=folds,
+        variant=variant.value,
+        overrides=overrides,
+        seeds=_seeds(seeds),
     )
 
 
@@ -184,11 +205,12 @@ def ablate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     config: str = ConfigOpt,
     folds: str = FoldsOpt,
+    seeds: str = SeedsOpt,
 ) -> None:
     """Run the paper's eight Table 2 variants on the same folds; ablation.json and .md."""
     from emodistill.training.cv import ablate
 
-    ablate(manifest, out, config=config, folds=folds)
+    ablate(manifest, out, config=config, folds=folds, seeds=_seeds(seeds))
 
 
 class TeacherKind(str, Enum):

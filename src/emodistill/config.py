@@ -142,6 +142,9 @@ class Config:
     name: str = "default"
     labels: list[str] = field(default_factory=lambda: list(LABELS_4))
     seed: int = 0
+    # Students are trained once per fold and seed (cv --seeds); None = [seed]. Teachers are
+    # trained once per fold, with ``seed``.
+    seeds: list[int] | None = None
     folds: FoldConfig = field(default_factory=FoldConfig)
     linguistic: LinguisticConfig = field(default_factory=LinguisticConfig)
     prosodic: ProsodicConfig = field(default_factory=ProsodicConfig)
@@ -151,6 +154,10 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def run_seeds(self) -> list[int]:
+        """The student seeds of a cross-validation: ``seeds``, or ``[seed]``."""
+        return [int(s) for s in self.seeds] if self.seeds else [int(self.seed)]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:

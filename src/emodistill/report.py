@@ -138,6 +138,65 @@ def aggregate(predictions: Mapping[str, Mapping[str, Any]], labels: Sequence[str
     }
 
 
+def aggregate_runs(
+    predictions: Mapping[tuple[str, int], Mapping[str, Any]], labels: Sequence[str]
+) -> dict:
+    """:func:`aggregate` over folds x seeds.
+
+    Args:
+        predictions: ``(fold id, seed) -> predictions`` (fold order = first appearance).
+
+    Returns:
+        :func:`aggregate`'s keys, plus ``seeds`` (sorted) and ``runs`` (one ``{"fold", "seed",
+        "wa", "ua", "f1", "n"}`` per fold x seed). ``folds`` holds each fold's metrics averaged
+        over its seeds (``n`` = utterances of the fold), ``mean``/``std`` are over those fold
+        means, ``pooled`` and ``confusion`` pool every run (an utterance counts once per seed).
+    """
+    num_classes = len(labels)
+    runs = []
+    by_fold: dict[str, list[dict]] = {}
+    all_true: list[int] = []
+    all_pred: list[int] = []
+    for (fold_id, seed), pred in predictions.items():
+        y_true = [int(v) for v in pred["y_true"]]
+        y_pred = [int(v) for v in pred["y_pred"]]
+        m = compute_metrics(y_true, y_pred, num_classes)
+        run = {
+            "fold": str(fold_id),
+            "seed": int(seed),
+            "wa": m["wa"],
+            "ua": m["ua"],
+            "f1": m["f1"],
+            "n": len(y_true),
+        }
+        runs.append(run)
+        by_fold.setdefault(str(fold_id), []).append(run)
+        all_true += y_true
+        all_pred += y_pred
+    folds = [
+        {
+            "fold": fold_id,
+            **{k: float(np.mean([r[k] for r in rs])) for k in ("wa", "ua", "f1")},
+            "n": rs[0]["n"],
+        }
+        for fold_id, rs in by_fold.items()
+    ]
+    mean, std = {}, {}
+    for key in ("wa", "ua", "f1"):
+        mean[key], std[key] = mean_std([f[key] for f in folds])
+    pooled = compute_metrics(all_true, all_pred, num_classes)
+    return {
+        "folds": folds,
+        "mean": mean,
+        "std": std,
+        "pooled": {"wa": pooled["wa"], "ua": pooled["ua"]},
+        "labels": list(labels),
+        "confusion": pooled["confusion"],
+        "seeds": sorted({r["seed"] for r in runs}),
+        "runs": runs,
+    }
+
+
 # --------------------------------------------------------------------------- markdown
 
 

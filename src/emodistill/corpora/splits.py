@@ -192,3 +192,33 @@ def fold_utterances(
         manifest.by_speakers(fold.val_speakers),
         manifest.by_speakers(fold.test_speakers),
     )
+
+
+def fold_fingerprint(manifest: Manifest, fold: Fold) -> str:
+    """Hex digest of everything a fold's models learn from: its speaker split and, for every
+    utterance it uses, id, label, speaker, transcript and the audio file's content.
+
+    Saved beside trained teachers and students, so a reused model can never silently stem from
+    an edited manifest (a changed label, an added speaker that moved a ``groups`` fold's
+    membership, a replaced wav).
+    """
+    import hashlib
+
+    from emodistill._io import file_sha256
+
+    h = hashlib.sha256()
+    for name, speakers in (
+        ("train", fold.train_speakers),
+        ("val", fold.val_speakers),
+        ("test", fold.test_speakers),
+    ):
+        h.update(f"{name}:{','.join(speakers)}\n".encode())
+    for part in fold_utterances(manifest, fold):
+        for u in part:
+            try:
+                content = file_sha256(u.path)
+            except OSError:
+                content = "unreadable"
+            row = "\t".join([u.id, u.label, u.speaker, u.transcript or "", content])
+            h.update(row.encode() + b"\n")
+    return h.hexdigest()

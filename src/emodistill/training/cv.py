@@ -23,7 +23,7 @@ from emodistill.config import Config, load_config
 from emodistill.corpora.manifest import Manifest, load_manifest
 from emodistill.report import (
     ablation_markdown,
-    aggregate,
+    aggregate_runs,
     plot_ablation,
     plot_confusion,
     plot_sweep,
@@ -102,22 +102,28 @@ def aggregate_run(
     cfg = resolve_config(config)
     v = get_variant(variant)
     run_dir = Path(run_dir)
-    preds: dict[str, dict[str, Any]] = {}
+    preds: dict[tuple[str, int], dict[str, Any]] = {}
     missing = []
+    # A teacher-only variant does not depend on the student seed: one run per fold.
+    seeds = [cfg.seed] if v.teacher is not None else cfg.run_seeds()
     for fold in all_folds(m, cfg):
-        path = predictions_path(run_dir, fold.id, v)
-        if path.is_file():
-            preds[fold.id] = read_json(path)
-        else:
-            missing.append(fold.id)
+        for seed in seeds:
+            path = predictions_path(run_dir, fold.id, v, None if seed == cfg.seed else seed)
+            if path.is_file():
+                preds[(fold.id, seed)] = read_json(path)
+            else:
+                missing.append(fold.id if len(seeds) == 1 else f"{fold.id} (seed {seed})")
     if not preds:
         return None
-    results = aggregate(preds, m.labels)
+    results = aggregate_runs(preds, m.labels)
     out = results_dir(run_dir, v)
     write_json_atomic(out / "results.json", results)
     name = "full" if v.name == "full" else v.name
     heading = title or f"Cross-validation: {name}"
-    notes = [f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; seed {cfg.seed}."]
+    notes = [
+        f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
+        f"seeds {', '.join(str(s) for s in results['seeds'])}."
+    ]
     write_text_atomic(
         out / "report.md",
         results_markdown(results, heading, v.name if v.name in VARIANTS else "", missing, notes),
@@ -138,8 +144,10 @@ def cross_validate(
     callbacks: Sequence[Any] = (),
     trainer_overrides: Mapping[str, Any] | None = None,
     teachers_ready: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Teachers (reused if present), then the student of ``variant`` per selected fold; report.
+    """Teachers (reused if present), then the student of ``variant`` per selected fold and seed;
+    report.
 
     Args:
         manifest: manifest CSV (or a loaded :class:`Manifest` that has a path).
@@ -152,6 +160,8 @@ def cross_validate(
         progress, callbacks, trainer_overrides: passed to :func:`distill`.
         teachers_ready: skip the teacher check (callers that just ran :func:`ensure_teachers`
             for these folds and this config: ``ablate``, ``sweep_temperature``, the demo).
+        seeds: student seeds (default ``config.seeds``, else ``[config.seed]``); every fold is
+            trained once per seed.
 
     Returns:
         The aggregated results over every fold of the variant found on disk (see
@@ -159,6 +169,8 @@ def cross_validate(
     """
     m = _manifest(manifest)
     cfg = resolve_config(config, overrides)
+    if seeds is not None:
+        cfg = cfg.override({"seeds": [int(s) for s in seeds]})
     v = get_variant(variant)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -169,17 +181,19 @@ def cross_validate(
         ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
     rank0 = True
     for fold in selected:
-        result = distill(
-            m,
-            fold,
-            cfg,
-            run_dir,
-            v,
-            progress=progress,
-            callbacks=callbacks,
-            trainer_overrides=trainer_overrides,
-        )
-        rank0 = rank0 and result != {}
+        for seed in [cfg.seed] if v.teacher is not None else cfg.run_seeds():
+            result = distill(
+                m,
+                fold,
+                cfg,
+                run_dir,
+                v,
+                seed=seed,
+                progress=progress,
+                callbacks=callbacks,
+                trainer_overrides=trainer_overrides,
+            )
+            rank0 = rank0 and result != {}
     if not rank0:
         return {}
     return aggregate_run(m, run_dir, cfg, v) or {}
@@ -194,6 +208,7 @@ def ablate(
     *,
     progress: bool = True,
     trainer_overrides: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The paper's eight Table 2 variants on the same folds, teachers trained once.
 
@@ -202,6 +217,8 @@ def ablate(
     """
     m = _manifest(manifest)
     cfg = resolve_config(config)
+    if seeds is not None:
+        cfg = cfg.override({"seeds": [int(s) for s in seeds]})
     names = list(variants or VARIANTS)
     run_dir = Path(out)
     _, selected = _select(m, cfg, folds)

@@ -156,9 +156,15 @@ def distill(
     eff_cfg = dataclasses.replace(cfg, distill=dcfg)
     if v.teacher is not None:
         return teacher_predictions(manifest, fold, eff_cfg, run_dir, v)
+    from emodistill.corpora.splits import fold_fingerprint
+
     out_path = predictions_path(run_dir, fold.id, v, seed_dir)
-    if check_reusable(out_path, eff_cfg):
+    data = fold_fingerprint(manifest, fold)
+    if check_reusable(out_path, eff_cfg, data=data):
         return read_json(out_path)
+    wdir = work_dir(run_dir, fold.id, v, seed_dir)
+    if out_path.is_file():  # stale: made from other data; never resume its checkpoints
+        shutil.rmtree(wdir, ignore_errors=True)
 
     fold_dir = run_dir / fold.id
     teachers = load_fold_teachers(fold_dir, v.teachers_needed(cfg.distill))
@@ -224,7 +230,6 @@ def distill(
         seed=cfg.seed,
         teacher_weights=weights,
     )
-    wdir = work_dir(run_dir, fold.id, v, seed_dir)
     overrides = {"use_distributed_sampler": False, **dict(trainer_overrides or {})}
     strategy = _strategy_for(cfg.trainer.strategy, student)
     if strategy != cfg.trainer.strategy and "strategy" not in overrides:
@@ -258,6 +263,7 @@ def distill(
         "val_speakers": list(fold.val_speakers),
         "teacher_val_ua": val_ua,
         "teacher_weights": weights,
+        "data": data,
     }
     save_student(student, sdir, list(manifest.labels), eff_cfg.to_dict(), extra)
     result = write_predictions(

@@ -57,6 +57,7 @@ def config_key(cfg: Config, teacher_only: bool = False) -> dict[str, Any]:
     data = cfg.to_dict()
     data.pop("trainer", None)
     data.pop("name", None)
+    data.pop("seeds", None)  # which other seeds a run trains does not change this one
     if teacher_only:
         data = {k: data[k] for k in ("labels", "seed", "folds", "linguistic", "prosodic")}
     return data
@@ -71,8 +72,13 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def check_reusable(path: Path, cfg: Config, teacher_only: bool = False) -> bool:
-    """True when ``path`` (a predictions.json) exists and was made with ``cfg``.
+def check_reusable(
+    path: Path, cfg: Config, teacher_only: bool = False, data: str | None = None
+) -> bool:
+    """True when ``path`` (a predictions.json) exists and was made with ``cfg`` (and, when
+    ``data`` is given, from the same fold data, see ``splits.fold_fingerprint``).
+
+    Returns False for predictions made from other data (the fold must be retrained).
 
     Raises:
         ValueError: it exists but was made with another config (names the differing keys):
@@ -80,15 +86,22 @@ def check_reusable(path: Path, cfg: Config, teacher_only: bool = False) -> bool:
     """
     if not path.is_file():
         return False
-    saved = read_json(path).get("config")
-    if saved is None:
-        return True
-    diff = _diff(saved, config_key(cfg, teacher_only))
-    if diff:
-        raise ValueError(
-            f"{path} was made with a different config (differs in: {', '.join(diff)}); use a new "
-            "--out folder or delete that fold's folder"
+    saved_all = read_json(path)
+    saved = saved_all.get("config")
+    if saved is not None:
+        diff = _diff(saved, config_key(cfg, teacher_only))
+        if diff:
+            raise ValueError(
+                f"{path} was made with a different config (differs in: {', '.join(diff)}); use "
+                "a new --out folder or delete that fold's folder"
+            )
+    old = saved_all.get("data")
+    if data is not None and old is not None and old != data:
+        print(
+            f"{path}: the fold's data changed since it was made (manifest rows, audio or "
+            "speaker split); retraining"
         )
+        return False
     return True
 
 
@@ -119,11 +132,12 @@ def teacher_predictions(
     manifest: Manifest, fold: Any, cfg: Config, run_dir: str | Path, variant: str | Variant
 ) -> dict[str, Any]:
     """A teacher-only variant: the teacher's own test-speaker predictions, from its cache."""
-    from emodistill.corpora.splits import fold_utterances
+    from emodistill.corpora.splits import fold_fingerprint, fold_utterances
 
     v = get_variant(variant)
     path = predictions_path(run_dir, fold.id, v)
-    if check_reusable(path, cfg, teacher_only=True):
+    data = fold_fingerprint(manifest, fold)
+    if check_reusable(path, cfg, teacher_only=True, data=data):
         return read_json(path)
     _, _, test = fold_utterances(manifest, fold)
     outputs = load_fold_teachers(Path(run_dir) / fold.id, [v.teacher])[v.teacher]
@@ -143,7 +157,12 @@ def teacher_predictions(
         y_true,
         probs,
         manifest.labels,
-        {"fold": fold.id, "variant": v.name, "config": config_key(cfg, teacher_only=True)},
+        {
+            "fold": fold.id,
+            "variant": v.name,
+            "config": config_key(cfg, teacher_only=True),
+            "data": data,
+        },
     )
 
 

@@ -242,8 +242,11 @@ def _with_features(utterances: Sequence[Any], features: Any, what: str) -> list[
     return kept
 
 
-def teacher_done(fold_dir: str | Path, kind: str, cfg: Config | None = None) -> bool:
-    """True when ``kind``'s model folder and test result exist (and match ``cfg``, if given)."""
+def teacher_done(
+    fold_dir: str | Path, kind: str, cfg: Config | None = None, data: str | None = None
+) -> bool:
+    """True when ``kind``'s model folder and test result exist (and match ``cfg``, if given,
+    and were trained on the fold data ``data`` = ``fold_fingerprint``, if given)."""
     folder = teacher_dir(fold_dir, kind)
     result = Path(fold_dir) / "teachers" / "train" / kind / "result.json"
     if not (
@@ -254,6 +257,14 @@ def teacher_done(fold_dir: str | Path, kind: str, cfg: Config | None = None) -> 
         return False
     if cfg is None:
         return True
+    if data is not None:
+        old = json.loads(result.read_text()).get("data")
+        if old is not None and old != data:
+            console.print(
+                f"[yellow]{kind} teacher of {fold_dir}:[/] the fold's data changed (manifest "
+                "rows, audio or speaker split); retraining"
+            )
+            return False
     saved = json.loads((folder / "config.json").read_text()).get("training_config") or {}
     return _relevant_config(saved, kind) == _relevant_config(cfg.to_dict(), kind)
 
@@ -292,7 +303,7 @@ def train_teacher(
     Raises:
         MissingTranscriptsError: linguistic teacher on utterances without transcripts.
     """
-    from emodistill.corpora.splits import fold_utterances
+    from emodistill.corpora.splits import fold_fingerprint, fold_utterances
     from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
     from emodistill.models.prosodic import ProsodicNetConfig, ProsodicResNet
 
@@ -381,7 +392,7 @@ def train_teacher(
     if best_path is None or not best_path.is_file():
         best_path = work_dir / "checkpoints" / "best.ckpt"
     if best_path.is_file():
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     score = ckpt_cb.best_model_score if ckpt_cb is not None else None
     best_val_ua = float(score) if score is not None else None
@@ -414,6 +425,7 @@ def train_teacher(
         n_train=len(train),
         n_val=len(val),
         n_test=len(test),
+        data=fold_fingerprint(manifest, fold),
         best_checkpoint=best_path.name if best_path.is_file() else None,
     )
     write_json_atomic(work_dir / "result.json", result)
@@ -458,7 +470,12 @@ def train_teachers(
         ``RUN_DIR/teachers.json`` with mean and std over the folds.
     """
     from emodistill.corpora.manifest import load_manifest
-    from emodistill.corpora.splits import fold_utterances, make_folds, select_folds
+    from emodistill.corpora.splits import (
+        fold_fingerprint,
+        fold_utterances,
+        make_folds,
+        select_folds,
+    )
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.models.linguistic import check_transcripts
 
@@ -487,8 +504,9 @@ def train_teachers(
         metrics_path = fold_dir / "teachers" / "metrics.json"
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
+        fingerprint = fold_fingerprint(manifest, fold)
         for kind in kinds:
-            if teacher_done(fold_dir, kind, cfg):
+            if teacher_done(fold_dir, kind, cfg, fingerprint):
                 res = json.loads(
                     (fold_dir / "teachers" / "train" / kind / "result.json").read_text()
                 )
@@ -524,6 +542,7 @@ def train_teachers(
             )
         if not per_kind:
             continue
+        _print_chance_report(manifest, fold, fold_dir, list(per_kind))
         previous = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         previous.update(per_kind)
         write_json_atomic(metrics_path, previous)
@@ -532,6 +551,27 @@ def train_teachers(
     if results:
         _write_summary(out, results, kinds)
     return results
+
+
+def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -> None:
+    """Each teacher's validation UA beside chance, with a plain warning for one at chance."""
+    from emodistill.corpora.splits import fold_utterances
+    from emodistill.training.teacher_cache import load_fold_teachers
+    from emodistill.training.teacher_weighting import chance_report, teacher_validation_ua
+
+    _, val, _ = fold_utterances(manifest, fold)
+    try:
+        outputs = load_fold_teachers(fold_dir, kinds)
+        ids = [u.id for u in val if all(u.id in o for o in outputs.values())]
+    except (FileNotFoundError, ValueError):
+        return
+    if not ids:
+        return
+    labels = list(manifest.labels)
+    by_id = {u.id: labels.index(u.label) for u in val}
+    ua = teacher_validation_ua(outputs, ids, [by_id[i] for i in ids], len(labels))
+    for line in chance_report(ua, len(labels), len(ids), None):
+        console.print(f"  {line}")
 
 
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
