@@ -291,13 +291,42 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb"),
     max_seconds: float = typer.Option(600.0, "--max-seconds"),
+    max_concurrent: int = typer.Option(
+        16, "--max-concurrent", help="Requests admitted at once (waiting included); 503 beyond."
+    ),
+    request_timeout: float = typer.Option(
+        60.0, "--request-timeout", help="Seconds per request, waiting included; 503 beyond."
+    ),
+    max_windows: int = typer.Option(1000, "--max-windows", help="Timeline windows per request."),
+    allowed_hosts: str = typer.Option(
+        None,
+        "--allowed-hosts",
+        help="Comma-separated Host headers served ('*': any). Default: loopback names on a "
+        "loopback bind, any otherwise.",
+    ),
+    info_paths: bool = typer.Option(
+        False, "--info-paths", help="Show the model's server path in /info and /health."
+    ),
 ) -> None:
     """HTTP service: POST /predict, GET /health, and a web page at /."""
     from emodistill.inference import ModelLoadError
-    from emodistill.serve import serve
+    from emodistill.serve import ServiceLimits, serve
 
+    limits = ServiceLimits(
+        max_concurrent=max_concurrent, request_timeout=request_timeout, max_windows=max_windows
+    )
+    hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()] if allowed_hosts else None
     try:
-        serve(model, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_seconds)
+        serve(
+            model,
+            host=host,
+            port=port,
+            max_upload_mb=max_upload_mb,
+            max_seconds=max_seconds,
+            limits=limits,
+            allowed_hosts=hosts,
+            show_paths=info_paths,
+        )
     except ModelLoadError as err:
         _fail(str(err))
 
