@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -165,3 +166,14 @@ def test_concurrent_requests(client):
         got = list(pool.map(lambda i: post(client, clips[i % 4]).json(), range(16)))
     for i, body in enumerate(got):
         assert body["probabilities"] == pytest.approx(alone[i % 4]["probabilities"], abs=1e-6)
+
+
+def test_request_time_limit_is_503(model_dir):
+    # 20 s at hop 0.1 is ~171 windows (seconds of work here); the limit is 0.3 s.
+    limits = ServiceLimits(request_timeout=0.3)
+    with TestClient(create_app(model_dir, max_upload_mb=2, max_seconds=30, limits=limits)) as c:
+        t0 = time.monotonic()
+        r = post(c, wav_bytes(tone(20.0)), segment="true", hop=0.1)
+        assert r.status_code == 503 and "0.3 s per request" in r.json()["detail"], r.text
+        assert int(r.headers["retry-after"]) >= 1 and time.monotonic() - t0 < 2.5
+        assert c.get("/health").json()["busy"]["timed_out"] == 1

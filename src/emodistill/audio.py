@@ -135,7 +135,9 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def _name(source: AudioSource, name: str | None) -> str:
+def source_name(source: AudioSource, name: str | None = None) -> str:
+    """What error messages call ``source``: ``name`` if given, else the path, else the open
+    file's ``name`` attribute or ``<upload>``."""
     if name is not None:
         return name
     if isinstance(source, (str, os.PathLike)):
@@ -239,7 +241,7 @@ def audio_info(
         AudioError: missing, empty, unreadable, truncated or 0-frame file; a sample rate or
             channel count outside ``limits``. Each message names the file.
     """
-    name = _name(source, name)
+    name = source_name(source, name)
     try:
         head = _head(source, name)
     except (PermissionError, IsADirectoryError) as err:
@@ -358,7 +360,7 @@ def load_audio(
         AudioError: unsupported, unreadable, empty, truncated, non-finite, too-short or (its
             :class:`AudioTooLargeError` subclass) too large audio; the message names the file.
     """
-    name = _name(source, name)
+    name = source_name(source, name)
     info = audio_info(source, limits, name)
     resampler = _resampler(info.samplerate, sample_rate)
     parts: list[np.ndarray] = []
@@ -396,7 +398,7 @@ def stream_audio(
     """
     if not (block_seconds > 0 and math.isfinite(block_seconds)):
         raise ValueError(f"block_seconds must be > 0 and finite, got {block_seconds!r}")
-    name = _name(source, name)
+    name = source_name(source, name)
     info = audio_info(source, limits, name)
     resampler = _resampler(info.samplerate, sample_rate)
     pending = np.zeros(0, dtype=np.float32)

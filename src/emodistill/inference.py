@@ -44,6 +44,7 @@ from emodistill.audio import (
     audio_info,
     load_audio,
     prepare_signal,
+    source_name,
     stream_audio,
 )
 
@@ -97,6 +98,13 @@ def display_name(path: str | os.PathLike | bytes) -> str:
     """
     raw = os.fsencode(path)
     return raw.decode("utf-8", "backslashreplace")
+
+
+def source_display_name(source: AudioSource) -> str:
+    """:func:`display_name` of a path; an open file's ``name`` (or ``<upload>``) otherwise."""
+    if isinstance(source, (str, os.PathLike, bytes)):
+        return display_name(source)
+    return source_name(source)
 
 
 def safe_text(text: str) -> str:
@@ -414,7 +422,7 @@ class EmoDistill:
         window is shorter than half the maximum. ``path`` may be an open binary file;
         ``limits``, ``name`` and ``check`` as :func:`emodistill.audio.load_audio`.
         """
-        name = name if name is not None else display_name(path)
+        name = name if name is not None else source_display_name(path)
         max_len = int(self.max_seconds * self.sample_rate)
         total = np.zeros(len(self.labels), dtype=np.float64)
         weight = 0

@@ -47,6 +47,10 @@ VAD_FRAME = 0.03
 VAD_THRESHOLD_DB = -40.0
 VAD_MIN_GAP = 0.3
 VAD_MIN_SPEECH = 0.25
+#: Hops beyond this (a week) are treated as this: one window per recording either way.
+MAX_HOP = 7 * 86400.0
+#: Audio read per block while cutting windows (seconds): small reads, windows come early.
+READ_BLOCK = (0.5, 10.0)
 
 
 class TooManyWindowsError(ValueError):
@@ -94,7 +98,8 @@ def fixed_windows(
     """
     check_segment_params(window, hop)
     win = max(1, int(round(window * sample_rate)))
-    step = max(1, int(round(hop * sample_rate)))
+    # A hop longer than any recording is one window; clamped so the sample count stays an int.
+    step = max(1, int(round(min(hop, MAX_HOP) * sample_rate)))
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute sample index of buf[0]
     next_start = 0  # absolute start of the next window
@@ -223,9 +228,9 @@ def predict_timeline(
     check_segment_params(window, hop)
     if window > model.max_seconds:
         raise ValueError(f"window {window} s exceeds the model's maximum of {model.max_seconds} s")
-    from emodistill.inference import check_audio_file, display_name
+    from emodistill.inference import check_audio_file, source_display_name
 
-    name = name if name is not None else display_name(path)
+    name = name if name is not None else source_display_name(path)
     info = check_audio_file(path, limits, name)
     if max_windows is not None and not vad:
         n = count_windows(info.duration, window, hop)
@@ -244,7 +249,16 @@ def predict_timeline(
             yield b
 
     # Blocks of one hop: small reads, and windows appear as soon as they are complete.
-    blocks = counted(stream_audio(path, max(hop, 0.5) if not vad else 1.0, sr, limits, name, check))
+    blocks = counted(
+        stream_audio(
+            path,
+            min(max(hop, READ_BLOCK[0]), READ_BLOCK[1]) if not vad else 1.0,
+            sr,
+            limits,
+            name,
+            check,
+        )
+    )
     pieces = vad_segments(blocks, window, sr) if vad else fixed_windows(blocks, window, hop, sr)
     segments: list[dict[str, Any]] = []
     batch: list[Segment] = []
