@@ -123,5 +123,5 @@ def test_corpus_transcribe_reports_a_bad_model(tmp_path):
             str(tmp_path / "no-such-model"),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no-such-model" in " ".join(result.output.split())
