@@ -157,8 +157,16 @@ def resolve_model_folder(model: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     text = str(model)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if path.exists() or text.count("/") != 1:
         raise ModelLoadError(f"{text}: no such model folder")
+    from emodistill.assets import AssetError, check_hub_id
+
+    try:
+        check_hub_id(text)  # a mistyped local path never goes to the hub
+    except AssetError as err:
+        raise ModelLoadError(
+            str(err).replace("no such local folder", "no such model folder")
+        ) from err
     try:
         from huggingface_hub import snapshot_download
 
