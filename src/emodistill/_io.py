@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -67,9 +68,12 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+_COUNTER = itertools.count()
+
+
 def tmp_path_for(target: Path) -> Path:
-    """A unique temporary path beside ``target`` (per process and call)."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    """A unique temporary path beside ``target`` (per process, thread and call)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{next(_COUNTER)}.{time.time_ns()}.tmp")
 
 
 @contextmanager

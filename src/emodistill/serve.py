@@ -532,8 +532,14 @@ def serve(
     ``allowed_hosts`` None: :func:`default_allowed_hosts` of ``host`` (loopback names only on a
     loopback bind). Other arguments as :func:`create_app`.
     """
+    import tempfile
+
     import uvicorn
 
+    from emodistill._io import sweep_stale_tmp
+
+    # Uploads of servers before issue 10 were named temporary files a kill left behind.
+    sweep_stale_tmp(tempfile.gettempdir(), "emodistill-*", older_than=600)
     hosts = allowed_hosts if allowed_hosts is not None else default_allowed_hosts(host)
     app = create_app(
         model_dir,
