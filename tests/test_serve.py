@@ -177,3 +177,20 @@ def test_request_time_limit_is_503(model_dir):
         assert r.status_code == 503 and "0.3 s per request" in r.json()["detail"], r.text
         assert int(r.headers["retry-after"]) >= 1 and time.monotonic() - t0 < 2.5
         assert c.get("/health").json()["busy"]["timed_out"] == 1
+
+
+def test_fifo_lock_serves_in_order_and_cancel_passes_on():
+    from emodistill.serve import FifoLock
+
+    lock = FifoLock()
+    first = lock.ticket()
+    waiting = [lock.ticket() for _ in range(4)]
+    assert first.is_set() and not any(t.is_set() for t in waiting)
+    lock.cancel(waiting[1])  # a client that left gives up its place
+    order = []
+    for _ in range(3):
+        lock.release()
+        order.append(next(i for i, t in enumerate(waiting) if t.is_set() and i not in order))
+    assert order == [0, 2, 3]
+    lock.release()
+    assert lock.ticket().is_set()  # free again

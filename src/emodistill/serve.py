@@ -20,7 +20,8 @@ Endpoints:
 Concurrency and bounded work: at most ``max_concurrent`` ``/predict`` requests are admitted at
 once (the rest get 503 at once, before their body is read). An admitted request's header is
 checked in FastAPI's threadpool; its decoding and forward passes then run behind one lock (one at
-a time, each using all intra-op threads, so requests queue instead of oversubscribing the CPU).
+a time, each using all intra-op threads, so requests queue instead of oversubscribing the CPU;
+first come, first served).
 The work checks a deadline and the client's connection between blocks and batches, and is
 abandoned when either is gone. The upload stays in Starlette's spooled temporary file (memory up
 to 1 MiB, then an unnamed temporary file): it is decoded from there, so nothing named is left on
@@ -36,6 +37,7 @@ import os
 import threading
 import time
 import unicodedata
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +122,43 @@ def client_name(filename: str | None) -> str:
     return text[:255]
 
 
-class _Overloaded(Exception):
-    """No model slot within the request's time limit."""
+class FifoLock:
+    """A lock served first come, first served, waited for through a ticket.
+
+    ``threading.Lock`` wakes an arbitrary waiter, and a waiter that polls (to notice its client
+    leaving) can be overtaken again and again: the latency tail grows. A ticket keeps its place.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._queue: deque[threading.Event] = deque()
+        self._held = False
+
+    def ticket(self) -> threading.Event:
+        """A place in the queue; it is set when the lock is this ticket's."""
+        ev = threading.Event()
+        with self._mutex:
+            if self._held:
+                self._queue.append(ev)
+            else:
+                self._held = True
+                ev.set()
+        return ev
+
+    def cancel(self, ticket: threading.Event) -> None:
+        """Give up a place (or, if the lock was just handed over, pass it on)."""
+        with self._mutex:
+            if ticket in self._queue:
+                self._queue.remove(ticket)
+                return
+        self.release()
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._queue:
+                self._queue.popleft().set()  # handed over: stays held
+            else:
+                self._held = False
 
 
 class _Abandoned(Exception):
@@ -311,7 +348,7 @@ def create_app(
     lim = replace(limits or ServiceLimits(), max_upload_mb=max_upload_mb, max_seconds=max_seconds)
     audio_limits = lim.audio()
     m = model or EmoDistill.from_pretrained(model_dir, device=device, backend=backend)
-    lock = threading.Lock()
+    lock = FifoLock()
     load = Load(lim.max_concurrent)
     limit_bytes = int(max_upload_mb * 1024 * 1024)
     full_name = str(m.path or model_dir)
@@ -352,8 +389,13 @@ def create_app(
             if time.monotonic() > deadline:
                 raise TimeoutError
 
-        while not lock.acquire(timeout=0.05):
-            check()
+        ticket = lock.ticket()
+        try:
+            while not ticket.wait(0.05):
+                check()
+        except BaseException:
+            lock.cancel(ticket)
+            raise
         try:
             load.running += 1
             check()
