@@ -357,11 +357,25 @@ def test_55_ms_clip_is_one_counted_error(good, tmp_path):
 
 
 def test_entry_lock_makes_a_waiting_process_reuse_the_entry(good, tmp_path):
+    import threading
+
     cache = tmp_path / "cache"
     first = extract_features(good[:1], cache, progress=False)
     entry = first.path("g0")
-    settings = F.FeatureSettings()
-    # Another process finished the entry while this one waited for the lock: taken as is.
-    frames, seconds, error = F._extract_one(str(good[0].path), str(entry), settings)
-    assert (frames, seconds, error) == (first.lengths["g0"], 0.0, None)
+    done = entry.read_bytes()
+    entry.unlink()
+    result = {}
+    lock = F._entry_lock(cache, entry.stem)
+    with lock:  # "another process" is extracting g0
+        worker = threading.Thread(
+            target=lambda: result.update(
+                r=F._extract_one(str(good[0].path), str(entry), F.FeatureSettings())
+            )
+        )
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive() and not entry.exists()  # waits instead of extracting twice
+        entry.write_bytes(done)  # the other process finishes
+    worker.join(10)
+    assert result["r"] == (first.lengths["g0"], 0.0, None)  # reused: 0 s of audio extracted
     assert len(list((cache / F.LOCK_DIR).glob("*.lock"))) <= 256
