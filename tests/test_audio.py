@@ -118,3 +118,47 @@ def test_write_wav_round_trip(tmp_path: Path) -> None:
     write_wav(out, x)
     assert not list(out.parent.glob(".*tmp"))
     np.testing.assert_allclose(load_audio(out), x, atol=1 / 32768 + 1e-6)
+
+
+def test_format_sniffed_from_bytes_not_name(tmp_path: Path) -> None:
+    from emodistill.audio import UnsupportedFormatError, audio_info, sniff_format
+
+    x = _sine(16000, 0.3)
+    for fmt, ext in (("WAV", "wav"), ("FLAC", "flac"), ("OGG", "ogg"), ("AIFF", "aiff")):
+        p = tmp_path / f"clip.{ext}"
+        sf.write(p, x, 16000, format=fmt)
+        assert sniff_format(p.read_bytes()[:16]) == ("OGG" if fmt == "OGG" else fmt)
+        wrong = tmp_path / f"clip_{ext}.au"  # a misleading name changes nothing
+        wrong.write_bytes(p.read_bytes())
+        assert len(load_audio(wrong)) == len(load_audio(p))
+    au = tmp_path / "x.au"
+    sf.write(au, x, 16000, format="AU")  # a real AU file: readable by libsndfile, not allowed
+    for name in ("x.au", "x.vox", "x.raw"):
+        junk = tmp_path / name
+        junk.write_bytes(au.read_bytes() if name == "x.au" else bytes(range(256)) * 40)
+        with pytest.raises(UnsupportedFormatError, match="WAV/RF64, FLAC") as err:
+            audio_info(junk)
+        assert str(junk) in str(err.value)
+
+
+def test_header_limits_and_budget(tmp_path: Path) -> None:
+    import io
+
+    from emodistill.audio import AudioLimits, AudioTooLargeError, audio_info
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((48000, 4), np.float32), 48000, format="FLAC")  # 1 s x 48k x 4
+    assert audio_info(buf, name="up.flac").channels == 4  # an open file works too
+    with pytest.raises(AudioTooLargeError, match="up.flac: too much audio to decode"):
+        audio_info(buf, AudioLimits(max_samples=100_000), name="up.flac")
+    with pytest.raises(AudioTooLargeError, match="too long"):
+        load_audio(buf, limits=AudioLimits(max_seconds=0.5), name="up.flac")
+    low = tmp_path / "low.wav"
+    sf.write(low, np.zeros(3000, np.float32), 3000)
+    with pytest.raises(AudioError, match="3000 Hz is outside the accepted 4000-384000 Hz"):
+        load_audio(low)
+    # a block-decoded stereo 44.1 kHz file equals the one-shot conversion of its samples
+    p = tmp_path / "st.wav"
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (200_000, 2)).astype(np.float32)
+    sf.write(p, x, 44100, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(p), prepare_signal(x, 44100), atol=1e-6)

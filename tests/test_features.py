@@ -315,3 +315,67 @@ def test_cli_features(good, tmp_path):
     for name in ("bad_corrupt", "bad_empty", "bad_tiny", "corrupt.wav", "empty.wav", "tiny.wav"):
         assert name in flat
     assert "3 of 6" in flat
+
+
+def test_disk_full_stops_the_job_instead_of_counting_bad_audio(good, tmp_path, monkeypatch):
+    import errno
+
+    from emodistill._io import EnvironmentFault
+
+    calls = []
+
+    def full_disk(path, array):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return save_npy_atomic(path, array)
+
+    save_npy_atomic = F.save_npy_atomic
+    monkeypatch.setattr(F, "save_npy_atomic", full_disk)
+    with pytest.raises(EnvironmentFault, match="No space left on device") as err:
+        extract_features(good, tmp_path / "cache", progress=False)
+    assert "machine failed, not the file" in str(err.value) and len(calls) == 2
+    monkeypatch.setattr(F, "save_npy_atomic", save_npy_atomic)
+    again = extract_features(good, tmp_path / "cache", progress=False)
+    assert again.ids == ["g0", "g1", "g2"] and not again.errors  # first entry kept, rest done
+    assert again.stats["cached"] == 1 and again.stats["extracted"] == 2
+
+
+def test_55_ms_clip_is_one_counted_error(good, tmp_path):
+    # 55 ms passes the audio minimum (50 ms, so predict takes it) but not the feature minimum
+    # (60 ms): it is listed with the reason and the other files are extracted.
+    from emodistill.audio import MIN_SECONDS as AUDIO_MIN
+    from emodistill.audio import load_audio
+
+    clip = tmp_path / "short55.wav"
+    write_wav(clip, _voice(0.055, 5))
+    assert AUDIO_MIN < 0.055 < F.MIN_SECONDS and load_audio(clip).size == 880
+    store = extract_features([*good, _utt(clip, "s55")], tmp_path / "cache", progress=False)
+    assert store.ids == ["g0", "g1", "g2"] and list(store.errors) == ["s55"]
+    assert "too short (55 ms < 60 ms)" in store.errors["s55"]
+    assert store.stats["failed"] == 1
+
+
+def test_entry_lock_makes_a_waiting_process_reuse_the_entry(good, tmp_path):
+    import threading
+
+    cache = tmp_path / "cache"
+    first = extract_features(good[:1], cache, progress=False)
+    entry = first.path("g0")
+    done = entry.read_bytes()
+    entry.unlink()
+    result = {}
+    lock = F._entry_lock(cache, entry.stem)
+    with lock:  # "another process" is extracting g0
+        worker = threading.Thread(
+            target=lambda: result.update(
+                r=F._extract_one(str(good[0].path), str(entry), F.FeatureSettings())
+            )
+        )
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive() and not entry.exists()  # waits instead of extracting twice
+        entry.write_bytes(done)  # the other process finishes
+    worker.join(10)
+    assert result["r"] == (first.lengths["g0"], 0.0, None)  # reused: 0 s of audio extracted
+    assert len(list((cache / F.LOCK_DIR).glob("*.lock"))) <= 256

@@ -188,5 +188,5 @@ def test_cli_corpus_iemocap(iemocap_root: Path, tmp_path: Path) -> None:
     assert len(load_manifest(out)) == 9
     (iemocap_root / "Session2/sentences/wav/Ses02M_impro02/Ses02M_impro02_M001.wav").unlink()
     res = runner.invoke(app, ["corpus", "iemocap", str(iemocap_root), "--out", str(out)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "Ses02M_impro02_M001" in res.output

@@ -304,3 +304,24 @@ def test_windowing_memory_is_bounded():
         tracemalloc.stop()
         assert n >= 199  # 600 s of audio really went through
         assert peak < 4_000_000, peak  # a 3 s window is 192 kB; 10 min of audio is 38 MB
+
+
+def test_mistyped_local_path_is_not_a_hub_id(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from emodistill.assets import AssetError, resolve
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a local path was sent to the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for typo in ("runs/modle", "./runs/modle", "runs/demo/modle", "~/m/x"):
+        with pytest.raises(ModelLoadError, match="no such model folder"):
+            EmoDistill.from_pretrained(typo)
+    with pytest.raises(AssetError, match="runs/ exists here"):
+        resolve("runs/modle")
+    assert resolve("facebook/hubert-base-ls960") == "facebook/hubert-base-ls960"  # a hub id
+    with pytest.raises(AssetError, match="not a hub id"):
+        resolve("../encoders/hubert")

@@ -179,3 +179,26 @@ def test_real_process_with_non_utf8_argv(model_dir, inputs):
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     (e,) = json.loads(proc.stdout.decode("utf-8"))
     assert e["file"].endswith("caf\\xe9.wav") and e["label"] in LABELS
+
+
+def test_table_shows_markup_like_names_as_text(model_dir, tmp_path, monkeypatch):
+    # "a[/b].wav" is rich closing-tag syntax; the table must print it, not crash on it.
+    odd = tmp_path / "a[/b].wav"  # folder "a[", file "b].wav"
+    odd.parent.mkdir()
+    sf.write(odd, tone(0.6), SR)
+    bold = tmp_path / "[bold]x.wav"
+    sf.write(bold, tone(0.6, freq=300), SR)
+    monkeypatch.chdir(tmp_path)  # short relative names: the table does not fold them
+    for extra in ([], ["--segment", "--window", "0.5", "--hop", "0.5"]):
+        result = _run([model_dir, "a[/b].wav", "[bold]x.wav", *extra])
+        assert result.exit_code == 0, result.output
+        assert "a[/b].wav" in result.stdout and "[bold]x.wav" in result.stdout
+
+
+def test_unsupported_format_is_a_clear_error(model_dir, tmp_path):
+    junk = tmp_path / "x.vox"
+    junk.write_bytes(bytes(range(256)) * 20)
+    result = _run([model_dir, junk, "--format", "json"])
+    assert result.exit_code == 1
+    (e,) = json.loads(result.stdout)
+    assert "none of the supported formats (WAV/RF64, FLAC" in e["error"] and "x.vox" in e["error"]

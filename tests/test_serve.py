@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from test_inference import LABELS, SR, build_tiny_model, tone
 
 from emodistill.inference import EmoDistill
-from emodistill.serve import create_app
+from emodistill.serve import ServiceLimits, create_app
 
 
 def wav_bytes(x: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
@@ -39,9 +40,12 @@ def post(client, data: bytes, name: str = "clip.wav", **params):
 
 def test_health_info_and_schema(client, model_dir):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "model": str(model_dir), "labels": LABELS}
+    assert health["status"] == "ok" and health["model_loaded"] is True
+    assert health["model"] == model_dir.name and health["labels"] == LABELS
+    assert health["busy"]["admitted"] == 0 and health["busy"]["max_concurrent"] == 16
     info = client.get("/info").json()
     assert info["labels"] == LABELS and info["encoder"] == "whisper"
+    assert str(model_dir) not in str(info) and "model_dir" not in info  # no server paths
     assert info["sample_rate"] == SR and info["max_upload_mb"] == 0.1 and info["max_seconds"] == 3
     schema = client.get("/openapi.json").json()
     assert "/predict" in schema["paths"] and "/health" in schema["paths"]
@@ -74,7 +78,7 @@ def test_predict_matches_python_api(client, model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("data", "status", "words"),
     [
-        (b"definitely not audio", 422, "not a readable audio file"),
+        (b"definitely not audio", 415, "none of the supported formats (WAV/RF64, FLAC"),
         (b"", 422, "empty"),
         (wav_bytes(np.zeros(0, np.float32)), 422, "empty"),
         (wav_bytes(tone(0.01)), 422, "too short"),
@@ -109,6 +113,39 @@ def test_missing_field_and_bad_params_are_422(client):
     assert r.status_code == 422
 
 
+def test_info_paths_only_when_asked(model_dir):
+    app = create_app(model_dir, show_paths=True, allowed_hosts=["127.0.0.1"])
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        assert c.get("/info").json()["model_dir"] == str(model_dir)
+        assert c.get("/health").json()["model"] == str(model_dir)
+        foreign = c.get("/health", headers={"host": "evil.example"})
+        assert foreign.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"hop": "inf"}, "positive finite"),
+        ({"hop": "nan"}, "positive finite"),
+        ({"window": "-1"}, "positive finite"),
+        ({"hop": "0.0001"}, "hop >= 0.1"),
+        ({"window": "0.01"}, "window must be >= 0.25"),
+    ],
+)
+def test_segment_params_bounded(client, params, words):
+    r = post(client, wav_bytes(tone(0.5)), segment="true", **params)
+    assert r.status_code == 422 and words in r.json()["detail"], r.text
+
+
+def test_window_cap_names_the_limit(model_dir):
+    limits = ServiceLimits(max_windows=5)
+    with TestClient(create_app(model_dir, max_seconds=10, limits=limits)) as c:
+        r = post(c, wav_bytes(tone(2.0)), segment="true", window=0.5, hop=0.25)
+        assert r.status_code == 422 and "at most 5 windows" in r.json()["detail"], r.text
+        ok = post(c, wav_bytes(tone(2.0)), segment="true", window=0.5, hop=0.5)
+        assert ok.status_code == 200 and len(ok.json()["segments"]) == 4
+
+
 def test_chunked_upload_over_limit_is_413(client):
     def chunks():
         for _ in range(40):
@@ -129,3 +166,31 @@ def test_concurrent_requests(client):
         got = list(pool.map(lambda i: post(client, clips[i % 4]).json(), range(16)))
     for i, body in enumerate(got):
         assert body["probabilities"] == pytest.approx(alone[i % 4]["probabilities"], abs=1e-6)
+
+
+def test_request_time_limit_is_503(model_dir):
+    # 20 s at hop 0.1 is ~171 windows (seconds of work here); the limit is 0.3 s.
+    limits = ServiceLimits(request_timeout=0.3)
+    with TestClient(create_app(model_dir, max_upload_mb=2, max_seconds=30, limits=limits)) as c:
+        t0 = time.monotonic()
+        r = post(c, wav_bytes(tone(20.0)), segment="true", hop=0.1)
+        assert r.status_code == 503 and "0.3 s per request" in r.json()["detail"], r.text
+        assert int(r.headers["retry-after"]) >= 1 and time.monotonic() - t0 < 2.5
+        assert c.get("/health").json()["busy"]["timed_out"] == 1
+
+
+def test_fifo_lock_serves_in_order_and_cancel_passes_on():
+    from emodistill.serve import FifoLock
+
+    lock = FifoLock()
+    first = lock.ticket()
+    waiting = [lock.ticket() for _ in range(4)]
+    assert first.is_set() and not any(t.is_set() for t in waiting)
+    lock.cancel(waiting[1])  # a client that left gives up its place
+    order = []
+    for _ in range(3):
+        lock.release()
+        order.append(next(i for i, t in enumerate(waiting) if t.is_set() and i not in order))
+    assert order == [0, 2, 3]
+    lock.release()
+    assert lock.ticket().is_set()  # free again

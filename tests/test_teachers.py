@@ -274,7 +274,7 @@ def test_cli_train_teachers_reports_missing_transcripts(tmp_path):
     result = CliRunner().invoke(
         app, ["train-teachers", str(csv_path), "--out", str(tmp_path / "r")]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "corpus transcribe" in result.output
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import soxr
@@ -123,5 +124,59 @@ def test_corpus_transcribe_reports_a_bad_model(tmp_path):
             str(tmp_path / "no-such-model"),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no-such-model" in " ".join(result.output.split())
+
+
+def _fake_whisper(monkeypatch, fail_after: int | None = None):
+    """Replace Whisper by a stub that 'hears' the clip's length; optionally interrupt."""
+    from emodistill import transcribe as T
+
+    calls = []
+
+    def fake_transcribe(whisper, audio, beam_size=1):
+        calls.append(audio.size)
+        if fail_after is not None and len(calls) > fail_after:
+            raise KeyboardInterrupt
+        return f"{audio.size} samples"
+
+    monkeypatch.setattr(T, "load_whisper", lambda model, compute_type: object())
+    monkeypatch.setattr(T, "transcribe_array", fake_transcribe)
+    return calls
+
+
+def _clips(tmp_path, n=5):
+    rows = []
+    for i in range(n):
+        sf.write(tmp_path / f"c{i}.wav", np.full(1600 * (i + 1), 0.1, np.float32), 16000)
+        rows.append([f"c{i}", f"c{i}.wav", "neutral", f"s{i % 2}", "", ""])
+    return rows
+
+
+def test_bad_file_is_reported_and_the_rest_transcribed(tmp_path, monkeypatch):
+    from emodistill.corpora.manifest import load_manifest
+    from emodistill.transcribe import TranscribeError, transcribe_manifest
+
+    _fake_whisper(monkeypatch)
+    rows = _clips(tmp_path)
+    (tmp_path / "c2.wav").write_bytes(b"not audio at all")
+    write_manifest_csv(tmp_path / "in.csv", rows)
+    out = tmp_path / "out.csv"
+    with pytest.raises(TranscribeError, match=r"1 of 5 file\(s\).*c2: .*c2.wav"):
+        transcribe_manifest(tmp_path / "in.csv", out, progress=False)
+    got = {u.id: u.transcript for u in load_manifest(out).utterances}
+    assert got == {"c0": "1600 samples", "c1": "3200 samples", "c2": None,
+                   "c3": "6400 samples", "c4": "8000 samples"}  # fmt: skip
+
+
+def test_interrupted_transcribe_keeps_what_it_decoded(tmp_path, monkeypatch):
+    from emodistill.transcribe import transcribe_manifest
+
+    write_manifest_csv(tmp_path / "in.csv", _clips(tmp_path))
+    out = tmp_path / "out.csv"
+    _fake_whisper(monkeypatch, fail_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        transcribe_manifest(tmp_path / "in.csv", out, progress=False)
+    calls = _fake_whisper(monkeypatch)
+    transcribe_manifest(tmp_path / "in.csv", out, progress=False)
+    assert len(calls) == 2  # the 3 decoded before the interruption came from the cache

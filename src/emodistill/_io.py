@@ -8,7 +8,9 @@ so no reader mistakes them for real entries.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -18,6 +20,43 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: errno values that mean the machine failed, not the item being processed: a job meeting one
+#: stops with a clear message instead of counting the item as bad and going on with a subset.
+ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
+
+
+class EnvironmentFault(RuntimeError):
+    """The environment failed (disk full, I/O error, read-only disk, a killed worker): stop."""
+
+
+def is_environment_error(err: BaseException) -> bool:
+    """Whether ``err`` (or what it was raised from) is an OSError of :data:`ENVIRONMENT_ERRNOS`."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def sweep_stale_tmp(
+    folder: str | Path, pattern: str = "**/.*.tmp", older_than: float = 600.0
+) -> int:
+    """Remove temporary files a killed process left in ``folder`` (``pattern``, older than
+    ``older_than`` seconds: younger ones may belong to a writer still running). Returns the count.
+    """
+    removed = 0
+    now = time.time()
+    for tmp in Path(folder).glob(pattern):
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
 
 
 def _umask() -> int:
@@ -29,9 +68,12 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+_COUNTER = itertools.count()
+
+
 def tmp_path_for(target: Path) -> Path:
-    """A unique temporary path beside ``target`` (per process and call)."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    """A unique temporary path beside ``target`` (per process, thread and call)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{next(_COUNTER)}.{time.time_ns()}.tmp")
 
 
 @contextmanager

@@ -5,8 +5,12 @@ Each command imports its implementation inside the function so ``emodistill --he
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,15 +33,62 @@ ConfigOpt = typer.Option(
 FoldsOpt = typer.Option("all", "--folds", help="'all' or comma-separated fold IDs (test speakers).")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+#: Exit code of a known error (bad input, bad environment): one line on stderr, no traceback.
+KNOWN_ERROR_EXIT = 2
+
+
+def _fail(message: str, code: int = KNOWN_ERROR_EXIT) -> None:
+    # markup=False: messages quote file names, which may hold [brackets]
+    console.print("[bold red]error:[/] ", end="")
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _known_error(err: BaseException) -> bool:
+    """Errors that are the user's input or environment, not a bug: shown as one line."""
+    from filelock import Timeout
+
+    from emodistill._io import EnvironmentFault
+    from emodistill.assets import AssetError
+    from emodistill.inference import ModelLoadError
+
+    known: tuple[type[BaseException], ...] = (
+        ValueError,  # ManifestError, AudioError, IemocapError, config errors, ...
+        OSError,  # missing files, permissions, disk full
+        EnvironmentFault,
+        ModelLoadError,
+        AssetError,
+        Timeout,
+    )
+    return isinstance(err, known)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def known_errors(fn: F) -> F:
+    """Command decorator: a known error becomes ``error: <message>`` and exit code 2.
+
+    Set ``EMODISTILL_TRACEBACK=1`` to get the traceback instead (for bug reports).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if os.environ.get("EMODISTILL_TRACEBACK") or not _known_error(err):
+                raise
+            _fail(f"{err}" if str(err) else type(err).__name__)
+
+    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- corpora
 
 
 @corpus_app.command("iemocap")
+@known_errors
 def corpus_iemocap(
     root: Path = typer.Argument(..., help="IEMOCAP release folder (holds Session1..Session5)."),
     out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
@@ -53,6 +104,7 @@ def corpus_iemocap(
 
 
 @corpus_app.command("synth")
+@known_errors
 def corpus_synth(
     out_dir: Path = typer.Argument(..., help="Folder for wavs and manifest.csv."),
     utterances: int = typer.Option(1200, "--utterances", "-n", help="Number of utterances."),
@@ -69,6 +121,7 @@ def corpus_synth(
 
 
 @corpus_app.command("transcribe")
+@known_errors
 def corpus_transcribe(
     manifest: Path = typer.Argument(..., help="Manifest CSV without (some) transcripts."),
     out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write, with transcripts."),
@@ -92,6 +145,7 @@ def corpus_transcribe(
 
 
 @app.command("features")
+@known_errors
 def features(
     manifest: Path = typer.Argument(..., help="Manifest CSV."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder (default: beside manifest)."),
@@ -113,13 +167,14 @@ def features(
         f"({st['extracted']} extracted, {st['cached']} cached, {st['seconds']:.1f} s)"
     )
     if store.errors:  # each bad file was already printed with its reason by extract_features
-        _fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}")
+        _fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}", code=1)
 
 
 # --------------------------------------------------------------------------- training
 
 
 @app.command("train-teachers")
+@known_errors
 def train_teachers_cmd(
     manifest: Path = typer.Argument(..., help="Manifest CSV (with transcripts)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
@@ -163,6 +218,7 @@ def _seeds(spec: str | None) -> list[int] | None:
 
 
 @app.command("cv")
+@known_errors
 def cv_cmd(
     manifest: Path = typer.Argument(..., help="Manifest CSV."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
@@ -200,6 +256,7 @@ def cv_cmd(
 
 
 @app.command("ablate")
+@known_errors
 def ablate_cmd(
     manifest: Path = typer.Argument(..., help="Manifest CSV."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
@@ -219,6 +276,7 @@ class TeacherKind(str, Enum):
 
 
 @app.command("sweep-temperature")
+@known_errors
 def sweep_temperature_cmd(
     manifest: Path = typer.Argument(..., help="Manifest CSV."),
     teacher: TeacherKind = typer.Option(..., "--teacher", help="Which teacher's tau to sweep."),
@@ -235,6 +293,7 @@ def sweep_temperature_cmd(
 
 
 @app.command("demo")
+@known_errors
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder."),
     quick: bool = typer.Option(False, "--quick", help="Tiny smoke run (seconds, not minutes)."),
@@ -255,6 +314,7 @@ class OutputFormat(str, Enum):
 
 
 @app.command("predict")
+@known_errors
 def predict_cmd(
     model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
     audio: list[str] = typer.Argument(..., help="Audio files, folders or globs."),
@@ -288,6 +348,7 @@ def predict_cmd(
 
 
 @app.command("export-onnx")
+@known_errors
 def export_onnx_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
     out: Path = typer.Argument(..., help="ONNX file to write."),
@@ -307,19 +368,49 @@ def export_onnx_cmd(
 
 
 @app.command("serve")
+@known_errors
 def serve_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb"),
     max_seconds: float = typer.Option(600.0, "--max-seconds"),
+    max_concurrent: int = typer.Option(
+        16, "--max-concurrent", help="Requests admitted at once (waiting included); 503 beyond."
+    ),
+    request_timeout: float = typer.Option(
+        60.0, "--request-timeout", help="Seconds per request, waiting included; 503 beyond."
+    ),
+    max_windows: int = typer.Option(1000, "--max-windows", help="Timeline windows per request."),
+    allowed_hosts: str = typer.Option(
+        None,
+        "--allowed-hosts",
+        help="Comma-separated Host headers served ('*': any). Default: loopback names on a "
+        "loopback bind, any otherwise.",
+    ),
+    info_paths: bool = typer.Option(
+        False, "--info-paths", help="Show the model's server path in /info and /health."
+    ),
 ) -> None:
     """HTTP service: POST /predict, GET /health, and a web page at /."""
     from emodistill.inference import ModelLoadError
-    from emodistill.serve import serve
+    from emodistill.serve import ServiceLimits, serve
 
+    limits = ServiceLimits(
+        max_concurrent=max_concurrent, request_timeout=request_timeout, max_windows=max_windows
+    )
+    hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()] if allowed_hosts else None
     try:
-        serve(model, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_seconds)
+        serve(
+            model,
+            host=host,
+            port=port,
+            max_upload_mb=max_upload_mb,
+            max_seconds=max_seconds,
+            limits=limits,
+            allowed_hosts=hosts,
+            show_paths=info_paths,
+        )
     except ModelLoadError as err:
         _fail(str(err))
 

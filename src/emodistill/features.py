@@ -34,8 +34,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from filelock import FileLock
 
-from emodistill._io import file_sha256, save_npy_atomic, write_json_atomic
+from emodistill._io import (
+    EnvironmentFault,
+    file_sha256,
+    is_environment_error,
+    save_npy_atomic,
+    sweep_stale_tmp,
+    write_json_atomic,
+)
 from emodistill.audio import SAMPLE_RATE, AudioError, load_audio, prepare_signal
 
 if TYPE_CHECKING:
@@ -51,6 +59,8 @@ MIN_SECONDS = 0.06
 FEATURE_CODE_VERSION = 1
 #: Index file name inside the cache folder.
 INDEX_NAME = "index.json"
+#: Folder of the entry locks inside the cache folder.
+LOCK_DIR = ".locks"
 #: Temporary files older than this (seconds) are left-overs of a killed run and are removed.
 STALE_TMP_SECONDS = 600.0
 #: Files modified less than this long (seconds) before hashing are not remembered in the index:
@@ -221,26 +231,26 @@ class _HashIndex:
         return digest
 
     def save(self) -> None:
-        if self.changed:
-            write_json_atomic(self.path, {"version": 1, "files": self.entries}, indent=None)
-            self.changed = False
+        """Write the index, merged with what other processes saved meanwhile (under a lock)."""
+        if not self.changed:
+            return
+        with FileLock(self.path.with_name(f".{self.path.name}.lock")):
+            theirs = _HashIndex(self.path).entries
+            write_json_atomic(self.path, {"version": 1, "files": {**theirs, **self.entries}}, None)
+        self.changed = False
 
 
 def _sweep_stale_tmp(cache_dir: Path, older_than: float = STALE_TMP_SECONDS) -> int:
     """Remove ``*.tmp`` files a killed run left behind (only old ones: others may be writing)."""
-    removed = 0
-    now = time.time()
-    for tmp in cache_dir.glob("**/.*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > older_than:
-                tmp.unlink()
-                removed += 1
-        except OSError:
-            pass
-    return removed
+    return sweep_stale_tmp(cache_dir, "**/.*.tmp", older_than)
 
 
-# --------------------------------------------------------------------------- the store
+def _entry_lock(cache_dir: Path, key: str) -> FileLock:
+    """The lock guarding the entry ``key`` (256 lock files, by the key's first two hex digits:
+    processes sharing a cache never extract one entry twice, and the lock files stay few)."""
+    locks = cache_dir / LOCK_DIR
+    locks.mkdir(exist_ok=True)
+    return FileLock(locks / f"{key[:2]}.lock")
 
 
 class FeatureStore:
@@ -344,20 +354,35 @@ def entry_key(content_hash: str, settings: FeatureSettings) -> str:
 def _extract_one(
     path: str, entry: str, settings: FeatureSettings
 ) -> tuple[int | None, float, str | None]:
-    """Worker: load, extract and atomically store one file.
+    """Worker: load, extract and atomically store one file, holding the entry's lock.
 
-    Returns ``(frames, audio_seconds, error)``; never raises (one bad file must not stop the
-    rest). Top-level and with picklable arguments, so it runs under the ``spawn`` start method.
+    Returns ``(frames, audio_seconds, error)`` (an entry another process wrote meanwhile is
+    taken as is). A bad file is an ``error``, never an exception: one bad file must not stop the
+    rest. Top-level and with picklable arguments, so it runs under the ``spawn`` start method.
+
+    Raises:
+        EnvironmentFault: the disk is full, an I/O error, a read-only disk...: the machine
+            failed, not the file, so the job must stop rather than go on with a subset.
     """
+    entry_path = Path(entry)
     try:
-        x = load_audio(path, settings.sample_rate, min_seconds=MIN_SECONDS)
-        seconds = x.size / settings.sample_rate
-        feats = _llds_of_prepared(x, settings, path)
-        save_npy_atomic(Path(entry), feats)
-        return feats.shape[0], seconds, None
+        with _entry_lock(entry_path.parent.parent, entry_path.stem):
+            frames = _entry_frames(entry_path)
+            if frames is not None:  # another process extracted it while we waited
+                return frames, 0.0, None
+            x = load_audio(path, settings.sample_rate, min_seconds=MIN_SECONDS)
+            seconds = x.size / settings.sample_rate
+            feats = _llds_of_prepared(x, settings, path)
+            save_npy_atomic(entry_path, feats)
+            return feats.shape[0], seconds, None
     except AudioError as err:
         return None, 0.0, str(err)
     except Exception as err:  # noqa: BLE001 - report any failure per file, keep going
+        if is_environment_error(err):
+            raise EnvironmentFault(
+                f"feature extraction stopped at {path}: {err} (the machine failed, not the "
+                "file: free space or fix the disk, then re-run; finished entries are kept)"
+            ) from err
         return None, 0.0, f"{path}: feature extraction failed ({type(err).__name__}: {err})"
 
 
@@ -444,6 +469,8 @@ def extract_features(
         try:
             key = entry_key(index.content_hash(path), settings)
         except OSError as err:
+            if is_environment_error(err):
+                raise EnvironmentFault(f"{path}: cannot read file ({err}); stopping") from err
             errors[u.id] = f"{path}: cannot read file ({err.strerror or err})"
             continue
         keys[u.id] = key
@@ -512,16 +539,24 @@ def _run_pool(jobs, settings, workers, record) -> None:
         pending: dict[Future, str] = {
             pool.submit(_extract_one, p, entry, settings): key for key, p, entry in jobs
         }
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                key = pending.pop(fut)
-                try:
-                    result = fut.result()
-                except BrokenProcessPool as err:  # a worker died (killed, out of memory)
-                    path = next(p for k, p, _ in jobs if k == key)
-                    result = (None, 0.0, f"{path}: extraction worker died ({err})")
-                record(key, result)
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    key = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool as err:  # a worker died (killed, out of memory)
+                        path = next(p for k, p, _ in jobs if k == key)
+                        raise EnvironmentFault(
+                            f"an extraction worker died while extracting {path} ({err}): out of "
+                            "memory or killed; re-run (finished entries are kept), or use fewer "
+                            "--workers"
+                        ) from err
+                    record(key, result)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # do not start the remaining files
+            raise
 
 
 def _warn_errors(errors: dict[str, str], total: int) -> None:

@@ -34,12 +34,17 @@ from typing import Any
 import numpy as np
 
 from emodistill.audio import (
+    DEFAULT_LIMITS,
     MIN_SECONDS,
     SAMPLE_RATE,
     AudioError,
+    AudioLimits,
+    AudioSource,
+    Check,
     audio_info,
     load_audio,
     prepare_signal,
+    source_name,
     stream_audio,
 )
 
@@ -95,6 +100,13 @@ def display_name(path: str | os.PathLike | bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def source_display_name(source: AudioSource) -> str:
+    """:func:`display_name` of a path; an open file's ``name`` (or ``<upload>``) otherwise."""
+    if isinstance(source, (str, os.PathLike, bytes)):
+        return display_name(source)
+    return source_name(source)
+
+
 def safe_text(text: str) -> str:
     """``text`` with lone surrogates (from undecodable file names) shown as ``\\xNN``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -145,8 +157,16 @@ def resolve_model_folder(model: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     text = str(model)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if path.exists() or text.count("/") != 1:
         raise ModelLoadError(f"{text}: no such model folder")
+    from emodistill.assets import AssetError, check_hub_id
+
+    try:
+        check_hub_id(text)  # a mistyped local path never goes to the hub
+    except AssetError as err:
+        raise ModelLoadError(
+            str(err).replace("no such local folder", "no such model folder")
+        ) from err
     try:
         from huggingface_hub import snapshot_download
 
@@ -395,13 +415,22 @@ class EmoDistill:
                     bar.advance(task, len(chunk))
         return results
 
-    def predict_long_file(self, path: str | os.PathLike, batch_size: int = 8) -> Prediction:
+    def predict_long_file(
+        self,
+        path: AudioSource,
+        batch_size: int = 8,
+        limits: AudioLimits = DEFAULT_LIMITS,
+        name: str | None = None,
+        check: Check | None = None,
+    ) -> Prediction:
         """Whole-file prediction of a long recording, streamed in ``max_seconds`` blocks.
 
         Block probabilities are averaged weighted by block length (memory: a batch of blocks).
         A short last block is merged with the one before and the pair split evenly, so no
-        window is shorter than half the maximum.
+        window is shorter than half the maximum. ``path`` may be an open binary file;
+        ``limits``, ``name`` and ``check`` as :func:`emodistill.audio.load_audio`.
         """
+        name = name if name is not None else source_display_name(path)
         max_len = int(self.max_seconds * self.sample_rate)
         total = np.zeros(len(self.labels), dtype=np.float64)
         weight = 0
@@ -410,7 +439,7 @@ class EmoDistill:
         def flush() -> None:
             nonlocal total, weight
             if batch:
-                p = self.predict_proba(batch, batch_size)
+                p = self.predict_proba(batch, batch_size, check=check)
                 w = np.array([b.size for b in batch], dtype=np.float64)
                 total += (p * w[:, None]).sum(0)
                 weight += int(w.sum())
@@ -419,14 +448,15 @@ class EmoDistill:
         # Two blocks are held back so a short last block can be merged with the one before.
         prev: np.ndarray | None = None
         last: np.ndarray | None = None
-        for block in stream_audio(path, self.max_seconds, self.sample_rate):
+        blocks = stream_audio(path, self.max_seconds, self.sample_rate, limits, name, check)
+        for block in blocks:
             if prev is not None:
                 batch.append(prev)
                 if len(batch) >= batch_size:
                     flush()
             prev, last = last, np.array(block, dtype=np.float32)
         if last is None:
-            raise AudioError(f"{path}: audio is empty (0 samples)")
+            raise AudioError(f"{name}: audio is empty (0 samples)")
         if prev is not None and last.size < max_len // 2:
             merged = np.concatenate([prev, last])
             half = merged.size // 2
@@ -434,17 +464,22 @@ class EmoDistill:
         else:
             batch.extend([b for b in (prev, last) if b is not None])
         if any(b.size < MIN_SECONDS * self.sample_rate for b in batch):
-            raise AudioError(f"{path}: audio too short")
+            raise AudioError(f"{name}: audio too short")
         flush()
-        return self._prediction(display_name(path), total / max(weight, 1))
+        return self._prediction(name, total / max(weight, 1))
 
     def predict_proba(
-        self, signals: Sequence[np.ndarray], batch_size: int = 8, progress: bool = False
+        self,
+        signals: Sequence[np.ndarray],
+        batch_size: int = 8,
+        progress: bool = False,
+        check: Check | None = None,
     ) -> np.ndarray:
         """Probabilities for 16 kHz mono signals, in their order.
 
         Args:
             signals: list of (N_i,) float32 arrays at ``self.sample_rate``.
+            check: called before each forward pass; raises to abandon the work.
 
         Returns:
             (len(signals), C) float32; a signal longer than ``max_seconds`` is the length-weighted
@@ -466,6 +501,8 @@ class EmoDistill:
             for idx in _batches(
                 order, [items[k].signal.size for k in order], batch_size, self.pad_invariant
             ):
+                if check is not None:
+                    check()
                 wav, lengths = pad_batch([items[k].signal for k in idx])
                 item_probs[idx] = self.runner(wav, lengths)
                 if bar:
@@ -567,10 +604,12 @@ def _batches(
         yield batch
 
 
-def check_audio_file(path: str | os.PathLike):
-    """Header of an audio file (``audio.audio_info``: refuses unreadable, empty, 0-frame and
-    truncated files, naming the file)."""
-    return audio_info(path)
+def check_audio_file(
+    path: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
+):
+    """Header of an audio file (``audio.audio_info``: refuses unsupported, unreadable, empty,
+    0-frame, truncated and out-of-limits files, naming the file)."""
+    return audio_info(path, limits, name)
 
 
 def _duration(path: str | os.PathLike) -> float:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emodistill.audio import AudioError
@@ -38,9 +39,11 @@ from emodistill.inference import (
     safe_text,
 )
 
-#: Extensions picked up when a folder is given (a file named explicitly is always tried).
+#: Extensions picked up when a folder is given (a file named explicitly is always tried): the
+#: usual names of the formats ``audio.SUPPORTED_FORMATS`` accepts (which are sniffed from the
+#: bytes, never taken from the name).
 AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
+    {".wav", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
 )
 
 
@@ -153,7 +156,8 @@ def _table(entries: list[dict[str, Any]], labels: list[str], segment: bool) -> N
     good = [e for e in entries if "error" not in e]
     if segment:
         for e in good:
-            t = Table(title=e["file"], title_justify="left")
+            # escape: a file name like "a[/b].wav" is text, not rich markup
+            t = Table(title=escape(e["file"]), title_justify="left")
             for col in ("start", "end", "label", *labels):
                 t.add_column(col, justify="left" if col == "label" else "right")
             for s in e["segments"]:
@@ -181,8 +185,8 @@ def _table(entries: list[dict[str, Any]], labels: list[str], segment: bool) -> N
         t.add_column(lab, justify="right")
     for e in good:
         t.add_row(
-            e["file"],
-            f"[bold]{e['label']}[/]",
+            escape(e["file"]),
+            f"[bold]{escape(e['label'])}[/]",
             *(f"{e['probabilities'][lab]:.3f}" for lab in labels),
         )
     out.print(t)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emodistill import _io
+from emodistill._io import atomic_path, write_text_atomic  # noqa: F401 - re-exported (demo)
 from emodistill.evaluate import compute_metrics, mean_std
 
 #: The paper's Table 2 (HuBERT-base, IEMOCAP 4-class), WA / UA in percent (DESIGN.md section 1).
@@ -50,23 +50,10 @@ RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion")
 # --------------------------------------------------------------------------- file helpers
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file + ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """JSON (indent 2, NaN written as null) written atomically."""
-    write_text_atomic(path, json.dumps(_nan_to_none(data), indent=2) + "\n")
+    """JSON (indent 2, NaN written as null) written atomically by ``_io``'s one writer (normal
+    permissions, fsync, unique temporary name)."""
+    _io.write_json_atomic(path, _nan_to_none(data), indent=2)
 
 
 def read_json(path: str | Path) -> Any:
@@ -89,10 +76,8 @@ def _nan_to_none(value: Any) -> Any:
 
 
 def _savefig_atomic(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the temporary name ends in .tmp: say the format
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 # --------------------------------------------------------------------------- aggregation

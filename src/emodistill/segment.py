@@ -19,14 +19,23 @@ fraction of analysed time, the time-weighted mean probabilities and the dominant
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emodistill.audio import MIN_SECONDS, SAMPLE_RATE, AudioError, stream_audio
+from emodistill.audio import (
+    DEFAULT_LIMITS,
+    MIN_SECONDS,
+    SAMPLE_RATE,
+    AudioError,
+    AudioLimits,
+    AudioSource,
+    Check,
+    stream_audio,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from emodistill.inference import EmoDistill
@@ -38,6 +47,34 @@ VAD_FRAME = 0.03
 VAD_THRESHOLD_DB = -40.0
 VAD_MIN_GAP = 0.3
 VAD_MIN_SPEECH = 0.25
+#: Hops beyond this (a week) are treated as this: one window per recording either way.
+MAX_HOP = 7 * 86400.0
+#: Audio read per block while cutting windows (seconds): small reads, windows come early.
+READ_BLOCK = (0.5, 10.0)
+
+
+class TooManyWindowsError(ValueError):
+    """A timeline that would need more windows than the caller allows (the service: 422)."""
+
+
+def count_windows(duration: float, window: float, hop: float) -> int:
+    """Number of fixed windows :func:`fixed_windows` cuts from ``duration`` seconds.
+
+    >>> count_windows(4.0, 1.0, 0.5), count_windows(0.5, 1.0, 0.5), count_windows(4.2, 1.0, 0.5)
+    (7, 1, 8)
+    """
+    if duration <= window:
+        return 1
+    full = math.floor((duration - window) / hop + 1e-9) + 1
+    covered = (full - 1) * hop + window
+    return full + (1 if covered < duration - 1e-9 else 0)
+
+
+def check_segment_params(window: float, hop: float) -> None:
+    """Refuse non-finite or non-positive ``window`` / ``hop`` (ValueError naming the value)."""
+    for what, value in (("window", window), ("hop", hop)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{what} must be a positive finite number of seconds, got {value!r}")
 
 
 @dataclass
@@ -59,10 +96,10 @@ def fixed_windows(
 
     Memory: the buffer never holds more than ``window + block`` seconds.
     """
-    if window <= 0 or hop <= 0:
-        raise ValueError(f"window and hop must be positive (got {window}, {hop})")
+    check_segment_params(window, hop)
     win = max(1, int(round(window * sample_rate)))
-    step = max(1, int(round(hop * sample_rate)))
+    # A hop longer than any recording is one window; clamped so the sample count stays an int.
+    step = max(1, int(round(min(hop, MAX_HOP) * sample_rate)))
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute sample index of buf[0]
     next_start = 0  # absolute start of the next window
@@ -155,20 +192,28 @@ def vad_segments(
 
 def predict_timeline(
     model: EmoDistill,
-    path: str | os.PathLike,
+    path: AudioSource,
     window: float = DEFAULT_WINDOW,
     hop: float = DEFAULT_HOP,
     vad: bool = False,
     batch_size: int = 8,
     progress: bool = False,
+    limits: AudioLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+    check: Check | None = None,
+    max_windows: int | None = None,
 ) -> dict[str, Any]:
     """Emotion over time in a recording of any length, streamed with bounded memory.
 
     Args:
         model: a loaded :class:`~emodistill.inference.EmoDistill`.
-        path: audio file (any format soundfile reads, any rate, any channel count).
+        path: audio file (any supported format, rate and channel count), or an open binary file.
         window, hop: segment length and step in seconds (``hop`` is unused with ``vad``).
         vad: cut on voice activity instead of fixed windows.
+        limits, name, check: as :func:`emodistill.audio.load_audio` (``check`` is also called
+            before every forward pass).
+        max_windows: most segments allowed; fixed windows are counted from the header before
+            any decoding, VAD segments as they come.
 
     Returns:
         ``{"segments": [{"start", "end", "label", "probabilities"}], "summary": {...}}``; see
@@ -176,12 +221,24 @@ def predict_timeline(
 
     Raises:
         AudioError: unreadable, empty, non-finite or too-short audio; with ``vad``, no voice.
+        TooManyWindowsError: more segments than ``max_windows``.
+        ValueError: a non-finite or non-positive window or hop, or a window over the model's
+            maximum.
     """
+    check_segment_params(window, hop)
     if window > model.max_seconds:
         raise ValueError(f"window {window} s exceeds the model's maximum of {model.max_seconds} s")
-    from emodistill.inference import check_audio_file
+    from emodistill.inference import check_audio_file, source_display_name
 
-    check_audio_file(path)
+    name = name if name is not None else source_display_name(path)
+    info = check_audio_file(path, limits, name)
+    if max_windows is not None and not vad:
+        n = count_windows(info.duration, window, hop)
+        if n > max_windows:
+            raise TooManyWindowsError(
+                f"{name}: {n} windows of {window:g} s every {hop:g} s over {info.duration:.1f} s; "
+                f"at most {max_windows} windows per request (use a longer hop)"
+            )
     sr = model.sample_rate
     duration = 0.0
 
@@ -192,14 +249,23 @@ def predict_timeline(
             yield b
 
     # Blocks of one hop: small reads, and windows appear as soon as they are complete.
-    blocks = counted(stream_audio(path, hop if not vad else 1.0, sr))
+    blocks = counted(
+        stream_audio(
+            path,
+            min(max(hop, READ_BLOCK[0]), READ_BLOCK[1]) if not vad else 1.0,
+            sr,
+            limits,
+            name,
+            check,
+        )
+    )
     pieces = vad_segments(blocks, window, sr) if vad else fixed_windows(blocks, window, hop, sr)
     segments: list[dict[str, Any]] = []
     batch: list[Segment] = []
     min_len = int(MIN_SECONDS * sr)
 
     def flush() -> None:
-        probs = model.predict_proba([s.signal for s in batch], batch_size)
+        probs = model.predict_proba([s.signal for s in batch], batch_size, check=check)
         for seg, p in zip(batch, probs, strict=True):
             pred = model._prediction(None, p)
             segments.append(
@@ -213,9 +279,13 @@ def predict_timeline(
         batch.clear()
 
     for seg in pieces:
+        if max_windows is not None and len(segments) + len(batch) >= max_windows:
+            raise TooManyWindowsError(
+                f"{name}: more than {max_windows} segments; at most {max_windows} per request"
+            )
         if seg.signal.size < min_len:
             raise AudioError(
-                f"{path}: audio too short ({seg.signal.size / sr * 1000:.0f} ms < "
+                f"{name}: audio too short ({seg.signal.size / sr * 1000:.0f} ms < "
                 f"{MIN_SECONDS * 1000:.0f} ms)"
             )
         batch.append(Segment(seg.start, seg.end, np.array(seg.signal, copy=True)))
@@ -224,10 +294,10 @@ def predict_timeline(
     if batch:
         flush()
     if duration == 0:
-        raise AudioError(f"{path}: audio is empty (0 samples)")
+        raise AudioError(f"{name}: audio is empty (0 samples)")
     if not segments:
         raise AudioError(
-            f"{path}: no voice activity found (energy VAD at {VAD_THRESHOLD_DB:.0f} dBFS); "
+            f"{name}: no voice activity found (energy VAD at {VAD_THRESHOLD_DB:.0f} dBFS); "
             "try without --vad"
         )
     return {"segments": segments, "summary": summarize(segments, model.labels, duration)}

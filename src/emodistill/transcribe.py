@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from emodistill._io import file_sha256, write_json_atomic
+from emodistill._io import file_sha256, is_environment_error, write_json_atomic
 
 DEFAULT_MODEL = "embedded:whisper-tiny.en"
 #: What ``compute_type="auto"`` means on CPU (measured, see the module docstring).
@@ -113,6 +113,11 @@ def transcribe_manifest(
 
     Returns:
         ``out`` as a Path.
+
+    Raises:
+        TranscribeError: after ``out`` and the cache are written, when some files could not be
+            read (each is named; their transcripts stay empty, every other one is filled in).
+            An interruption (Ctrl-C, a crash) keeps every transcript decoded so far in the cache.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -138,39 +143,52 @@ def transcribe_manifest(
         disable=not progress,
     )
     identity = None
-    with bar:
-        task = bar.add_task("transcribing", total=len(todo))
-        for n, i in enumerate(todo, 1):
-            u = utterances[i]
-            audio_hash = file_sha256(u.path)
-            if identity is None:
-                from emodistill.assets import resolve
-
-                identity = _model_identity(model, resolve(model))
-            key = hashlib.sha256(
-                f"{audio_hash}|{identity}|{ct}|beam{beam_size}".encode()
-            ).hexdigest()
-            text = cache.get(key)
-            if text is None:
-                if whisper is None:
-                    whisper = load_whisper(model, compute_type)
+    failed: dict[str, str] = {}
+    saved = 0  # decoded count at the last cache save
+    try:
+        with bar:
+            task = bar.add_task("transcribing", total=len(todo))
+            for n, i in enumerate(todo, 1):
+                u = utterances[i]
+                bar.update(task, completed=n)
                 try:
-                    audio = load_audio(u.path)
-                except AudioError as err:
-                    raise TranscribeError(f"{u.path} (id {u.id}): {err}") from err
-                text = transcribe_array(whisper, audio, beam_size=beam_size)
-                cache[key] = text
-                counts["decoded"] += 1
-                if counts["decoded"] % 50 == 0:  # keep progress across interruptions
-                    _save_cache(cache_path, cache)
-            else:
-                counts["cached"] += 1
-            if not text:
-                empty.append(u.id)
-            utterances[i] = replace(u, transcript=text or None)
-            bar.update(task, completed=n)
-    if counts["decoded"]:
-        _save_cache(cache_path, cache)
+                    audio_hash = file_sha256(u.path)
+                except OSError as err:
+                    if is_environment_error(err):
+                        raise
+                    failed[u.id] = f"{u.path}: cannot read file ({err.strerror or err})"
+                    continue
+                if identity is None:
+                    from emodistill.assets import resolve
+
+                    identity = _model_identity(model, resolve(model))
+                key = hashlib.sha256(
+                    f"{audio_hash}|{identity}|{ct}|beam{beam_size}".encode()
+                ).hexdigest()
+                text = cache.get(key)
+                if text is None:
+                    try:
+                        audio = load_audio(u.path)
+                    except AudioError as err:  # report it and go on with the others
+                        failed[u.id] = str(err)
+                        continue
+                    if whisper is None:
+                        whisper = load_whisper(model, compute_type)
+                    text = transcribe_array(whisper, audio, beam_size=beam_size)
+                    cache[key] = text
+                    counts["decoded"] += 1
+                    if counts["decoded"] - saved >= 50:  # keep progress across kills
+                        _save_cache(cache_path, cache)
+                        saved = counts["decoded"]
+                else:
+                    counts["cached"] += 1
+                if not text:
+                    empty.append(u.id)
+                utterances[i] = replace(u, transcript=text or None)
+    finally:
+        # Interrupted or not, what was decoded is kept: the next run takes it from the cache.
+        if counts["decoded"] > saved:
+            _save_cache(cache_path, cache)
     write_manifest(utterances, out)
     console.print(
         f"{out}: {counts['decoded']} transcribed, {counts['cached']} from cache "
@@ -180,5 +198,11 @@ def transcribe_manifest(
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
         console.print(
             f"[yellow]warning:[/] Whisper heard no words in {len(empty)} utterance(s): {shown}"
+        )
+    if failed:
+        reasons = "; ".join(f"{uid}: {why}" for uid, why in failed.items())
+        raise TranscribeError(
+            f"{len(failed)} of {len(todo)} file(s) could not be transcribed (their transcripts "
+            f"stay empty; the others were written to {out}): {reasons}"
         )
     return out

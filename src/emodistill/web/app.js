@@ -150,6 +150,7 @@
       413: [`${quoted} was refused:`, `${quoted} is too large or too long for this server.`],
       415: [`${quoted} is not a supported audio format:`, `${quoted} is not a supported format.`],
       422: [`${quoted} could not be used as audio:`, `${quoted} could not be used as audio.`],
+      503: [`${quoted} was not analysed, the server is busy:`, `The server is busy; try again.`],
     }[status];
     if (known) return detail ? `${known[0]} ${detail}` : known[1];
     const what = status >= 500 ? "The server failed while analysing" : "The request failed for";
