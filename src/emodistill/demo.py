@@ -34,25 +34,31 @@ from emodistill.report import pct, read_json, write_json_atomic, write_text_atom
 #: Corpus size of the full demo (fits the time budget in docs/defaults.md).
 DEMO_UTTERANCES = 720
 DEMO_SPEAKERS = 12
-#: Student variants trained by the demo, in order (plain fine-tune first: the baseline).
-DEMO_VARIANTS = ("no_teachers", "full")
+#: Student variants trained by the demo, in order (plain fine-tune first: the baseline), then
+#: the single-teacher students that show where the gain comes from.
+DEMO_VARIANTS = ("no_teachers", "full", "no_linguistic_teacher", "no_prosodic_teacher")
 TEACHER_VARIANTS = ("linguistic_teacher_only", "prosodic_teacher_only")
 
 #: ``--quick``: a smoke run of every stage (seconds to a few minutes on 2 cores).
 QUICK_UTTERANCES = 32
 QUICK_SPEAKERS = 4
 QUICK_OVERRIDES: dict[str, Any] = {
+    "seeds": [0],
     "folds": {"scheme": "groups", "groups": 2, "val_speakers": 1},
     "linguistic": {"optim": {"epochs": 1, "batch_size": 16}},
     "prosodic": {"optim": {"epochs": 1, "batch_size": 16}},
     "student": {"max_seconds": 1.0, "optim": {"epochs": 1, "batch_size": 8}},
 }
+#: ``--quick`` trains only the plain and the full student.
+QUICK_VARIANTS = ("no_teachers", "full")
 
 COLUMNS = (
     ("linguistic_teacher_only", "T_L"),
     ("prosodic_teacher_only", "T_P"),
     ("no_teachers", "plain"),
     ("full", "EmoDistill"),
+    ("no_linguistic_teacher", "T_P only"),
+    ("no_prosodic_teacher", "T_L only"),
 )
 
 
@@ -118,28 +124,113 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         results[variant] = cross_validate(
             manifest, out, cfg, variant=variant, progress=False, teachers_ready=True
         )
-    for n, variant in enumerate(DEMO_VARIANTS, 1):
-        title = "plain fine-tuned student (CE only)" if variant == "no_teachers" else "EmoDistill"
-        _stage(console, f"4/5 ({n}/{len(DEMO_VARIANTS)})", f"{title}, Whisper-tiny encoder")
-        results[variant] = cross_validate(manifest, out, cfg, variant=variant, teachers_ready=True)
+    variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
+    seeds = cfg.run_seeds()
+    for n, variant in enumerate(variants, 1):
+        title = dict(COLUMNS).get(variant, variant)
+        _stage(
+            console,
+            f"4/5 ({n}/{len(variants)})",
+            f"{title} student, {cfg.student.encoder}, {len(folds)} folds x {len(seeds)} seeds",
+        )
+        results[variant] = cross_validate(
+            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True
+        )
 
-    _stage(console, "5/5", "report and speech-only model")
+    _stage(console, "5/5", "paired comparison, report and speech-only model")
     model_fold = _best_validation_fold(out, [f.id for f in folds])
     model_dir = out / "model"
     _copy_folder(out / model_fold / "student", model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
+    summary["compare"] = _compare_all(out, results, variants)
+    summary["breakdown"] = _breakdown(out, manifest_path, folds, cfg, variants)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(out / "demo.json", summary)
     write_text_atomic(out / "demo.md", demo_markdown(summary, quick))
     console.print(demo_table(summary))
+    console.print(compare_table(summary["compare"]))
     gain = summary["gain_ua"]
     console.print(
-        f"EmoDistill vs plain fine-tuning, mean UA over folds: {gain:+.2f} points. "
+        f"EmoDistill vs plain fine-tuning, mean UA over folds: {gain:+.2f} points "
+        f"({_verdict(summary['compare'].get('full'))}). "
         f"Speech-only model: [bold]{model_dir}[/] (fold {model_fold}, best validation UA). "
         f"Report: {out / 'demo.md'}. Time: {summary['seconds'] / 60:.1f} min."
     )
     console.print(f"Try it: emodistill predict {model_dir} {_example_wav(manifest)}")
     return summary
+
+
+def _compare_all(out: Path, results: dict[str, dict], variants) -> dict[str, Any]:
+    """Paired statistics of every student variant against plain fine-tuning, each written to
+    ``OUT/compare-<variant>-vs-no_teachers.json``."""
+    from emodistill.compare import compare_results
+    from emodistill.training.layout import compare_path
+    from emodistill.training.variants import BASELINE
+
+    out_cmp = {}
+    base = results.get(BASELINE)
+    for variant in variants:
+        res = results.get(variant)
+        if variant == BASELINE or not res or not base:
+            continue
+        cmp = compare_results(res, base, variant, BASELINE)
+        write_json_atomic(compare_path(out, variant, BASELINE), cmp)
+        out_cmp[variant] = cmp
+    return out_cmp
+
+
+def _verdict(cmp: dict | None) -> str:
+    if not cmp:
+        return "no comparison"
+    low, high = cmp["ua"]["ci95"]
+    if low > 0:
+        return f"gain shown: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
+    if high < 0:
+        return f"loss shown: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
+    return f"no difference shown: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
+def compare_table(compare: dict[str, Any]) -> Table:
+    """A rich table: each student variant minus plain fine-tuning, paired over folds x seeds."""
+    table = Table(title="Paired against plain fine-tuning (UA points, folds x seeds)")
+    for col in ("variant", "pairs", "mean gain", "95 % CI", "W/T/L", "Wilcoxon p", "verdict"):
+        table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
+    for variant, cmp in compare.items():
+        ua = cmp["ua"]
+        low, high = ua["ci95"]
+        table.add_row(
+            dict(COLUMNS).get(variant, variant),
+            str(cmp["n_pairs"]),
+            f"{100 * ua['mean_gain']:+.2f}",
+            f"[{100 * low:+.2f}, {100 * high:+.2f}]",
+            f"{ua['wins']}/{ua['ties']}/{ua['losses']}",
+            f"{ua['wilcoxon_p']:.3f}",
+            _verdict(cmp).split(":")[0],
+        )
+    return table
+
+
+def _breakdown(out: Path, manifest_path: Path, folds, cfg: Config, variants) -> dict[str, Any]:
+    """Test accuracy of every student variant by synthetic sentence type (all folds x seeds)."""
+    from emodistill.breakdown import group_accuracy, utterance_groups
+    from emodistill.training.layout import predictions_path
+
+    synthesis = manifest_path.parent / "synthesis.json"
+    if not synthesis.is_file():
+        return {}
+    groups = utterance_groups(synthesis)
+    table = {}
+    for variant in (*TEACHER_VARIANTS, *variants):
+        seeds = [cfg.seed] if variant in TEACHER_VARIANTS else cfg.run_seeds()
+        preds = []
+        for fold in folds:
+            for seed in seeds:
+                path = predictions_path(out, fold.id, variant, None if seed == cfg.seed else seed)
+                if path.is_file():
+                    preds.append(read_json(path))
+        if preds:
+            table[dict(COLUMNS).get(variant, variant)] = group_accuracy(preds, groups)
+    return table
 
 
 def _quiet_lightning() -> None:
@@ -215,6 +306,7 @@ def _summary(
         "model_fold": model_fold,
         "config": cfg.name,
         "fold_scheme": f"{cfg.folds.scheme} (k={cfg.folds.groups})",
+        "seeds": cfg.run_seeds(),
     }
 
 
@@ -266,7 +358,34 @@ def demo_markdown(summary: dict[str, Any], quick: bool = False) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"EmoDistill − plain student, mean UA: **{summary['gain_ua']:+.2f}** points.",
+        f"EmoDistill − plain student, mean UA: **{summary['gain_ua']:+.2f}** points "
+        f"({_verdict(summary.get('compare', {}).get('full'))}).",
+        "",
+        f"Fold values are means over seeds {summary.get('seeds')}.",
+        "",
+        "## Paired against plain fine-tuning (UA points, per fold x seed)",
+        "",
+        "| variant | pairs | mean gain | 95 % CI | W/T/L | Wilcoxon p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, cmp in summary.get("compare", {}).items():
+        ua = cmp["ua"]
+        low, high = ua["ci95"]
+        lines.append(
+            f"| {dict(COLUMNS).get(variant, variant)} | {cmp['n_pairs']} | "
+            f"{100 * ua['mean_gain']:+.2f} | [{100 * low:+.2f}, {100 * high:+.2f}] | "
+            f"{ua['wins']}/{ua['ties']}/{ua['losses']} | {ua['wilcoxon_p']:.3f} |"
+        )
+    if summary.get("breakdown"):
+        from emodistill.breakdown import breakdown_markdown
+
+        lines += [
+            "",
+            "## Test accuracy by sentence type (percent; all folds and seeds)",
+            "",
+            breakdown_markdown(summary["breakdown"]),
+        ]
+    lines += [
         "",
         f"Speech-only model: `{summary['model']}` (EmoDistill student of fold "
         f"{summary['model_fold']}, chosen by validation UA).",

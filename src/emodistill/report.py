@@ -44,7 +44,7 @@ VARIANT_TITLES: dict[str, str] = {
     "linguistic_teacher_only": "T_L alone (needs transcripts)",
 }
 
-RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion")
+RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds", "runs")
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -84,43 +84,16 @@ def _savefig_atomic(fig: Any, path: Path) -> None:
 
 
 def aggregate(predictions: Mapping[str, Mapping[str, Any]], labels: Sequence[str]) -> dict:
-    """Per-fold, mean ± std over folds, and pooled metrics from per-fold predictions.
-
-    Args:
-        predictions: fold id -> ``{"y_true": [int] (N,), "y_pred": [int] (N,), ...}`` in fold
-            order (the order of the result's ``folds`` list).
-        labels: class names; index i is class i.
+    """Per-fold, mean ± std over folds, and pooled metrics from per-fold predictions (one run per
+    fold, seed 0): :func:`aggregate_runs` with ``{(fold, 0): predictions}``.
 
     Returns:
         ``{"folds": [{"fold", "wa", "ua", "f1", "n"}], "mean": {"wa", "ua", "f1"},
         "std": {"wa", "ua", "f1"}, "pooled": {"wa", "ua"}, "labels": [...],
-        "confusion": C x C pooled counts (rows = true class)}``; metrics are fractions.
+        "confusion": C x C pooled counts (rows = true class), "seeds": [0], "runs": [...]}``;
+        metrics are fractions.
     """
-    num_classes = len(labels)
-    folds = []
-    all_true: list[int] = []
-    all_pred: list[int] = []
-    for fold_id, pred in predictions.items():
-        y_true = [int(v) for v in pred["y_true"]]
-        y_pred = [int(v) for v in pred["y_pred"]]
-        m = compute_metrics(y_true, y_pred, num_classes)
-        folds.append(
-            {"fold": str(fold_id), "wa": m["wa"], "ua": m["ua"], "f1": m["f1"], "n": len(y_true)}
-        )
-        all_true += y_true
-        all_pred += y_pred
-    mean, std = {}, {}
-    for key in ("wa", "ua", "f1"):
-        mean[key], std[key] = mean_std([f[key] for f in folds])
-    pooled = compute_metrics(all_true, all_pred, num_classes)
-    return {
-        "folds": folds,
-        "mean": mean,
-        "std": std,
-        "pooled": {"wa": pooled["wa"], "ua": pooled["ua"]},
-        "labels": list(labels),
-        "confusion": pooled["confusion"],
-    }
+    return aggregate_runs({(fold_id, 0): pred for fold_id, pred in predictions.items()}, labels)
 
 
 def aggregate_runs(

@@ -247,7 +247,7 @@ def distill(
     )
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        module.load_trained_state(state)
     test_ds = DistillDataset(test_utts, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed)
     device = module.device if module.device.type != "meta" else torch.device("cpu")
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)

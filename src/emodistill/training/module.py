@@ -55,6 +55,10 @@ class StudentModule(L.LightningModule):
             "class_weights", None if class_weights is None else class_weights.float()
         )
         self.val_metrics = metric_collection(num_classes)
+        # A frozen bottom is the pretrained encoder's, rebuilt by build_student: checkpoints
+        # leave it out (tens of MB written every epoch otherwise) and load without it.
+        self.frozen_keys = frozen_state_keys(student, prefix="student.")
+        self.strict_loading = not self.frozen_keys
 
     def forward(self, wav: Tensor, lengths: Tensor):
         return self.student(wav, lengths)
@@ -84,6 +88,18 @@ class StudentModule(L.LightningModule):
             class_weights=self.class_weights,
             teacher_weights=self.teacher_weights,
         )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict", {})
+        for key in self.frozen_keys:
+            state.pop(key, None)
+
+    def load_trained_state(self, state: Mapping[str, Tensor]) -> None:
+        """Load a checkpoint's state dict; only frozen-bottom keys may be missing from it."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        bad = sorted(set(missing) - set(self.frozen_keys)) + sorted(unexpected)
+        if bad:
+            raise ValueError(f"checkpoint does not match the student: {bad[:5]}")
 
     def on_train_epoch_start(self) -> None:
         # Dropout draws from torch's global generator: tie it to the epoch, not to history.
@@ -119,3 +135,18 @@ def _mix(*parts: int) -> int:
     """A 63-bit seed from integers (stable across processes, unlike ``hash``)."""
     digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def frozen_state_keys(student: torch.nn.Module, prefix: str = "") -> set[str]:
+    """State-dict keys of the student's frozen encoder bottom (empty when none is frozen)."""
+    encoder = getattr(student, "encoder", None)
+    if encoder is None or getattr(encoder, "frozen_layers", None) is None:
+        return set()
+    frozen_ids = {
+        id(t) for m in encoder._frozen_modules() for t in m.state_dict(keep_vars=True).values()
+    }
+    return {
+        prefix + name
+        for name, t in student.state_dict(keep_vars=True).items()
+        if id(t) in frozen_ids
+    }
