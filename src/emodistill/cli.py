@@ -52,6 +52,46 @@ def corpus_iemocap(
         _fail(str(err))
 
 
+def _corpus_command(name: str, title: str) -> None:
+    """Register ``corpus NAME ROOT --out M.csv [--classes 4|all] [--map a=b,...]``."""
+
+    def command(
+        root: Path = typer.Argument(..., help=f"{title} release folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
+        classes: str = typer.Option(
+            "4", "--classes", help="4 (neutral/happy/angry/sad, as the literature) or all."
+        ),
+        label_map: str = typer.Option(
+            "", "--map", help="Rename or drop labels first: excited=happy,frustrated=-"
+        ),
+    ) -> None:
+        from emodistill.corpora.base import CorpusError, prepare_corpus
+        from emodistill.corpora.registry import get_corpus
+
+        try:
+            prepare_corpus(get_corpus(name), root, out, classes, label_map, console=console)
+        except (CorpusError, OSError) as err:
+            _fail(str(err))
+
+    command.__doc__ = f"Read the {title} release layout into a manifest CSV (docs/data.md)."
+    corpus_app.command(name)(command)
+
+
+# Titles only: the loaders themselves are imported when a command runs.
+for _name, _title in (
+    ("emodb", "EmoDB"),
+    ("ravdess", "RAVDESS (speech)"),
+    ("crema-d", "CREMA-D"),
+    ("tess", "TESS"),
+    ("savee", "SAVEE"),
+    ("jl-corpus", "JL-Corpus"),
+    ("esd", "ESD (English)"),
+    ("msp-podcast", "MSP-Podcast"),
+    ("meld", "MELD"),
+):
+    _corpus_command(_name, _title)
+
+
 @corpus_app.command("synth")
 def corpus_synth(
     out_dir: Path = typer.Argument(..., help="Folder for wavs and manifest.csv."),
