@@ -156,6 +156,53 @@ def features(
         _fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}")
 
 
+@app.command("baseline")
+def baseline_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+    scheme: str = typer.Option(
+        None, "--scheme", help="Fold scheme (speaker, session, groups, official); default: config."
+    ),
+    groups: int = typer.Option(None, "--groups", help="Speaker groups for --scheme groups."),
+    val_speakers: int = typer.Option(None, "--val-speakers", help="Validation speakers per fold."),
+    seed: int = typer.Option(None, "--seed", help="Fold seed."),
+    classifier: str = typer.Option("logreg", "--classifier", help="logreg or svm (linear)."),
+    normalization: str = typer.Option(
+        "global", "--normalization", help="global (training speakers) or speaker (per speaker)."
+    ),
+    cache: Path = typer.Option(None, "--cache", help="Feature cache (default: beside manifest)."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel extraction processes."),
+) -> None:
+    """eGeMAPS functionals + linear model on the same folds as cv; results.json in cv format."""
+    from emodistill.baseline import BaselineConfig, run_baseline
+    from emodistill.config import load_config
+    from emodistill.corpora.manifest import ManifestError, load_manifest
+    from emodistill.corpora.splits import make_folds, select_folds
+
+    try:
+        fc = load_config(config).folds if config else None
+        m = load_manifest(manifest)
+        chosen = dict(
+            scheme=scheme or (fc.scheme if fc else "speaker"),
+            groups=groups if groups is not None else (fc.groups if fc else 5),
+            val_speakers=val_speakers
+            if val_speakers is not None
+            else (fc.val_speakers if fc else 1),
+            seed=seed if seed is not None else (fc.seed if fc else 0),
+        )
+        selected = select_folds(make_folds(m, **chosen), folds)
+        cfg = BaselineConfig(classifier=classifier, normalization=normalization)
+        res = run_baseline(m, selected, out, cfg, cache_dir=cache, workers=workers, progress=True)
+    except (ManifestError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    console.print(
+        f"baseline UA {100 * res['mean']['ua']:.2f} ± {100 * res['std']['ua']:.2f} over "
+        f"{len(res['folds'])} fold(s) (pooled {100 * res['pooled']['ua']:.2f}); wrote {out}"
+    )
+
+
 # --------------------------------------------------------------------------- training
 
 
