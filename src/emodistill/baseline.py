@@ -4,7 +4,8 @@ Per fold: 88 opensmile functionals per utterance (cached by :mod:`emodistill.fea
 standardised with statistics of the *training speakers only* (or per speaker, each speaker by
 its own statistics: ``normalization="speaker"``), a linear classifier (logistic regression or a
 linear SVM, class-balanced) whose C is chosen by UA on the fold's *validation speakers*, then
-trained on the training speakers and scored on the test speakers. A fold without validation
+trained on the training + validation speakers (``refit``; training speakers only with
+``refit=False``) and scored on the test speakers. A fold without validation
 speakers (TESS's two speakers) uses ``default_c``.
 
 Writes ``RUN/results.json`` in the cv format (:func:`emodistill.report.aggregate`: keys
@@ -40,6 +41,9 @@ class BaselineConfig:
     default_c: float = 0.1  # folds without validation speakers
     normalization: str = "global"  # global (training speakers' statistics) | speaker
     class_weight: str | None = "balanced"  # UA weighs every class equally; so does the loss
+    # After choosing C, train the final model on training + validation speakers (still never
+    # the test speakers). Demo corpus, 3 speaker groups: UA 54.9 with, 52.9 without.
+    refit: bool = True
     max_iter: int = 5000
 
     def __post_init__(self) -> None:
@@ -111,7 +115,8 @@ def run_fold(
     num_classes: int,
     cfg: BaselineConfig,
 ) -> dict[str, Any]:
-    """Choose C on the validation rows, train on the training rows, predict the test rows.
+    """Choose C on the validation rows, train on the training (+ validation) rows, predict the
+    test rows.
 
     Args:
         x: (N, F) features; y: (N,) class indices; speakers: (N,) speaker names.
@@ -121,17 +126,20 @@ def run_fold(
         ``{"y_true", "y_pred" (test rows, in order), "c", "val_ua" (per C tried)}``.
     """
     train, val, test = parts
-    x = _standardize(x, train, speakers, cfg.normalization)
+    xs = _standardize(x, train, speakers, cfg.normalization)
     val_ua: dict[str, float] = {}
     c = cfg.default_c
     if val.any():
         best = -1.0
         for value in cfg.c_values:  # ascending; a tie keeps the smaller (stronger-regularised) C
-            pred = _classifier(cfg, value).fit(x[train], y[train]).predict(x[val])
+            pred = _classifier(cfg, value).fit(xs[train], y[train]).predict(xs[val])
             val_ua[f"{value:g}"] = score = _ua(y[val], pred, num_classes)
             if score > best:
                 best, c = score, value
-    pred = _classifier(cfg, c).fit(x[train], y[train]).predict(x[test])
+    fit = train | val if cfg.refit else train
+    if cfg.refit and val.any():
+        xs = _standardize(x, fit, speakers, cfg.normalization)
+    pred = _classifier(cfg, c).fit(xs[fit], y[fit]).predict(xs[test])
     return {
         "y_true": y[test].tolist(),
         "y_pred": pred.astype(int).tolist(),
