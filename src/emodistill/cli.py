@@ -352,6 +352,31 @@ def predict_cmd(
     raise typer.Exit(code)
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="Trained model folder (config.json + weights)."),
+    manifest: Path = typer.Argument(..., help="Manifest CSV of the corpus to evaluate on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json and report.md."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Cross-corpus: score a model on another corpus (labels matched by name, rest reported)."""
+    from emodistill.audio import AudioError
+    from emodistill.corpora.manifest import ManifestError, load_manifest
+    from emodistill.cross_corpus import evaluate_model
+    from emodistill.inference import EmoDistill, ModelLoadError
+
+    try:
+        m = load_manifest(manifest)
+        res = evaluate_model(EmoDistill.from_pretrained(model, device=device), m, out, batch_size)
+    except (ManifestError, ModelLoadError, AudioError, ValueError) as err:
+        _fail(str(err))
+    console.print(
+        f"{len(res['labels'])} shared labels ({', '.join(res['labels'])}): WA "
+        f"{100 * res['pooled']['wa']:.2f}, UA {100 * res['pooled']['ua']:.2f}; wrote {out}"
+    )
+
+
 @app.command("export-onnx")
 def export_onnx_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
