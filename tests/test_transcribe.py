@@ -125,3 +125,20 @@ def test_corpus_transcribe_reports_a_bad_model(tmp_path):
     )
     assert result.exit_code == 1
     assert "no-such-model" in " ".join(result.output.split())
+
+
+def test_corpus_transcribe_language_needs_a_multilingual_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from emodistill.cli import app
+
+    synth("Hallo.", tmp_path / "u0.wav")
+    synth("Tschüss.", tmp_path / "u1.wav")
+    write_manifest_csv(
+        tmp_path / "in.csv",
+        [["u0", "u0.wav", "neutral", "a", "", ""], ["u1", "u1.wav", "sad", "b", "", ""]],
+    )
+    args = ["corpus", "transcribe", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv")]
+    result = CliRunner().invoke(app, [*args, "--language", "de"])
+    assert result.exit_code == 1
+    assert "English-only" in " ".join(result.output.split())

@@ -113,9 +113,15 @@ def corpus_transcribe(
     manifest: Path = typer.Argument(..., help="Manifest CSV without (some) transcripts."),
     out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write, with transcripts."),
     model: str = typer.Option(
-        "embedded:whisper-tiny.en", "--model", help="faster-whisper model name or folder."
+        "embedded:whisper-tiny.en",
+        "--model",
+        help="faster-whisper model: embedded id, CTranslate2 folder or hub name (multilingual "
+        "for non-English corpora).",
     ),
     compute_type: str = typer.Option("auto", "--compute-type", help="float32, int8, or auto."),
+    language: str = typer.Option(
+        None, "--language", help="ISO 639-1 code (de, zh, ...); needs a multilingual --model."
+    ),
 ) -> None:
     """Fill in transcripts with faster-whisper (training only; inference never needs them)."""
     from emodistill.assets import AssetError
@@ -123,7 +129,9 @@ def corpus_transcribe(
     from emodistill.transcribe import TranscribeError, transcribe_manifest
 
     try:
-        transcribe_manifest(manifest, out, model=model, compute_type=compute_type)
+        transcribe_manifest(
+            manifest, out, model=model, compute_type=compute_type, language=language
+        )
     except (ManifestError, TranscribeError, AssetError, ValueError) as err:
         _fail(str(err))
 
