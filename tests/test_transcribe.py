@@ -134,7 +134,7 @@ def _fake_whisper(monkeypatch, fail_after: int | None = None):
 
     calls = []
 
-    def fake_transcribe(whisper, audio, beam_size=1):
+    def fake_transcribe(whisper, audio, beam_size=1, language=None):
         calls.append(audio.size)
         if fail_after is not None and len(calls) > fail_after:
             raise KeyboardInterrupt
@@ -180,3 +180,20 @@ def test_interrupted_transcribe_keeps_what_it_decoded(tmp_path, monkeypatch):
     calls = _fake_whisper(monkeypatch)
     transcribe_manifest(tmp_path / "in.csv", out, progress=False)
     assert len(calls) == 2  # the 3 decoded before the interruption came from the cache
+
+
+def test_corpus_transcribe_language_needs_a_multilingual_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from emodistill.cli import app
+
+    synth("Hallo.", tmp_path / "u0.wav")
+    synth("Tschüss.", tmp_path / "u1.wav")
+    write_manifest_csv(
+        tmp_path / "in.csv",
+        [["u0", "u0.wav", "neutral", "a", "", ""], ["u1", "u1.wav", "sad", "b", "", ""]],
+    )
+    args = ["corpus", "transcribe", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv")]
+    result = CliRunner().invoke(app, [*args, "--language", "de"])
+    assert result.exit_code == 2  # a known error: one line, exit code 2
+    assert "English-only" in " ".join(result.output.split())

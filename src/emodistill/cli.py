@@ -103,6 +103,46 @@ def corpus_iemocap(
         _fail(str(err))
 
 
+def _corpus_command(name: str, title: str) -> None:
+    """Register ``corpus NAME ROOT --out M.csv [--classes 4|all] [--map a=b,...]``."""
+
+    def command(
+        root: Path = typer.Argument(..., help=f"{title} release folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
+        classes: str = typer.Option(
+            "4", "--classes", help="4 (neutral/happy/angry/sad, as the literature) or all."
+        ),
+        label_map: str = typer.Option(
+            "", "--map", help="Rename or drop labels first: excited=happy,frustrated=-"
+        ),
+    ) -> None:
+        from emodistill.corpora.base import CorpusError, prepare_corpus
+        from emodistill.corpora.registry import get_corpus
+
+        try:
+            prepare_corpus(get_corpus(name), root, out, classes, label_map, console=console)
+        except (CorpusError, OSError) as err:
+            _fail(str(err))
+
+    command.__doc__ = f"Read the {title} release layout into a manifest CSV (docs/data.md)."
+    corpus_app.command(name)(command)
+
+
+# Titles only: the loaders themselves are imported when a command runs.
+for _name, _title in (
+    ("emodb", "EmoDB"),
+    ("ravdess", "RAVDESS (speech)"),
+    ("crema-d", "CREMA-D"),
+    ("tess", "TESS"),
+    ("savee", "SAVEE"),
+    ("jl-corpus", "JL-Corpus"),
+    ("esd", "ESD (English)"),
+    ("msp-podcast", "MSP-Podcast"),
+    ("meld", "MELD"),
+):
+    _corpus_command(_name, _title)
+
+
 @corpus_app.command("synth")
 @known_errors
 def corpus_synth(
@@ -126,9 +166,15 @@ def corpus_transcribe(
     manifest: Path = typer.Argument(..., help="Manifest CSV without (some) transcripts."),
     out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write, with transcripts."),
     model: str = typer.Option(
-        "embedded:whisper-tiny.en", "--model", help="faster-whisper model name or folder."
+        "embedded:whisper-tiny.en",
+        "--model",
+        help="faster-whisper model: embedded id, CTranslate2 folder or hub name (multilingual "
+        "for non-English corpora).",
     ),
     compute_type: str = typer.Option("auto", "--compute-type", help="float32, int8, or auto."),
+    language: str = typer.Option(
+        None, "--language", help="ISO 639-1 code (de, zh, ...); needs a multilingual --model."
+    ),
 ) -> None:
     """Fill in transcripts with faster-whisper (training only; inference never needs them)."""
     from emodistill.assets import AssetError
@@ -136,7 +182,9 @@ def corpus_transcribe(
     from emodistill.transcribe import TranscribeError, transcribe_manifest
 
     try:
-        transcribe_manifest(manifest, out, model=model, compute_type=compute_type)
+        transcribe_manifest(
+            manifest, out, model=model, compute_type=compute_type, language=language
+        )
     except (ManifestError, TranscribeError, AssetError, ValueError) as err:
         _fail(str(err))
 
@@ -168,6 +216,53 @@ def features(
     )
     if store.errors:  # each bad file was already printed with its reason by extract_features
         _fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}", code=1)
+
+
+@app.command("baseline")
+def baseline_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+    scheme: str = typer.Option(
+        None, "--scheme", help="Fold scheme (speaker, session, groups, official); default: config."
+    ),
+    groups: int = typer.Option(None, "--groups", help="Speaker groups for --scheme groups."),
+    val_speakers: int = typer.Option(None, "--val-speakers", help="Validation speakers per fold."),
+    seed: int = typer.Option(None, "--seed", help="Fold seed."),
+    classifier: str = typer.Option("logreg", "--classifier", help="logreg or svm (linear)."),
+    normalization: str = typer.Option(
+        "global", "--normalization", help="global (training speakers) or speaker (per speaker)."
+    ),
+    cache: Path = typer.Option(None, "--cache", help="Feature cache (default: beside manifest)."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel extraction processes."),
+) -> None:
+    """eGeMAPS functionals + linear model on the same folds as cv; results.json in cv format."""
+    from emodistill.baseline import BaselineConfig, run_baseline
+    from emodistill.config import load_config
+    from emodistill.corpora.manifest import ManifestError, load_manifest
+    from emodistill.corpora.splits import make_folds, select_folds
+
+    try:
+        fc = load_config(config).folds if config else None
+        m = load_manifest(manifest)
+        chosen = dict(
+            scheme=scheme or (fc.scheme if fc else "speaker"),
+            groups=groups if groups is not None else (fc.groups if fc else 5),
+            val_speakers=val_speakers
+            if val_speakers is not None
+            else (fc.val_speakers if fc else 1),
+            seed=seed if seed is not None else (fc.seed if fc else 0),
+        )
+        selected = select_folds(make_folds(m, **chosen), folds)
+        cfg = BaselineConfig(classifier=classifier, normalization=normalization)
+        res = run_baseline(m, selected, out, cfg, cache_dir=cache, workers=workers, progress=True)
+    except (ManifestError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    console.print(
+        f"baseline UA {100 * res['mean']['ua']:.2f} ± {100 * res['std']['ua']:.2f} over "
+        f"{len(res['folds'])} fold(s) (pooled {100 * res['pooled']['ua']:.2f}); wrote {out}"
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -345,6 +440,31 @@ def predict_cmd(
         backend=backend,
     )
     raise typer.Exit(code)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="Trained model folder (config.json + weights)."),
+    manifest: Path = typer.Argument(..., help="Manifest CSV of the corpus to evaluate on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json and report.md."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Cross-corpus: score a model on another corpus (labels matched by name, rest reported)."""
+    from emodistill.audio import AudioError
+    from emodistill.corpora.manifest import ManifestError, load_manifest
+    from emodistill.cross_corpus import evaluate_model
+    from emodistill.inference import EmoDistill, ModelLoadError
+
+    try:
+        m = load_manifest(manifest)
+        res = evaluate_model(EmoDistill.from_pretrained(model, device=device), m, out, batch_size)
+    except (ManifestError, ModelLoadError, AudioError, ValueError) as err:
+        _fail(str(err))
+    console.print(
+        f"{len(res['labels'])} shared labels ({', '.join(res['labels'])}): WA "
+        f"{100 * res['pooled']['wa']:.2f}, UA {100 * res['pooled']['ua']:.2f}; wrote {out}"
+    )
 
 
 @app.command("export-onnx")

@@ -172,7 +172,26 @@ def _entry_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.npy"
 
 
-def _entry_frames(path: Path) -> int | None:
+#: Values per row of the opensmile outputs we cache besides the LLDs: (feature set, level) ->
+#: columns. Entries of any other settings are checked against ``N_LLD`` columns.
+FEATURE_COLUMNS = {("eGeMAPSv02", "Functionals"): 88}
+
+
+def feature_columns(settings: FeatureSettings) -> int:
+    """Columns of one cache entry under ``settings`` (25 LLDs per frame; 88 functionals)."""
+    return FEATURE_COLUMNS.get((settings.feature_set, settings.feature_level), N_LLD)
+
+
+def functional_settings() -> FeatureSettings:
+    """eGeMAPS v02 *functionals*: one (1, 88) row of utterance statistics per file.
+
+    Cached by :func:`extract_features` exactly like the LLDs (same folder, same content hash;
+    the feature level is part of the key, so the two never collide).
+    """
+    return FeatureSettings(feature_level="Functionals")
+
+
+def _entry_frames(path: Path, columns: int = N_LLD) -> int | None:
     """Frames of a complete, well-formed entry, or ``None`` (missing, truncated or foreign).
 
     Reads only the ``.npy`` header and compares the file size with what the header promises, so
@@ -191,9 +210,9 @@ def _entry_frames(path: Path) -> int | None:
         size = path.stat().st_size
     except (OSError, ValueError):
         return None
-    if fortran or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != N_LLD:
+    if fortran or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != columns:
         return None
-    if shape[0] < 1 or size != offset + shape[0] * N_LLD * 4:
+    if shape[0] < 1 or size != offset + shape[0] * columns * 4:
         return None
     return int(shape[0])
 
@@ -254,7 +273,8 @@ def _entry_lock(cache_dir: Path, key: str) -> FileLock:
 
 
 class FeatureStore:
-    """Read-only view of cached LLDs: ``store[utt_id]`` is a (T, 25) float32 memmap.
+    """Read-only view of cached features: ``store[utt_id]`` is a (T, 25) float32 memmap of LLDs
+    (or a (1, 88) row of functionals, with :func:`functional_settings`).
 
     Attributes:
         ids: utterance ids with features, in manifest order.
@@ -446,7 +466,8 @@ def extract_features(
         cache_dir: cache folder (see :func:`default_cache_dir`); created if missing.
         workers: extraction processes; 1 runs in this process, more use a ``spawn`` process pool.
         progress: show a rich progress bar (count and audio seconds).
-        settings: extractor settings (default: eGeMAPSv02 LLDs at 16 kHz).
+        settings: extractor settings (default: eGeMAPSv02 LLDs at 16 kHz;
+            :func:`functional_settings` for the 88 functionals).
 
     Returns:
         A :class:`FeatureStore`; ``store.stats`` says how many entries were extracted now,
@@ -458,6 +479,7 @@ def extract_features(
     cache_dir.mkdir(parents=True, exist_ok=True)
     _sweep_stale_tmp(cache_dir)
     utts = _utterances(manifest)
+    columns = feature_columns(settings)
 
     index = _HashIndex(cache_dir / INDEX_NAME)
     errors: dict[str, str] = {}
@@ -476,7 +498,7 @@ def extract_features(
         keys[u.id] = key
         if key in lengths_by_key or key in todo:
             continue
-        frames = _entry_frames(_entry_path(cache_dir, key))
+        frames = _entry_frames(_entry_path(cache_dir, key), columns)
         if frames is None:
             todo[key] = path  # missing, or truncated/foreign in place: (re-)extract
         else:

@@ -79,10 +79,31 @@ def load_whisper(model: str = DEFAULT_MODEL, compute_type: str = "auto", cpu_thr
         raise TranscribeError(f"cannot load Whisper model {model!r} ({source}): {err}") from err
 
 
-def transcribe_array(whisper: Any, audio, beam_size: int = 1) -> str:
-    """Transcript of a 16 kHz mono float32 signal (N,): Whisper's segments joined by spaces."""
+def check_language(whisper: Any, model: str, language: str | None) -> None:
+    """Refuse a non-English ``language`` with an English-only model (``*.en``), by name.
+
+    Raises:
+        TranscribeError: the model is English-only and ``language`` is another language.
+    """
+    # faster-whisper's WhisperModel exposes the CTranslate2 model's flag as .model.
+    if language in (None, "en") or getattr(
+        getattr(whisper, "model", None), "is_multilingual", True
+    ):
+        return
+    raise TranscribeError(
+        f"Whisper model {model!r} is English-only; --language {language} needs a multilingual "
+        "model (e.g. a faster-whisper 'base' or 'small' folder or id: --model PATH)"
+    )
+
+
+def transcribe_array(whisper: Any, audio, beam_size: int = 1, language: str | None = None) -> str:
+    """Transcript of a 16 kHz mono float32 signal (N,): Whisper's segments joined by spaces.
+
+    ``language``: ISO 639-1 code (``de``, ``zh``, ...); ``None`` lets Whisper detect it.
+    """
     segments, _info = whisper.transcribe(
         audio,
+        language=language,
         beam_size=beam_size,
         condition_on_previous_text=False,  # utterances are independent, short clips
         vad_filter=False,
@@ -98,6 +119,7 @@ def transcribe_manifest(
     beam_size: int = 1,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    language: str | None = None,
 ) -> Path:
     """Write ``out``: ``manifest`` with every empty transcript filled in by Whisper.
 
@@ -110,6 +132,8 @@ def transcribe_manifest(
         beam_size: 1 = greedy (fast; enough for short clips).
         cache_dir: where ``transcripts.json`` lives (default ``<out folder>/.emodistill-cache``).
         progress: show a progress bar.
+        language: the corpus's language as an ISO 639-1 code (``de`` for EmoDB); ``None``
+            detects it per file. Anything but English needs a multilingual model.
 
     Returns:
         ``out`` as a Path.
@@ -162,8 +186,10 @@ def transcribe_manifest(
                     from emodistill.assets import resolve
 
                     identity = _model_identity(model, resolve(model))
+                # Without --language the key is what it always was (existing caches stay valid).
+                lang = f"|lang{language}" if language else ""
                 key = hashlib.sha256(
-                    f"{audio_hash}|{identity}|{ct}|beam{beam_size}".encode()
+                    f"{audio_hash}|{identity}|{ct}|beam{beam_size}{lang}".encode()
                 ).hexdigest()
                 text = cache.get(key)
                 if text is None:
@@ -174,7 +200,8 @@ def transcribe_manifest(
                         continue
                     if whisper is None:
                         whisper = load_whisper(model, compute_type)
-                    text = transcribe_array(whisper, audio, beam_size=beam_size)
+                        check_language(whisper, model, language)
+                    text = transcribe_array(whisper, audio, beam_size=beam_size, language=language)
                     cache[key] = text
                     counts["decoded"] += 1
                     if counts["decoded"] - saved >= 50:  # keep progress across kills

@@ -6,7 +6,9 @@ Format (UTF-8 CSV, header required, extra columns allowed and ignored)::
     Ses01F_impro01_F000,wav/Ses01F_impro01_F000.wav,neutral,Ses01F,Ses01,Excuse me.
 
 ``path`` is absolute or relative to the manifest's folder; ``session`` and ``transcript`` may be
-empty. :func:`load_manifest` checks every row and reports *all* problems in one
+empty. An optional ``split`` column (``train`` / ``validation`` / ``test``) carries a corpus's
+official partition (MSP-Podcast, MELD) for the ``official`` fold scheme.
+:func:`load_manifest` checks every row and reports *all* problems in one
 :class:`ManifestError`, each naming the file, the line and the reason, so a user fixes a broken
 manifest in one pass instead of one error per run.
 """
@@ -25,6 +27,8 @@ from emodistill.config import LABELS_4
 
 #: Required header columns, in the order :func:`write_manifest` writes them.
 MANIFEST_COLUMNS = ("id", "path", "label", "speaker", "session", "transcript")
+#: Optional column: a corpus's official partition (train / validation / test).
+SPLIT_COLUMN = "split"
 #: Columns that may not be empty.
 REQUIRED_COLUMNS = ("id", "path", "label", "speaker")
 
@@ -53,6 +57,7 @@ class Utterance:
     speaker: str
     session: str | None = None
     transcript: str | None = None
+    split: str | None = None  # official partition, when the corpus has one
 
 
 def canonical_labels(labels: Iterable[str]) -> list[str]:
@@ -153,6 +158,7 @@ def load_manifest(
             ]
         )
     col = {c: header.index(c) for c in MANIFEST_COLUMNS}
+    split_col = header.index(SPLIT_COLUMN) if SPLIT_COLUMN in header else None
     base = path.parent.absolute()
     allowed = set(labels) if labels is not None else None
 
@@ -208,6 +214,7 @@ def load_manifest(
                 speaker=values["speaker"],
                 session=values["session"] or None,
                 transcript=transcript if transcript.strip() else None,
+                split=(row[split_col].strip() or None) if split_col is not None else None,
             )
         )
     if len(seen_speakers) < 2:
@@ -236,21 +243,23 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> None:
 
     Audio paths under the CSV's folder are written relative to it (so the folder can move);
     others stay absolute. Transcripts with commas, quotes or newlines are quoted by ``csv``.
+    A ``split`` column is added only when some utterance has an official split.
     """
+    utterances = list(utterances)
+    with_split = any(u.split for u in utterances)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = Path(os.path.abspath(path.parent))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(MANIFEST_COLUMNS)
+        w.writerow([*MANIFEST_COLUMNS, SPLIT_COLUMN] if with_split else MANIFEST_COLUMNS)
         for u in utterances:
-            w.writerow(
-                [
-                    u.id,
-                    _relative(Path(u.path), base),
-                    u.label,
-                    u.speaker,
-                    u.session or "",
-                    u.transcript or "",
-                ]
-            )
+            row = [
+                u.id,
+                _relative(Path(u.path), base),
+                u.label,
+                u.speaker,
+                u.session or "",
+                u.transcript or "",
+            ]
+            w.writerow([*row, u.split or ""] if with_split else row)

@@ -12,6 +12,10 @@ Schemes:
 * ``session``: leave one session out (IEMOCAP: 5 folds, as SUPERB). Validation = speaker(s) of
   another session, a seeded choice.
 * ``groups``: ``k`` seeded groups of speakers (``g1``..``gk``); for corpora with many speakers.
+* ``official``: one fold ``official`` from the manifest's ``split`` column (train / validation /
+  test), for corpora that ship partitions (MSP-Podcast, MELD). Utterances are chosen by their
+  split, not by speaker: the partition's own speaker policy applies (MSP-Podcast's test speakers
+  are unseen in training; MELD's main characters occur in every split).
 """
 
 from __future__ import annotations
@@ -22,17 +26,33 @@ from dataclasses import dataclass
 
 from emodistill.corpora.manifest import Manifest, Utterance
 
-SCHEMES = ("speaker", "session", "groups")
+SCHEMES = ("speaker", "session", "groups", "official")
+#: ``split`` column values accepted by the ``official`` scheme, and what they mean.
+SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "development": "validation",
+    "test": "test",
+}
 
 
 @dataclass(frozen=True)
 class Fold:
-    """One cross-validation fold; speaker tuples are sorted and pairwise disjoint."""
+    """One cross-validation fold; speaker tuples are sorted and pairwise disjoint.
+
+    ``by_split``: the fold is a corpus's official partition; its utterances are chosen by the
+    manifest's ``split`` column and the speaker tuples only list who is in each part (they may
+    overlap when the partition lets them).
+    """
 
     id: str
     test_speakers: tuple[str, ...]
     val_speakers: tuple[str, ...]
     train_speakers: tuple[str, ...]
+    by_split: bool = False
 
 
 def _rng(seed: int, fold_id: str) -> random.Random:
@@ -147,6 +167,49 @@ def speaker_groups(manifest: Manifest, k: int, val_speakers: int = 1, seed: int 
     ]
 
 
+def split_of(utterance: Utterance) -> str | None:
+    """The official part (``train`` | ``validation`` | ``test``) of an utterance, or None."""
+    if utterance.split is None:
+        return None
+    return SPLIT_NAMES.get(utterance.split.strip().lower())
+
+
+def official_split(manifest: Manifest) -> list[Fold]:
+    """The single fold ``official`` given by the manifest's ``split`` column.
+
+    Utterances whose split is another value (e.g. MSP-Podcast's ``test2``) take part in no part
+    of the fold.
+
+    Raises:
+        ValueError: no ``split`` column values at all, or an empty train, validation or test part.
+    """
+    parts: dict[str, set[str]] = {"train": set(), "validation": set(), "test": set()}
+    for u in manifest.utterances:
+        part = split_of(u)
+        if part is not None:
+            parts[part].add(u.speaker)
+    if not any(parts.values()):
+        raise ValueError(
+            f"{manifest.path}: the official fold scheme needs a 'split' column "
+            "(train / validation / test); this manifest has none (use scheme speaker or groups)"
+        )
+    empty = [name for name, spk in parts.items() if not spk]
+    if empty:
+        raise ValueError(
+            f"{manifest.path}: the official split has no {' and no '.join(empty)} utterances "
+            f"(accepted split values: {', '.join(sorted(SPLIT_NAMES))})"
+        )
+    return [
+        Fold(
+            id="official",
+            test_speakers=tuple(sorted(parts["test"])),
+            val_speakers=tuple(sorted(parts["validation"])),
+            train_speakers=tuple(sorted(parts["train"])),
+            by_split=True,
+        )
+    ]
+
+
 def make_folds(
     manifest: Manifest,
     scheme: str = "speaker",
@@ -154,13 +217,16 @@ def make_folds(
     val_speakers: int = 1,
     seed: int = 0,
 ) -> list[Fold]:
-    """Folds of ``scheme`` (``speaker`` | ``session`` | ``groups``); see the module docstring."""
+    """Folds of ``scheme`` (``speaker`` | ``session`` | ``groups`` | ``official``); see the
+    module docstring (``official`` ignores ``groups``, ``val_speakers`` and ``seed``)."""
     if scheme == "speaker":
         return leave_one_speaker_out(manifest, val_speakers=val_speakers, seed=seed)
     if scheme == "session":
         return leave_one_session_out(manifest, val_speakers=val_speakers, seed=seed)
     if scheme == "groups":
         return speaker_groups(manifest, groups, val_speakers=val_speakers, seed=seed)
+    if scheme == "official":
+        return official_split(manifest)
     raise ValueError(f"unknown fold scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
 
 
@@ -187,6 +253,13 @@ def fold_utterances(
     manifest: Manifest, fold: Fold
 ) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
     """``(train, val, test)`` utterances of ``fold``, each in manifest order."""
+    if fold.by_split:
+        parts: dict[str, list[Utterance]] = {"train": [], "validation": [], "test": []}
+        for u in manifest.utterances:
+            part = split_of(u)
+            if part is not None:
+                parts[part].append(u)
+        return parts["train"], parts["validation"], parts["test"]
     return (
         manifest.by_speakers(fold.train_speakers),
         manifest.by_speakers(fold.val_speakers),
