@@ -387,6 +387,66 @@ def sweep_temperature_cmd(
     sweep_temperature(manifest, out, teacher=teacher.value, values=taus, config=config, folds=folds)
 
 
+@app.command("compare")
+def compare_cmd(
+    first: Path = typer.Argument(..., help="RUN_DIR, or the variant's results.json."),
+    second: Path = typer.Argument(None, help="The baseline's results.json (two-file form)."),
+    baseline: str = typer.Option("no_teachers", "--baseline", help="Baseline variant name."),
+    variant: str = typer.Option("full", "--variant", help="Variant compared to the baseline."),
+    out: Path = typer.Option(None, "--out", "-o", help="Where to write the JSON."),
+) -> None:
+    """Paired per-(fold, seed) differences, bootstrap CI and Wilcoxon p of a variant against
+    a baseline.
+
+    Run-folder form: ``compare RUN_DIR --baseline no_teachers --variant full`` reads both
+    variants' results.json and writes RUN_DIR/compare-<variant>-vs-<baseline>.json.
+    Two-file form: ``compare VARIANT/results.json BASELINE/results.json`` writes the JSON
+    beside the first file (or to --out).
+    """
+    import json
+
+    from rich.table import Table
+
+    from emodistill.compare import compare_results, results_path, verdict
+    from emodistill.training.layout import compare_path
+
+    if second is None:
+        a_path, b_path = results_path(first, variant), results_path(first, baseline)
+        dest = out or compare_path(first, variant, baseline)
+    else:
+        a_path, b_path = first, second
+        dest = out or first.parent / f"compare-{variant}-vs-{baseline}.json"
+    try:
+        a = json.loads(Path(a_path).read_text())
+        b = json.loads(Path(b_path).read_text())
+        cmp = compare_results(a, b, variant, baseline)
+    except FileNotFoundError as err:
+        _fail(f"{err.filename}: no such results file (run cv for that variant first)")
+    except (json.JSONDecodeError, KeyError, ValueError) as err:
+        _fail(f"{a_path} / {b_path}: {err}")
+    from emodistill._io import write_json_atomic
+
+    write_json_atomic(dest, cmp)
+    table = Table(title=f"{variant} − {baseline}, {cmp['n_pairs']} (fold, seed) pairs, points")
+    for col in ("metric", "mean gain", "95 % CI", "wins/ties/losses", "Wilcoxon p"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for metric in ("ua", "wa"):
+        m = cmp[metric]
+        low, high = m["ci95"]
+        table.add_row(
+            metric.upper(),
+            f"{100 * m['mean_gain']:+.2f}",
+            f"[{100 * low:+.2f}, {100 * high:+.2f}]",
+            f"{m['wins']}/{m['ties']}/{m['losses']}",
+            f"{m['wilcoxon_p']:.4f}",
+        )
+    console.print(table)
+    unpaired = cmp["unpaired"]["variant"] + cmp["unpaired"]["baseline"]
+    if unpaired:
+        console.print(f"left out (in one file only): {', '.join(unpaired)}", markup=False)
+    console.print(f"UA: {verdict(cmp)}. Written: {dest}", markup=False)
+
+
 @app.command("demo")
 @known_errors
 def demo_cmd(
