@@ -150,12 +150,23 @@ def corpus_synth(
     utterances: int = typer.Option(1200, "--utterances", "-n", help="Number of utterances."),
     speakers: int = typer.Option(12, "--speakers", "-k", help="Number of synthetic speakers."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bytes)."),
+    lexical_share: float = typer.Option(
+        None,
+        "--lexical-share",
+        help="Share of sentences carrying emotion words (default 0.7); 0 = words carry nothing.",
+    ),
 ) -> None:
     """Synthesise the demo corpus with espeak-ng (emotion in words and in prosody)."""
-    from emodistill.corpora.synthetic import SynthError, synthesize_corpus
+    from emodistill.corpora.synthetic import LEXICAL_SHARE, SynthError, synthesize_corpus
 
     try:
-        synthesize_corpus(out_dir, utterances=utterances, speakers=speakers, seed=seed)
+        synthesize_corpus(
+            out_dir,
+            utterances=utterances,
+            speakers=speakers,
+            seed=seed,
+            lexical_share=LEXICAL_SHARE if lexical_share is None else lexical_share,
+        )
     except SynthError as err:
         _fail(str(err))
 

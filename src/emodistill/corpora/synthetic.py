@@ -401,12 +401,23 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *key])
 
 
-def plan_corpus(utterances: int = 1200, speakers: int = 12, seed: int = 0) -> list[UtterancePlan]:
+def plan_corpus(
+    utterances: int = 1200,
+    speakers: int = 12,
+    seed: int = 0,
+    lexical_share: float = LEXICAL_SHARE,
+) -> list[UtterancePlan]:
     """Draw the whole corpus (texts, labels, prosody) without synthesising it.
+
+    ``lexical_share`` is the share of sentences built from emotion words (0: every sentence from
+    the lexically neutral pool, so the words carry nothing, as in fixed-sentence corpora). The
+    random draws do not depend on it, so only the words change.
 
     Labels are balanced overall (exactly, when ``utterances`` is a multiple of 4) and within each
     speaker (to within one). Each utterance draws from its own seed ``(seed, 2, index)``.
     """
+    if not 0.0 <= float(lexical_share) <= 1.0:
+        raise SynthError(f"lexical_share must be in [0, 1], got {lexical_share}")
     if speakers < 2:
         raise SynthError(f"need at least 2 speakers for speaker-independent folds, got {speakers}")
     if utterances < max(len(LABELS), speakers):
@@ -424,7 +435,7 @@ def plan_corpus(utterances: int = 1200, speakers: int = 12, seed: int = 0) -> li
             rng = _rng(seed, 2, index)
             # Words.
             word_emotion: str | None = None
-            if rng.random() < LEXICAL_SHARE:
+            if rng.random() < lexical_share:
                 word_emotion = label
                 if rng.random() < MISLEADING_SHARE:
                     other = MISLEADING_WORDS[label]
@@ -594,6 +605,7 @@ def synthesize_corpus(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    lexical_share: float = LEXICAL_SHARE,
 ) -> Path:
     """Synthesise the demo corpus with espeak-ng and write its manifest.
 
@@ -609,6 +621,7 @@ def synthesize_corpus(
         seed: same seed, same manifest and same wav bytes.
         workers: parallel espeak-ng processes (default: all CPU cores).
         progress: show a rich progress bar.
+        lexical_share: share of sentences carrying emotion words (0: words carry nothing).
 
     Returns:
         Path of ``manifest.csv``.
@@ -620,7 +633,7 @@ def synthesize_corpus(
     from emodistill.corpora.manifest import Utterance, write_manifest
 
     out_dir = Path(out_dir).absolute()
-    plans = plan_corpus(utterances, speakers, seed)
+    plans = plan_corpus(utterances, speakers, seed, lexical_share)
     binary = _espeak_binary()
     workers = max(1, workers or os.cpu_count() or 1)
     for sp in sorted({p.speaker for p in plans}):
@@ -674,8 +687,9 @@ def synthesize_corpus(
         "seed": seed,
         "utterances": utterances,
         "speakers": [asdict(s) for s in _speakers(speakers, seed)],
-        "lexical_share": LEXICAL_SHARE,
-        "misleading_share": MISLEADING_SHARE,
+        "lexical_share": float(lexical_share),
+        # Misleading sentences are a share of the lexical ones: none without lexical sentences.
+        "misleading_share": MISLEADING_SHARE if lexical_share > 0 else 0.0,
         "prosody": {k: asdict(v) for k, v in PROSODY.items()},
         "jitter": JITTER,
         "intensity": INTENSITY,

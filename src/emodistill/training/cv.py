@@ -35,7 +35,13 @@ from emodistill.report import (
 )
 from emodistill.training.distill import distill
 from emodistill.training.layout import predictions_path, results_dir
-from emodistill.training.variants import VARIANTS, Variant, get_variant, sweep_variant
+from emodistill.training.variants import (
+    BASELINE,
+    VARIANTS,
+    Variant,
+    get_variant,
+    sweep_variant,
+)
 
 
 def resolve_config(
@@ -228,9 +234,41 @@ def ablate(
         for name in names
     }
     write_json_atomic(run_dir / "ablation.json", ablation)
-    write_text_atomic(run_dir / "ablation.md", ablation_markdown(ablation))
+    md = ablation_markdown(ablation) + compare_against_baseline(run_dir, ablation)
+    write_text_atomic(run_dir / "ablation.md", md)
     plot_ablation(ablation, run_dir / "ablation.png")
     return ablation
+
+
+def compare_against_baseline(run_dir: Path, results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Paired statistics of every variant in ``results`` against plain fine-tuning: printed,
+    written to ``RUN_DIR/compare-<variant>-vs-no_teachers.json``, and returned as markdown."""
+    from rich.console import Console
+
+    from emodistill.compare import compare_markdown, compare_results
+    from emodistill.training.layout import compare_path
+
+    base = results.get(BASELINE)
+    if not base:
+        return (
+            f"\n\nNo paired comparison: `{BASELINE}` (plain fine-tuning) was not run in "
+            f"this folder (`emodistill cv ... --variant {BASELINE}`).\n"
+        )
+    console = Console(stderr=True)
+    parts = ["", "", "## Paired against plain fine-tuning", ""]
+    for name, res in results.items():
+        if name == BASELINE or not res or "folds" not in res:
+            continue
+        try:
+            cmp = compare_results(res, base, name, BASELINE)
+        except ValueError as err:
+            parts += [f"`{name}`: {err}", ""]
+            continue
+        write_json_atomic(compare_path(run_dir, name, BASELINE), cmp)
+        text = compare_markdown(cmp)
+        console.print(text, markup=False, highlight=False)
+        parts += [text, ""]
+    return "\n".join(parts)
 
 
 def _cv_on_ready_teachers(m, run_dir, cfg, selected, variant, progress, trainer_overrides):
@@ -279,6 +317,11 @@ def sweep_temperature(
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
     write_json_atomic(run_dir / f"sweep_{teacher}.json", sweep)
-    write_text_atomic(run_dir / f"sweep_{teacher}.md", sweep_markdown(sweep))
+    base = results_dir(run_dir, BASELINE) / "results.json"
+    paired = {row["variant"]: row for row in rows}
+    if base.is_file():
+        paired[BASELINE] = read_json(base)
+    md = sweep_markdown(sweep) + compare_against_baseline(run_dir, paired)
+    write_text_atomic(run_dir / f"sweep_{teacher}.md", md)
     plot_sweep(sweep, run_dir / f"sweep_{teacher}.png")
     return sweep
