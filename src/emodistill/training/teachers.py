@@ -481,6 +481,8 @@ def train_teachers(
 
     cfg = _load_cfg(config)
     manifest = load_manifest(manifest_path)
+    if "linguistic" in kinds:  # fail before any training, naming the manifest
+        check_transcripts(manifest.utterances, manifest_path)
     all_folds = make_folds(
         manifest,
         scheme=cfg.folds.scheme,
@@ -489,8 +491,6 @@ def train_teachers(
         seed=cfg.folds.seed,
     )
     chosen = select_folds(all_folds, folds)
-    if "linguistic" in kinds:  # fail before any training, naming the manifest
-        check_transcripts(manifest.utterances, manifest_path)
     features = None
     if "prosodic" in kinds:
         features = extract_features(
