@@ -244,7 +244,12 @@ def predict_cmd(
     hop: float = typer.Option(1.5, "--hop", help="Segment hop, seconds."),
     vad: bool = typer.Option(False, "--vad", help="Segment on voice activity, not fixed windows."),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch or onnx (needs MODEL/model.onnx)."
+        "torch",
+        "--backend",
+        help="torch, onnx (needs MODEL/model.onnx) or onnx-int8 (needs MODEL/model.int8.onnx).",
+    ),
+    stream: bool = typer.Option(
+        False, "--stream", help="AUDIO '-': WAV or raw 16 kHz s16le PCM on stdin, JSON lines out."
     ),
 ) -> None:
     """Predict emotion from audio alone: no transcript, no prosodic features."""
@@ -261,6 +266,7 @@ def predict_cmd(
         hop=hop,
         vad=vad,
         backend=backend,
+        stream=stream,
     )
     raise typer.Exit(code)
 
@@ -269,15 +275,25 @@ def predict_cmd(
 def export_onnx_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
     out: Path = typer.Argument(..., help="ONNX file to write."),
+    quantize: str = typer.Option(
+        None, "--quantize", help="int8: dynamic int8 weights (write MODEL/model.int8.onnx)."
+    ),
 ) -> None:
     """Export the speech-only model to ONNX (dynamic batch and length)."""
     from emodistill.export import ExportError, export_onnx
     from emodistill.inference import ModelLoadError
 
     try:
-        report = export_onnx(model, out)
+        report = export_onnx(model, out, quantize=quantize)
     except (ExportError, ModelLoadError) as err:
         _fail(str(err))
+    if quantize:
+        console.print(
+            f"wrote {report['path']} ({quantize}, opset {report['opset']}; vs the float model on "
+            f"{report['clips']} clips: label agreement {report['label_agreement']:.0%}, max |dp| "
+            f"{report['max_abs_diff']:.1e})"
+        )
+        return
     console.print(
         f"wrote {report['path']} (opset {report['opset']}; onnxruntime vs torch max |dp| "
         f"{report['max_abs_diff']:.1e})"
@@ -291,14 +307,22 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb"),
     max_seconds: float = typer.Option(600.0, "--max-seconds"),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnx or onnx-int8."),
 ) -> None:
-    """HTTP service: POST /predict, GET /health, and a web page at /."""
+    """HTTP service: POST /predict, WebSocket /stream, GET /health, and a web page at /."""
     from emodistill.inference import ModelLoadError
     from emodistill.serve import serve
 
     try:
-        serve(model, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_seconds)
-    except ModelLoadError as err:
+        serve(
+            model,
+            host=host,
+            port=port,
+            max_upload_mb=max_upload_mb,
+            max_seconds=max_seconds,
+            backend=backend,
+        )
+    except (ModelLoadError, ValueError) as err:
         _fail(str(err))
 
 
