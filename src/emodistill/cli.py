@@ -235,7 +235,9 @@ class OutputFormat(str, Enum):
 @app.command("predict")
 def predict_cmd(
     model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
-    audio: list[str] = typer.Argument(..., help="Audio files, folders or globs."),
+    audio: list[str] = typer.Argument(
+        ..., help="Audio files, folders or globs (with --stream: - for stdin)."
+    ),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
     batch_size: int = typer.Option(8, "--batch-size", "-b"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),

@@ -7,6 +7,7 @@ Endpoints:
   ``"summary"`` with ``segment=true``). Errors, each ``{"detail": message}``: 413 for an upload
   over ``max_upload_mb`` or audio longer than ``max_seconds``; 422 for anything that is not
   usable audio (and for bad parameters).
+* ``WS /stream`` — live audio chunks in, one JSON event per window out (``stream_server``).
 * ``GET /health`` — ``{"status": "ok", "model", "labels"}``.
 * ``GET /info`` — model facts and the server's limits, for the web page.
 * ``GET /`` — the web page (``emodistill/web/index.html``); ``/static/*`` its files.
@@ -259,6 +260,9 @@ def create_app(
             return FileResponse(page, media_type="text/html")
         return HTMLResponse(_PLACEHOLDER)
 
+    from emodistill.stream_server import add_stream_route
+
+    add_stream_route(app, m, lock, window=window, hop=hop)  # WebSocket /stream (live audio)
     app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
     app.state.model = m
     return app
