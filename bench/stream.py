@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -55,7 +56,7 @@ def start_server(model: Path, backend: str, threads: int) -> tuple[subprocess.Po
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("emodistill")
     cmd = [str(exe), "serve", str(model), "--port", str(port), "--backend", backend]
-    env = {**__import__("os").environ, "EMODISTILL_NUM_THREADS": str(threads)}
+    env = {**os.environ, "EMODISTILL_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
