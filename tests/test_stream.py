@@ -185,6 +185,10 @@ def test_int8_export_and_backend(model_dir, tmp_path):
     assert cli.exit_code == 0, cli.output
     got = json.loads(cli.stdout)[0]["probabilities"]
     assert max(abs(got[k] - float(p_int8[0][i])) for i, k in enumerate(LABELS)) < 1e-5
+    with TestClient(create_app(model_dir, backend="onnx-int8")) as client:
+        assert client.get("/info").json()["backend"] == "onnx-int8"
+        http = client.post("/predict", files={"file": ("c.wav", path.read_bytes())}).json()
+    assert max(abs(http["probabilities"][k] - got[k]) for k in LABELS) < 1e-5
     with pytest.raises(ModelLoadError, match="--quantize int8"):
         EmoDistill.from_pretrained(build_tiny_model(tmp_path / "m"), backend="onnx-int8")
     with pytest.raises(ValueError, match="backend must be one of"):
