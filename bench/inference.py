@@ -13,13 +13,26 @@ random heads (``build_student`` with a default ``StudentConfig``); the prosodic 
 randomly initialised at the size the demo preset trains. Clips are espeak-ng sentences (real
 speech, so the ASR decodes real words) at 22.05 kHz, so predict also pays for resampling.
 
+(d) ``--compare``: one run, same clips, one child process per row (so each row's peak RSS is
+    its own): the student under torch, ONNX float and ONNX int8; the same student head on the
+    encoders users would pick instead, built with random weights from their published
+    configurations (cost does not depend on weights): HuBERT-base, wav2vec2-base (95 M),
+    data2vec-audio-base (the emotion2vec-base architecture), HuBERT-large (317 M); and a row for
+    the student on ``embedded:whisper-base``, skipped while that id does not resolve. Per row:
+    cost per audio second (``predict_proba``, one clip per call) and its ratio to the torch
+    student, peak RSS, and streaming latency (``stream.StreamSession`` fed 100 ms chunks: the
+    time from the chunk that completes a window to its event, p50/p95).
+
     .venv/bin/python bench/inference.py              # (a) and (b)
     .venv/bin/python bench/inference.py --rss 60     # (c) with a 60-minute file
+    .venv/bin/python bench/inference.py --compare    # (d)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
 import statistics
@@ -301,6 +314,195 @@ def main_rss(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- (d) side by side
+
+#: Rows of (d): name -> (kind, argument). The published configurations: transformers' config
+#: defaults are the base models (HubertConfig, Wav2Vec2Config, Data2VecAudioConfig = the
+#: facebook/*-base configs); HuBERT-large is facebook/hubert-large-ll60k's config.
+ROWS = {
+    "student, torch": ("student", "torch"),
+    "student, ONNX float": ("student", "onnx"),
+    "student, ONNX int8": ("student", "onnx-int8"),
+    "student on embedded:whisper-base": ("embedded", "embedded:whisper-base"),
+    "HuBERT-base (random)": ("hf", "hubert-base"),
+    "wav2vec2-base (random)": ("hf", "wav2vec2-base"),
+    "data2vec-audio-base (random)": ("hf", "data2vec-audio-base"),
+    "HuBERT-large (random)": ("hf", "hubert-large"),
+}
+
+
+def hf_encoder(name: str):
+    """A random transformers encoder from its published configuration."""
+    from transformers import (
+        Data2VecAudioConfig,
+        Data2VecAudioModel,
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+    )
+
+    if name == "hubert-base":
+        return HubertModel(HubertConfig())
+    if name == "wav2vec2-base":
+        return Wav2Vec2Model(Wav2Vec2Config())
+    if name == "data2vec-audio-base":
+        return Data2VecAudioModel(Data2VecAudioConfig())
+    if name == "hubert-large":  # facebook/hubert-large-ll60k
+        return HubertModel(
+            HubertConfig(
+                hidden_size=1024,
+                num_hidden_layers=24,
+                num_attention_heads=16,
+                intermediate_size=4096,
+                feat_extract_norm="layer",
+                do_stable_layer_norm=True,
+                conv_bias=True,
+            )
+        )
+    raise ValueError(name)
+
+
+def row_model(kind: str, arg: str, folder: Path):
+    """(EmoDistill, parameter count) for one row of (d)."""
+    from emodistill.inference import EmoDistill, TorchRunner
+
+    if kind == "student":
+        from safetensors import safe_open
+
+        # Count from the file: loading the torch module too would inflate ONNX rows' RSS.
+        with safe_open(str(folder / "model.safetensors"), "np") as f:
+            params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+        return EmoDistill.from_pretrained(folder, backend=arg), params
+    from emodistill.config import StudentConfig
+    from emodistill.models.encoders import TransformersSpeechEncoder
+    from emodistill.models.student import EmoDistillStudent, build_student
+
+    if kind == "embedded":
+        net = build_student(StudentConfig(encoder=arg), len(LABELS), 384, 128).eval()
+        config = {"labels": LABELS}
+    else:
+        hf = hf_encoder(arg)
+        # data2vec-audio has no such field: its CNN is layer-normed (and takes a mask).
+        layer_norm = getattr(hf.config, "feat_extract_norm", "layer") == "layer"
+        encoder = TransformersSpeechEncoder(hf, use_attention_mask=layer_norm)
+        net = EmoDistillStudent(encoder, len(LABELS), 384, 128, 256, 256).eval()
+        config = {
+            "labels": LABELS,
+            "encoder": {"kind": "transformers", "use_attention_mask": layer_norm},
+        }
+    return EmoDistill(TorchRunner(net), config, module=net), count(net)
+
+
+def run_row(args: argparse.Namespace) -> None:
+    """Child process of (d): one row, printed as one JSON line."""
+    import resource
+
+    import torch
+
+    from emodistill.audio import load_audio
+    from emodistill.stream import StreamSession
+
+    torch.set_num_threads(args.threads or 2)
+    os.environ["EMODISTILL_NUM_THREADS"] = str(args.threads or 2)
+    work = Path(args.work)
+    kind, arg = ROWS[args.row]
+    try:
+        model, params = row_model(kind, arg, work / "model")
+    except Exception as err:  # e.g. an embedded id that does not resolve yet
+        print(json.dumps({"row": args.row, "skipped": f"{type(err).__name__}: {err}"[:200]}))
+        return
+    signals = [load_audio(p) for p in sorted((work / "audio").glob("*.wav"))]
+    audio_s = sum(s.size for s in signals) / 16000
+    model.predict_proba(signals[:2], batch_size=1)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        model.predict_proba(signals, batch_size=1)
+        times.append(time.perf_counter() - t)
+    # Streaming: the clips back to back, 100 ms chunks, default 3 s / 1.5 s windows.
+    stream = np.concatenate(signals)[: int(args.stream_seconds * 16000)]
+    session = StreamSession(model)
+    latencies = []
+    for a in range(0, stream.size, 1600):
+        t = time.perf_counter()
+        events = session.push(stream[a : a + 1600])
+        if events:
+            latencies.append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "row": args.row,
+                "params_m": params / 1e6,
+                "ms_per_audio_s": 1000 * statistics.median(times) / audio_s,
+                "audio_s": audio_s,
+                "peak_rss_mib": peak,
+                "latency_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                "latency_p95_ms": 1000 * float(np.percentile(latencies, 95)),
+                "windows": len(latencies),
+            }
+        )
+    )
+
+
+def main_compare(args: argparse.Namespace) -> None:
+    from emodistill.export import export_onnx
+
+    work = Path(tempfile.mkdtemp(prefix="emodistill-compare-"))
+    try:
+        paths = synth_corpus(work / "audio", args.clips)
+        build_student_folder(work / "model")
+        export_onnx(work / "model", work / "model" / "model.onnx")
+        report = export_onnx(work / "model", work / "model" / "model.int8.onnx", quantize="int8")
+        print(
+            f"int8 export parity on {report['clips']} clips: label agreement "
+            f"{report['label_agreement']:.0%}, max |dp| {report['max_abs_diff']:.1e}"
+        )
+        results = []
+        for name in ROWS:
+            cmd = [sys.executable, __file__, "--row", name, "--work", str(work)]
+            cmd += ["--repeats", str(args.repeats), "--threads", str(args.threads or 2)]
+            cmd += ["--stream-seconds", str(args.stream_seconds)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+            if proc.returncode or not line:
+                results.append({"row": name, "skipped": f"failed: {proc.stderr[-300:]}"})
+            else:
+                results.append(json.loads(line[-1]))
+            print(f"  {name}: done", file=sys.stderr)
+        base = next(r for r in results if r["row"] == "student, torch")["ms_per_audio_s"]
+        float_onnx = next(r for r in results if r["row"] == "student, ONNX float")
+        audio_s = results[0].get("audio_s", 0.0)
+        print(
+            f"\n(d) side by side: {len(paths)} espeak-ng clips, {audio_s:.1f} s of audio, "
+            f"{args.threads or 2} threads, median of {args.repeats}; streaming over "
+            f"{args.stream_seconds:g} s in 100 ms chunks (3 s windows, 1.5 s hop)\n"
+        )
+        print(
+            "| model | params (M) | ms per audio s | ratio to student (torch) | peak RSS (MiB) "
+            "| stream latency p50 / p95 (ms) |"
+        )
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            if "skipped" in r:
+                print(f"| {r['row']} | skipped: {r['skipped'].splitlines()[0][:90]} | | | | |")
+                continue
+            print(
+                f"| {r['row']} | {r['params_m']:.1f} | {r['ms_per_audio_s']:.1f} | "
+                f"{r['ms_per_audio_s'] / base:.2f} | {r['peak_rss_mib']:.0f} | "
+                f"{r['latency_p50_ms']:.0f} / {r['latency_p95_ms']:.0f} |"
+            )
+        int8 = next(r for r in results if r["row"] == "student, ONNX int8")
+        if "skipped" not in int8 and "skipped" not in float_onnx:
+            print(
+                f"\nint8 / ONNX float: {int8['ms_per_audio_s'] / float_onnx['ms_per_audio_s']:.2f}"
+                f"; int8 / torch: {int8['ms_per_audio_s'] / base:.2f} (target <= 0.6)"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--clips", type=int, default=24, help="espeak-ng clips in the folder")
@@ -310,8 +512,16 @@ def main() -> None:
     ap.add_argument("--rss", type=int, default=0, help="minutes: measure peak RSS instead")
     ap.add_argument("--rss-args", default="", help="extra predict flags for --rss (e.g. --vad)")
     ap.add_argument("--tmp", default=None, help="folder for the long file (default: $TMPDIR)")
+    ap.add_argument("--compare", action="store_true", help="(d): the side-by-side table")
+    ap.add_argument("--stream-seconds", type=float, default=24.0, help="(d): streamed audio")
+    ap.add_argument("--row", default=None, help=argparse.SUPPRESS)  # (d) child process
+    ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.rss:
+    if args.row:
+        run_row(args)
+    elif args.compare:
+        main_compare(args)
+    elif args.rss:
         main_rss(args)
     else:
         main_speed(args)

@@ -394,3 +394,29 @@ def test_microphone_recording_is_sent_as_wav(browser, server, assets):
     riff, channels, rate, bits, data_bytes = header
     assert (riff, channels, rate, bits) == ("RIFF", 1, 16000, 16)
     assert 1.0 < data_bytes / 2 / rate < 5.0, header
+
+
+def test_microphone_timeline_is_drawn_live_over_the_websocket(browser, server, assets):
+    """While recording, /stream events draw the timeline; after Stop the upload's answer rules."""
+    _open(browser, server)
+    button = browser.find_element(By.ID, "record-button")
+    button.click()
+    WebDriverWait(browser, WAIT).until(lambda d: button.get_attribute("aria-pressed") == "true")
+
+    def live_blocks(d):
+        section = d.find_element(By.ID, "timeline-section")
+        blocks = d.find_elements(By.CSS_SELECTOR, "#timeline > li")
+        return blocks if section.get_attribute("data-live") == "true" and blocks else False
+
+    # The first 3 s window completes 3 s into the recording; it must show before Stop.
+    blocks = WebDriverWait(browser, WAIT).until(live_blocks)
+    assert button.get_attribute("aria-pressed") == "true"  # still recording
+    assert blocks[0].get_attribute("data-label") in LABELS
+    assert float(blocks[0].get_attribute("data-start")) == 0.0
+    assert _text(browser, "result-file").startswith("Live: window")
+    assert sum(_bars(browser).values()) == pytest.approx(1.0, abs=1e-4)
+    button.click()
+    WebDriverWait(browser, WAIT).until(
+        lambda d: _text(d, "result-file").startswith("From “recording-")
+    )
+    assert browser.find_element(By.ID, "timeline-section").get_attribute("data-live") == "false"

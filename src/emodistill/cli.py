@@ -483,7 +483,9 @@ class OutputFormat(str, Enum):
 @known_errors
 def predict_cmd(
     model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
-    audio: list[str] = typer.Argument(..., help="Audio files, folders or globs."),
+    audio: list[str] = typer.Argument(
+        ..., help="Audio files, folders or globs (with --stream: - for stdin)."
+    ),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
     batch_size: int = typer.Option(8, "--batch-size", "-b"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -492,7 +494,12 @@ def predict_cmd(
     hop: float = typer.Option(1.5, "--hop", help="Segment hop, seconds."),
     vad: bool = typer.Option(False, "--vad", help="Segment on voice activity, not fixed windows."),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch or onnx (needs MODEL/model.onnx)."
+        "torch",
+        "--backend",
+        help="torch, onnx (needs MODEL/model.onnx) or onnx-int8 (needs MODEL/model.int8.onnx).",
+    ),
+    stream: bool = typer.Option(
+        False, "--stream", help="AUDIO '-': WAV or raw 16 kHz s16le PCM on stdin, JSON lines out."
     ),
 ) -> None:
     """Predict emotion from audio alone: no transcript, no prosodic features."""
@@ -509,6 +516,7 @@ def predict_cmd(
         hop=hop,
         vad=vad,
         backend=backend,
+        stream=stream,
     )
     raise typer.Exit(code)
 
@@ -543,15 +551,25 @@ def evaluate_cmd(
 def export_onnx_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
     out: Path = typer.Argument(..., help="ONNX file to write."),
+    quantize: str = typer.Option(
+        None, "--quantize", help="int8: dynamic int8 weights (write MODEL/model.int8.onnx)."
+    ),
 ) -> None:
     """Export the speech-only model to ONNX (dynamic batch and length)."""
     from emodistill.export import ExportError, export_onnx
     from emodistill.inference import ModelLoadError
 
     try:
-        report = export_onnx(model, out)
+        report = export_onnx(model, out, quantize=quantize)
     except (ExportError, ModelLoadError) as err:
         _fail(str(err))
+    if quantize:
+        console.print(
+            f"wrote {report['path']} ({quantize}, opset {report['opset']}; vs the float model on "
+            f"{report['clips']} clips: label agreement {report['label_agreement']:.0%}, max |dp| "
+            f"{report['max_abs_diff']:.1e})"
+        )
+        return
     console.print(
         f"wrote {report['path']} (opset {report['opset']}; onnxruntime vs torch max |dp| "
         f"{report['max_abs_diff']:.1e})"
@@ -582,8 +600,9 @@ def serve_cmd(
     info_paths: bool = typer.Option(
         False, "--info-paths", help="Show the model's server path in /info and /health."
     ),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnx or onnx-int8."),
 ) -> None:
-    """HTTP service: POST /predict, GET /health, and a web page at /."""
+    """HTTP service: POST /predict, WebSocket /stream, GET /health, and a web page at /."""
     from emodistill.inference import ModelLoadError
     from emodistill.serve import ServiceLimits, serve
 
@@ -601,8 +620,9 @@ def serve_cmd(
             limits=limits,
             allowed_hosts=hosts,
             show_paths=info_paths,
+            backend=backend,
         )
-    except ModelLoadError as err:
+    except (ModelLoadError, ValueError) as err:
         _fail(str(err))
 
 

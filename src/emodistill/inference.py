@@ -56,6 +56,11 @@ STREAM_ABOVE_SECONDS = 600.0
 MODEL_FORMAT = "emodistill-student"
 #: Name of the ONNX file inside a model folder.
 ONNX_NAME = "model.onnx"
+#: Name of the int8 ONNX file inside a model folder (``export-onnx --quantize int8``).
+ONNX_INT8_NAME = "model.int8.onnx"
+#: Backends of :meth:`EmoDistill.from_pretrained`; the ONNX ones and the file each reads.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_FILES = {"onnx": ONNX_NAME, "onnx-int8": ONNX_INT8_NAME}
 
 #: (wav (B, N) float32, lengths (B,) int64) -> probabilities (B, C) float32
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -257,31 +262,34 @@ class EmoDistill:
 
         Args:
             model: a folder with ``config.json`` + ``model.safetensors``; with ``backend="onnx"``
-                the folder's ``model.onnx`` is used, or ``model`` may be an ``.onnx`` file.
+                the folder's ``model.onnx`` is used (``"onnx-int8"``: ``model.int8.onnx``), or
+                ``model`` may be an ``.onnx`` file.
             device: ``cpu`` or ``cuda`` (torch backend; onnx picks CUDA if its provider exists).
-            backend: ``torch`` or ``onnx`` (onnxruntime).
+            backend: ``torch``, ``onnx`` or ``onnx-int8`` (onnxruntime).
             num_threads: intra-op CPU threads; ``None``: ``$EMODISTILL_NUM_THREADS`` if set, else
                 the library default (one per physical core).
         """
         if num_threads is None and os.environ.get("EMODISTILL_NUM_THREADS", "").isdigit():
             num_threads = int(os.environ["EMODISTILL_NUM_THREADS"])
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         path = Path(model)
         onnx_file: Path | None = None
-        if backend == "onnx" and path.suffix == ".onnx":
+        if backend in ONNX_FILES and path.suffix == ".onnx":
             if not path.is_file():
                 raise ModelLoadError(f"{path}: no such ONNX file")
             onnx_file, path = path, path.parent
         folder = resolve_model_folder(path if onnx_file else model)
-        if backend == "onnx":
+        if backend in ONNX_FILES:
             from emodistill.export import OnnxPredictor
 
-            onnx_file = onnx_file or folder / ONNX_NAME
+            name = ONNX_FILES[backend]
+            onnx_file = onnx_file or folder / name
             if not onnx_file.is_file():
+                flag = " --quantize int8" if backend == "onnx-int8" else ""
                 raise ModelLoadError(
-                    f"{folder}: no {ONNX_NAME}; run `emodistill export-onnx {folder} "
-                    f"{folder / ONNX_NAME}` first"
+                    f"{folder}: no {name}; run `emodistill export-onnx {folder} "
+                    f"{folder / name}{flag}` first"
                 )
             runner = OnnxPredictor(onnx_file, num_threads=num_threads, device=device)
             # An exported file carries its config; a folder's config.json wins if present.
@@ -289,7 +297,7 @@ class EmoDistill:
                 config = read_config(folder)
             else:
                 config = runner.config
-            return cls(runner, config, path=folder, backend="onnx")
+            return cls(runner, config, path=folder, backend=backend)
         read_config(folder)  # clear errors for folders that are not model folders
         import torch
 
@@ -321,7 +329,7 @@ class EmoDistill:
         if self.path is None:
             raise ModelLoadError("this model has no weights in memory or on disk to save")
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "model.safetensors", ONNX_NAME):
+        for name in ("config.json", "model.safetensors", ONNX_NAME, ONNX_INT8_NAME):
             src = self.path / name
             if src.is_file() and src.resolve() != (folder / name).resolve():
                 tmp = folder / f".{name}.tmp"

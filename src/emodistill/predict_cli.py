@@ -230,12 +230,19 @@ def run_predict(
     vad: bool = False,
     backend: str = "torch",
     num_threads: int | None = None,
+    stream: bool = False,
 ) -> int:
-    """Run ``emodistill predict``; returns the exit code (0 ok, 1 some input failed, 2 no model)."""
+    """Run ``emodistill predict``; returns the exit code (0 ok, 1 some input failed, 2 no model).
+
+    With ``stream`` the only input must be ``-``: stdin is streamed (:func:`run_stream`).
+    """
     err = Console(stderr=True, highlight=False)
     segment = segment or vad  # --vad only makes sense for a timeline
     if format not in ("table", "json", "csv"):
         err.print(f"[bold red]error:[/] unknown format {format!r} (table, json or csv)")
+        return 2
+    if stream and (list(audio) != ["-"] or vad):
+        err.print("[bold red]error:[/] --stream reads stdin: give '-' as the only AUDIO, no --vad")
         return 2
     try:
         m = EmoDistill.from_pretrained(
@@ -244,6 +251,8 @@ def run_predict(
     except (ModelLoadError, ValueError, OSError) as e:
         err.print(f"[bold red]error:[/] cannot load model: {safe_text(str(e))}", markup=True)
         return 2
+    if stream:
+        return run_stream(m, sys.stdin.buffer, window, hop, format)
     try:
         entries = predict_entries(
             m, audio, batch_size, segment, window, hop, vad, progress=format == "table"
@@ -267,4 +276,31 @@ def run_predict(
     return 1 if failed else 0
 
 
-__all__ = ["AUDIO_EXTENSIONS", "expand_inputs", "predict_entries", "run_predict"]
+def run_stream(
+    model: EmoDistill, source: Any, window: float = 3.0, hop: float = 1.5, format: str = "json"
+) -> int:
+    """``predict - --stream``: one line per window on stdout, as each window completes.
+
+    ``json`` (and ``csv``/``table``, which have no streaming form) print one JSON object per
+    line, ``{"start", "end", "label", "probabilities"}``. Returns 0, or 1 for unusable input
+    (reason on stderr), 2 for a bad window.
+    """
+    from emodistill.stream import stream_file
+
+    err = Console(stderr=True, highlight=False)
+
+    def emit(event: dict[str, Any]) -> None:
+        _write_stdout(json.dumps(event, ensure_ascii=False) + "\n")
+
+    try:
+        stream_file(model, source, emit, window, hop)
+    except AudioError as e:
+        err.print(f"error: {safe_text(str(e))}", markup=False, soft_wrap=True)
+        return 1
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {safe_text(str(e))}")
+        return 2
+    return 0
+
+
+__all__ = ["AUDIO_EXTENSIONS", "expand_inputs", "predict_entries", "run_predict", "run_stream"]

@@ -86,6 +86,67 @@ class Segment:
     signal: np.ndarray
 
 
+class FixedWindower:
+    """Push-style cutter of fixed windows: ``push(block)`` returns the windows it completes.
+
+    Windows of ``window`` s every ``hop`` s; :meth:`finish` returns the end-aligned last window
+    (or the whole input when it is shorter than one window). This is the one definition of the
+    fixed windows: :func:`fixed_windows` (files) and ``stream.StreamSession`` (live audio) both
+    drive it, so a stream and ``predict --segment`` cut the same audio identically.
+
+    Memory: the buffer never holds more than ``window + block`` seconds.
+    """
+
+    def __init__(
+        self,
+        window: float = DEFAULT_WINDOW,
+        hop: float = DEFAULT_HOP,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> None:
+        check_segment_params(window, hop)
+        self.sample_rate = sample_rate
+        self.win = max(1, int(round(window * sample_rate)))
+        # A hop longer than any recording is one window; clamped so the sample count stays an int.
+        self.step = max(1, int(round(min(hop, MAX_HOP) * sample_rate)))
+        self.buf = np.zeros(0, dtype=np.float32)
+        self.buf_start = 0  # absolute sample index of buf[0]
+        self.next_start = 0  # absolute start of the next window
+        self.last_end = 0  # end of the last emitted window
+        self.total = 0  # samples pushed so far
+
+    def push(self, block: np.ndarray) -> list[Segment]:
+        """Add (n,) float32 samples; returns the windows completed by them (oldest first)."""
+        sr, win = self.sample_rate, self.win
+        self.buf = np.concatenate([self.buf, block])
+        self.total += block.size
+        out = []
+        while self.next_start + win <= self.total:
+            a = self.next_start - self.buf_start
+            out.append(
+                Segment(self.next_start / sr, (self.next_start + win) / sr, self.buf[a : a + win])
+            )
+            self.last_end = self.next_start + win
+            self.next_start += self.step
+        # Keep what later windows may need, and at least the last `win` samples for the tail.
+        keep_from = min(self.next_start, max(0, self.total - win))
+        if keep_from > self.buf_start:
+            self.buf = self.buf[keep_from - self.buf_start :].copy()
+            self.buf_start = keep_from
+        return out
+
+    def finish(self) -> list[Segment]:
+        """The tail: one end-aligned window if audio after the last window is uncovered."""
+        sr, total = self.sample_rate, self.total
+        if total == 0:
+            return []
+        if self.last_end == 0:  # shorter than one window: the whole input is one segment
+            return [Segment(0.0, total / sr, self.buf)]
+        if self.last_end < total:  # uncovered tail: one more full window aligned to the end
+            start = total - self.win
+            return [Segment(start / sr, total / sr, self.buf[start - self.buf_start :])]
+        return []
+
+
 def fixed_windows(
     blocks: Iterator[np.ndarray],
     window: float = DEFAULT_WINDOW,
@@ -94,39 +155,12 @@ def fixed_windows(
 ) -> Iterator[Segment]:
     """Windows of ``window`` s every ``hop`` s over a stream of (n,) blocks; last one end-aligned.
 
-    Memory: the buffer never holds more than ``window + block`` seconds.
+    Memory: the buffer never holds more than ``window + block`` seconds (:class:`FixedWindower`).
     """
-    check_segment_params(window, hop)
-    win = max(1, int(round(window * sample_rate)))
-    # A hop longer than any recording is one window; clamped so the sample count stays an int.
-    step = max(1, int(round(min(hop, MAX_HOP) * sample_rate)))
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # absolute sample index of buf[0]
-    next_start = 0  # absolute start of the next window
-    last_end = 0  # end of the last emitted window
-    total = 0
+    cutter = FixedWindower(window, hop, sample_rate)
     for block in blocks:
-        buf = np.concatenate([buf, block])
-        total += block.size
-        while next_start + win <= total:
-            a = next_start - buf_start
-            yield Segment(
-                next_start / sample_rate, (next_start + win) / sample_rate, buf[a : a + win]
-            )
-            last_end = next_start + win
-            next_start += step
-        # Keep what later windows may need, and at least the last `win` samples for the tail.
-        keep_from = min(next_start, max(0, total - win))
-        if keep_from > buf_start:
-            buf = buf[keep_from - buf_start :].copy()
-            buf_start = keep_from
-    if total == 0:
-        return
-    if last_end == 0:  # shorter than one window: the whole file is one segment
-        yield Segment(0.0, total / sample_rate, buf)
-    elif last_end < total:  # uncovered tail: one more full window aligned to the end
-        start = total - win
-        yield Segment(start / sample_rate, total / sample_rate, buf[start - buf_start :])
+        yield from cutter.push(block)
+    yield from cutter.finish()
 
 
 def vad_segments(
@@ -266,16 +300,7 @@ def predict_timeline(
 
     def flush() -> None:
         probs = model.predict_proba([s.signal for s in batch], batch_size, check=check)
-        for seg, p in zip(batch, probs, strict=True):
-            pred = model._prediction(None, p)
-            segments.append(
-                {
-                    "start": round(seg.start, 3),
-                    "end": round(seg.end, 3),
-                    "label": pred.label,
-                    "probabilities": pred.probabilities,
-                }
-            )
+        segments.extend(segment_entry(model, seg, p) for seg, p in zip(batch, probs, strict=True))
         batch.clear()
 
     for seg in pieces:
@@ -301,6 +326,20 @@ def predict_timeline(
             "try without --vad"
         )
     return {"segments": segments, "summary": summarize(segments, model.labels, duration)}
+
+
+def segment_entry(model: EmoDistill, seg: Segment, probs: np.ndarray) -> dict[str, Any]:
+    """One timeline entry ``{"start", "end", "label", "probabilities"}`` (times in s, 3 decimals).
+
+    The JSON contract of a ``--segment`` segment and of a streaming event alike.
+    """
+    pred = model._prediction(None, probs)
+    return {
+        "start": round(seg.start, 3),
+        "end": round(seg.end, 3),
+        "label": pred.label,
+        "probabilities": pred.probabilities,
+    }
 
 
 def summarize(

@@ -10,6 +10,8 @@ Endpoints:
   for anything else that is not usable audio and for bad parameters (non-finite, under the
   floors, more windows than ``max_windows``); 503 with ``Retry-After`` when ``max_concurrent``
   requests are already admitted or a request passes ``request_timeout``.
+* ``WS /stream`` — live audio chunks in, one JSON event per window out (``stream_server``);
+  the same Host check, window floors and model lock as ``POST /predict``.
 * ``GET /health`` — ``{"status": "ok", "model_loaded", "model", "labels", "busy": {...}}``,
   answered on the event loop (never behind the model).
 * ``GET /info`` — model facts and the server's limits, for the web page (no server paths unless
@@ -159,6 +161,14 @@ class FifoLock:
                 self._queue.popleft().set()  # handed over: stays held
             else:
                 self._held = False
+
+    def __enter__(self) -> FifoLock:
+        """Wait for a ticket without polling (``with lock:``; the WebSocket stream's windows)."""
+        self.ticket().wait()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class _Abandoned(Exception):
@@ -551,6 +561,19 @@ def create_app(
             return FileResponse(page, media_type="text/html")
         return HTMLResponse(_PLACEHOLDER)
 
+    from emodistill.stream_server import add_stream_route
+
+    # WebSocket /stream (live audio): the same model lock, window floors and session cap.
+    add_stream_route(
+        app,
+        m,
+        lock,
+        window=window,
+        hop=hop,
+        min_window=lim.min_window,
+        min_hop=lim.min_hop,
+        max_sessions=lim.max_concurrent,
+    )
     app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
     app.state.model = m
     app.state.load = load

@@ -3,6 +3,11 @@
  * No build step and no third-party code: the page has to work offline. Recording uses the
  * Web Audio API (not MediaRecorder) and encodes a 16 kHz 16-bit WAV in the browser, so the
  * server only ever receives a format soundfile reads without ffmpeg (webm/opus would not be).
+ *
+ * While the microphone records, its samples also go to the WebSocket /stream as 16 kHz s16le
+ * PCM (about every 100 ms), and each window's event redraws the bars and the timeline live.
+ * The recording context runs at 16 kHz where the browser allows it (the browser resamples the
+ * microphone); elsewhere there is no live timeline, only the one after Stop.
  */
 (() => {
   "use strict";
@@ -34,6 +39,8 @@
   const SEGMENT = { window: 3, hop: 1.5 };
   // Sample rate of every EmoDistill model: recordings are resampled to it before upload.
   const TARGET_RATE = 16000;
+  // Live streaming: samples per WebSocket message (100 ms at 16 kHz).
+  const LIVE_CHUNK = 1600;
   // Shorter recordings carry no usable cue (and are usually an accidental click).
   const MIN_RECORD_SECONDS = 0.3;
 
@@ -336,14 +343,15 @@
 
   // ------------------------------------------------------------------ timeline
 
-  function renderTimeline(segs, summary = null, name = null) {
+  function renderTimeline(segs, summary = null, name = null, live = false) {
+    els.timelineSection.dataset.live = String(live);
     const ends = segs.map((s) => s.end);
     const duration = summary && summary.duration ? summary.duration : Math.max(0, ...ends);
     if (name && duration) {
       els.resultFile.textContent = `From “${name}”, ${fmtTime(Number(duration.toFixed(1)))} of audio.`;
     }
     // One window means one label: the headline already says it.
-    if (segs.length < 2) {
+    if (segs.length < (live ? 1 : 2)) {
       els.timeline.replaceChildren();
       els.axis.replaceChildren();
       els.timelineSection.hidden = true;
@@ -511,11 +519,18 @@
       showError(`The microphone could not be opened (${err.name || "error"}: ${err.message}).`);
       return;
     }
-    const ctx = new Ctx();
+    let ctx;
+    try {
+      ctx = new Ctx({ sampleRate: TARGET_RATE }); // the browser resamples the microphone
+    } catch {
+      ctx = new Ctx();
+    }
     const rec = { stream, ctx, chunks: [], samples: 0, started: performance.now(), timer: null, node: null };
+    rec.live = ctx.sampleRate === TARGET_RATE ? openLive(rec) : null;
     const push = (block) => {
       rec.chunks.push(block);
       rec.samples += block.length;
+      if (rec.live) rec.live.add(block);
       let sum = 0;
       for (let i = 0; i < block.length; i++) sum += block[i] * block[i];
       rec.level = Math.sqrt(sum / block.length);
@@ -558,6 +573,7 @@
     rec.node.disconnect();
     for (const track of rec.stream.getTracks()) track.stop();
     const rate = rec.ctx.sampleRate;
+    if (rec.live) rec.live.end();
     await rec.ctx.close();
     els.recordButton.setAttribute("aria-pressed", "false");
     els.recordButton.closest(".record").classList.remove("recording");
@@ -580,6 +596,73 @@
     const pcm = await resample(samples, rate, TARGET_RATE);
     const stamp = new Date().toISOString().slice(11, 19).replaceAll(":", "");
     await predict(encodeWav(pcm), `recording-${stamp}.wav`);
+  }
+
+  // ------------------------------------------------------------------ live timeline
+
+  // A WebSocket session on /stream: add(block) queues samples, end() sends the rest and "end".
+  function openLive(rec) {
+    const url = new URL(`stream?window=${SEGMENT.window}&hop=${SEGMENT.hop}`, window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      return null; // no live timeline; the recording still works
+    }
+    ws.binaryType = "arraybuffer";
+    const live = { ws, queue: [], queued: 0, segments: [], ended: false };
+    const send = (all) => {
+      if (ws.readyState !== WebSocket.OPEN || (!all && live.queued < LIVE_CHUNK)) return;
+      if (live.queued) ws.send(pcm16(live.queue, live.queued));
+      live.queue = [];
+      live.queued = 0;
+    };
+    ws.onopen = () => {
+      send(live.ended);
+      if (live.ended) ws.send(JSON.stringify({ type: "end" }));
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (msg.type === "end") ws.close();
+      // Only while this recording is the current one: after Stop the upload's answer rules.
+      if (state.recorder !== rec || typeof msg.start !== "number" || !msg.probabilities) return;
+      live.segments.push(msg);
+      renderResult(msg, "the microphone");
+      els.resultFile.textContent = `Live: window ${fmtTime(msg.start)}–${fmtTime(msg.end)}.`;
+      renderTimeline(live.segments, null, null, true);
+    };
+    live.add = (block) => {
+      live.queue.push(block);
+      live.queued += block.length;
+      send(false);
+    };
+    live.end = () => {
+      live.ended = true;
+      if (ws.readyState === WebSocket.OPEN) {
+        send(true);
+        ws.send(JSON.stringify({ type: "end" }));
+      }
+    };
+    return live;
+  }
+
+  // Float blocks -> one s16le buffer, scaled exactly as encodeWav does (same samples).
+  function pcm16(blocks, n) {
+    const out = new Int16Array(n);
+    let at = 0;
+    for (const b of blocks) {
+      for (let i = 0; i < b.length; i++) {
+        const s = Math.max(-1, Math.min(1, b[i]));
+        out[at++] = s < 0 ? s * 0x8000 : s * 0x7fff;
+      }
+    }
+    return out.buffer;
   }
 
   // Band-limited resampling by the browser's own resampler (a 16 kHz OfflineAudioContext).
