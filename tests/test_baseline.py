@@ -96,4 +96,4 @@ def test_baseline_cli(corpus, cache, tmp_path):
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [f["fold"] for f in res["folds"]] == ["g1"]
     bad = CliRunner().invoke(app, [*args[:4], "--scheme", "official"])
-    assert bad.exit_code == 1 and "split" in bad.output
+    assert bad.exit_code == 2 and "split" in bad.output

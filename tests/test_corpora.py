@@ -418,7 +418,7 @@ def test_cli_corpus_writes_manifest(tmp_path):
     assert len(m) == 4 and {u.id: u.label for u in m}["08b10La"] == "neutral"
     assert m.speakers() == ["03", "08"]
     bad = CliRunner().invoke(app, ["corpus", "emodb", str(tmp_path / "nope"), "--out", str(out)])
-    assert bad.exit_code == 1 and "not found" in bad.output
+    assert bad.exit_code == 2 and "not found" in bad.output
 
 
 def test_official_scheme_needs_every_part(tmp_path):

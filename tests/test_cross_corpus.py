@@ -44,4 +44,4 @@ def test_evaluate_intersects_labels(tmp_path):
     write_manifest([u for u in m if u.label == "boredom"] + [
         Utterance("x", utts[0].path, "boredom", "spk9")], tmp_path / "b.csv")  # fmt: skip
     bad = CliRunner().invoke(app, ["evaluate", str(model), str(tmp_path / "b.csv"), "-o", str(out)])
-    assert bad.exit_code == 1 and "none in common" in " ".join(bad.output.split())
+    assert bad.exit_code == 2 and "none in common" in " ".join(bad.output.split())
