@@ -142,10 +142,25 @@ def read_model_config(folder: str | Path, model_type: str, what: str) -> dict[st
     return data
 
 
+#: (path, inode, size, mtime_ns) -> sha256: one run hashes each audio file once, although the
+#: fold fingerprint and the prefix cache ask for it per fold, seed and variant.
+_SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
+
+
 def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB blocks (content keys of caches)."""
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks (content keys of caches).
+
+    Memoised per process on the file's inode, size and modification time, so a rewritten file
+    is hashed again.
+    """
+    st = os.stat(path)
+    key = (str(Path(path).absolute()), st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _SHA_MEMO.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    _SHA_MEMO[key] = digest.hexdigest()
+    return _SHA_MEMO[key]

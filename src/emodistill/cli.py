@@ -426,7 +426,7 @@ def compare_cmd(
         dest = out or compare_path(first, variant, baseline)
     else:
         a_path, b_path = first, second
-        dest = out or first.parent / f"compare-{variant}-vs-{baseline}.json"
+        dest = out or compare_path(first.parent, variant, baseline)
     try:
         a = json.loads(Path(a_path).read_text())
         b = json.loads(Path(b_path).read_text())

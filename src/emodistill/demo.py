@@ -193,14 +193,12 @@ def _compare_all(out: Path, results: dict[str, dict], variants) -> dict[str, Any
 
 
 def _verdict(cmp: dict | None) -> str:
+    from emodistill.compare import verdict
+
     if not cmp:
         return "no comparison"
     low, high = cmp["ua"]["ci95"]
-    if low > 0:
-        return f"gain shown: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
-    if high < 0:
-        return f"loss shown: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
-    return f"no difference shown: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
+    return f"{verdict(cmp)}: 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
 def compare_table(compare: dict[str, Any]) -> Table:
