@@ -29,6 +29,7 @@ from test_inference import LABELS, build_tiny_model, tone
 
 SERVER_LIFETIME = 150
 MAX_CONCURRENT = 4
+FORWARD_FLOOR = 0.04
 RESULTS: list[dict] = []
 
 
@@ -113,8 +114,17 @@ def server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     # The server ends itself (os._exit) after SERVER_LIFETIME s, even if this run is killed.
+    # Every forward pass takes at least FORWARD_FLOOR s, so "slow" requests stay slow on a
+    # machine many times faster than this one (the queue and disconnect scenarios need it).
     code = (
-        f"import os, threading; threading.Timer({SERVER_LIFETIME}, os._exit, (3,)).start(); "
+        f"import os, threading, time; threading.Timer({SERVER_LIFETIME}, os._exit, (3,)).start()\n"
+        "from emodistill.inference import EmoDistill\n"
+        "load = EmoDistill.from_pretrained.__func__\n"
+        "def slowed(cls, *a, **k):\n"
+        "    m = load(cls, *a, **k); run = m.runner\n"
+        f"    m.runner = lambda *x: (time.sleep({FORWARD_FLOOR}), run(*x))[1]\n"
+        "    return m\n"
+        "EmoDistill.from_pretrained = classmethod(slowed)\n"
         "from emodistill.cli import main; main()"
     )
     args = [sys.executable, "-c", code, "serve", str(model), "--port", str(port)]
