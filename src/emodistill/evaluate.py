@@ -1,8 +1,19 @@
 """Metrics for speech emotion recognition: WA, UA, macro-F1 and the confusion matrix.
 
-WA (weighted accuracy) is plain accuracy over utterances; UA (unweighted accuracy) is the mean
-per-class recall (DESIGN.md section 2). Both come from torchmetrics so the same definitions hold
-inside Lightning's DDP-synchronised validation loop and in offline evaluation.
+One definition, used everywhere (validation inside Lightning, test folds, reports, baselines):
+all three come from the C x C confusion matrix ``M`` (rows = true class) of one set of
+utterances, by :func:`scores_from_confusion`:
+
+* WA (weighted accuracy) = trace(M) / sum(M): plain accuracy over utterances.
+* UA (unweighted accuracy) = mean, over the classes **present in the targets**, of their recall
+  M[c, c] / sum(M[c, :]) (DESIGN.md section 2). A class absent from a fold's test speakers is
+  left out, not counted as recall 0: a fold would otherwise be penalised for its speakers'
+  label mix.
+* macro-F1 = mean, over the classes present in the targets **or** the predictions, of
+  2 M[c, c] / (sum(M[c, :]) + sum(M[:, c])) (scikit-learn's default label set).
+
+Mean over folds vs pooled: ``report.aggregate`` gives both, the mean of the per-fold values
+(the paper's protocol) and the same scores on the summed confusion matrix of all folds.
 """
 
 from __future__ import annotations
@@ -13,29 +24,63 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassRecall,
-)
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 
-def metric_collection(num_classes: int):
-    """A torchmetrics ``MetricCollection`` with keys ``wa``, ``ua`` and ``f1``.
+def scores_from_confusion(confusion: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """WA, UA and macro-F1 (floats in [0, 1]; NaN for an empty matrix) from (C, C) counts."""
+    m = torch.as_tensor(np.asarray(confusion), dtype=torch.float64)
+    total = m.sum()
+    if total == 0:
+        nan = float("nan")
+        return {"wa": nan, "ua": nan, "f1": nan}
+    hits = m.diagonal()
+    support = m.sum(dim=1)  # true count per class
+    predicted = m.sum(dim=0)
+    present = support > 0
+    seen = present | (predicted > 0)
+    f1 = 2 * hits[seen] / (support[seen] + predicted[seen])
+    return {
+        "wa": float(hits.sum() / total),
+        "ua": float((hits[present] / support[present]).mean()),
+        "f1": float(f1.mean()),
+    }
 
-    Used by the Lightning modules (``update(preds (B,), target (B,))`` per batch, ``compute()``
-    per epoch, DDP-safe).
+
+class SERMetrics(Metric):
+    """WA, UA and macro-F1 as one torchmetrics ``Metric`` (DDP-synchronised confusion counts).
+
+    ``update(preds (B,), target (B,))`` per batch, ``compute()`` -> ``{"wa", "ua", "f1"}``
+    (0-d tensors) by :func:`scores_from_confusion`, so validation selects checkpoints on the
+    same UA that test folds report.
     """
-    from torchmetrics import MetricCollection
 
-    return MetricCollection(
-        {
-            "wa": MulticlassAccuracy(num_classes, average="micro"),
-            "ua": MulticlassRecall(num_classes, average="macro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        }
-    )
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.add_state(
+            "confusion",
+            default=torch.zeros(num_classes, num_classes, dtype=torch.long),
+            dist_reduce_fx="sum",
+        )
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        idx = target.reshape(-1).long() * self.num_classes + preds.reshape(-1).long()
+        counts = torch.bincount(idx, minlength=self.num_classes**2)
+        self.confusion += counts.reshape(self.num_classes, self.num_classes).to(self.confusion)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        scores = scores_from_confusion(self.confusion.cpu())
+        return {k: torch.tensor(v, dtype=torch.float32) for k, v in scores.items()}
+
+
+def metric_collection(num_classes: int) -> SERMetrics:
+    """The validation metric of the Lightning modules: :class:`SERMetrics` (keys ``wa``,
+    ``ua``, ``f1``)."""
+    return SERMetrics(num_classes)
 
 
 def compute_metrics(
@@ -48,34 +93,21 @@ def compute_metrics(
     Args:
         y_true: (N,) integer class indices.
         y_pred: (N,) integer class indices (argmax of logits).
-        num_classes: C; classes absent from ``y_true`` are left out of UA's mean (torchmetrics
-            counts a class with no support as recall 0 otherwise, which would penalise folds whose
-            test speaker lacks a class).
+        num_classes: C.
 
     Returns:
-        ``{"wa": float, "ua": float, "f1": float, "confusion": list[list[int]] (C x C)}``.
+        ``{"wa": float, "ua": float, "f1": float, "confusion": list[list[int]] (C x C)}``, the
+        scores as defined in this module's docstring (NaN for no utterances).
     """
     target = torch.as_tensor(np.asarray(y_true), dtype=torch.long).reshape(-1)
     preds = torch.as_tensor(np.asarray(y_pred), dtype=torch.long).reshape(-1)
     if target.shape != preds.shape:
         raise ValueError(f"y_true has {target.numel()} items but y_pred has {preds.numel()}")
     if target.numel() == 0:
-        nan = float("nan")
-        return {"wa": nan, "ua": nan, "f1": nan, "confusion": [[0] * num_classes] * num_classes}
-    wa = MulticlassAccuracy(num_classes, average="micro")(preds, target)
-    # average="macro" with ignore of absent classes: torchmetrics' per-class recall, then mean
-    # over the classes that occur in the targets.
-    recall = MulticlassRecall(num_classes, average="none")(preds, target)
-    present = torch.bincount(target, minlength=num_classes) > 0
-    ua = recall[present].mean()
-    f1 = MulticlassF1Score(num_classes, average="macro")(preds, target)
-    confusion = MulticlassConfusionMatrix(num_classes)(preds, target)
-    return {
-        "wa": float(wa),
-        "ua": float(ua),
-        "f1": float(f1),
-        "confusion": confusion.to(torch.long).tolist(),
-    }
+        confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    else:
+        confusion = MulticlassConfusionMatrix(num_classes)(preds, target).to(torch.long)
+    return {**scores_from_confusion(confusion), "confusion": confusion.tolist()}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
