@@ -77,7 +77,9 @@ def test_seeds_average_within_a_fold_before_the_mean():
     labels = ["n", "h"]
     right = {"y_true": [0, 1], "y_pred": [0, 1]}
     wrong = {"y_true": [0, 1], "y_pred": [1, 0]}
-    res = aggregate_runs({("a", 0): right, ("a", 1): wrong, ("b", 0): right, ("b", 1): right}, labels)
+    res = aggregate_runs(
+        {("a", 0): right, ("a", 1): wrong, ("b", 0): right, ("b", 1): right}, labels
+    )
     assert [f["ua"] for f in res["folds"]] == pytest.approx([0.5, 1.0])
     assert res["mean"]["ua"] == pytest.approx(0.75)
     assert res["seeds"] == [0, 1] and len(res["runs"]) == 4
