@@ -180,3 +180,83 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "demo.json").read_text())["columns"] == summary["columns"]
+
+
+def test_a_second_process_waits_for_a_locked_fold_then_trains_it_once(
+    prepared,  # noqa: F811
+    reference,  # noqa: F811
+    tmp_path,
+):
+    """Two processes on one run folder: a `cv` whose fold is locked by another process waits,
+    writes nothing into it meanwhile, and finishes once the lock is released."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from emodistill._io import folder_lock
+    from emodistill.training.layout import predictions_path, work_dir
+
+    run = fresh_run(prepared, tmp_path / "run")
+    cfg_file = prepared["root"] / "tiny.yaml"  # written by the reference run
+    log_path = tmp_path / "cv.log"
+    code = "import torch; torch.set_num_threads(1); from emodistill.cli import main; main()"
+    cmd = [sys.executable, "-c", code, "cv", str(prepared["manifest"]), "--out", str(run)]
+    cmd += ["--config", str(cfg_file), "--folds", "g1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    with open(log_path, "wb") as log, folder_lock(work_dir(run, "g1"), "the test"):
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 120
+        while b"waiting: another process" not in log_path.read_bytes():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert not predictions_path(run, "g1").exists()
+        assert not (work_dir(run, "g1") / "checkpoints").exists()
+    assert proc.wait(300) == 0, log_path.read_text()
+    ours = json.loads(predictions_path(run, "g1").read_text())
+    ref = json.loads(predictions_path(reference, "g1").read_text())
+    assert ours["ids"] == ref["ids"]  # trained once, as an unlocked run would
+    assert ours["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-5)
+
+
+def test_other_ranks_of_a_distributed_job_do_not_lock(tmp_path, monkeypatch):
+    import threading
+
+    from emodistill._io import folder_lock, is_rank_zero
+
+    assert is_rank_zero()
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with folder_lock(tmp_path / "w", "holder"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP child: rank 0 holds the job's lock
+    assert not is_rank_zero()
+    done = threading.Event()
+    worker = threading.Thread(
+        target=lambda: (folder_lock(tmp_path / "w", "rank 1").__enter__(), done.set())
+    )
+    worker.start()
+    assert done.wait(5), "a non-zero rank waited for the lock"
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    blocked = threading.Event()
+
+    def rank_zero():
+        with folder_lock(tmp_path / "w", "rank 0"):
+            blocked.set()
+
+    other = threading.Thread(target=rank_zero)
+    other.start()
+    assert not blocked.wait(1.0), "rank 0 did not wait for the holder"
+    release.set()
+    assert blocked.wait(10)
+    for t in (holder, worker, other):
+        t.join(10)

@@ -164,3 +164,64 @@ def file_sha256(path: str | Path) -> str:
             digest.update(block)
     _SHA_MEMO[key] = digest.hexdigest()
     return _SHA_MEMO[key]
+
+
+#: Environment variables that place a process in a distributed job (Lightning's launcher,
+#: torchrun, SLURM, LSF); any of them non-zero means "not the job's rank 0".
+RANK_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "SLURM_PROCID",
+    "JSM_NAMESPACE_RANK",
+)
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of its distributed job (True when not distributed)."""
+    return all(int(os.environ.get(name) or 0) == 0 for name in RANK_VARIABLES)
+
+
+def lock_path_for(folder: str | Path) -> Path:
+    """``PARENT/.<name>.lock``: beside the folder, so removing the folder keeps the lock."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.lock")
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``folder`` (a file lock beside it).
+
+    A second process that wants the same folder (two ``cv`` runs on one run folder, an array job
+    retried while the first attempt still runs) waits, saying so once, and then finds the work
+    done. Ranks other than 0 of one distributed job do not lock: rank 0 holds the lock for the
+    whole job, and a rank waiting on it would deadlock the job's collectives.
+
+    Args:
+        folder: the folder the work writes (it need not exist yet).
+        what: words for the waiting message (``"fold g1's student"``).
+    """
+    from filelock import FileLock, Timeout
+
+    if not is_rank_zero():
+        yield
+        return
+    path = lock_path_for(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        import sys
+
+        print(
+            f"waiting: another process is working on {what} ({path} is locked)",
+            file=sys.stderr,
+            flush=True,
+        )
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

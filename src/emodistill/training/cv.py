@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from emodistill._io import folder_lock
 from emodistill.config import Config, load_config
 from emodistill.corpora.manifest import Manifest, load_manifest
 from emodistill.report import (
@@ -123,18 +124,19 @@ def aggregate_run(
         return None
     results = aggregate_runs(preds, m.labels)
     out = results_dir(run_dir, v)
-    write_json_atomic(out / "results.json", results)
-    name = "full" if v.name == "full" else v.name
-    heading = title or f"Cross-validation: {name}"
-    notes = [
-        f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
-        f"seeds {', '.join(str(s) for s in results['seeds'])}."
-    ]
-    write_text_atomic(
-        out / "report.md",
-        results_markdown(results, heading, v.name if v.name in VARIANTS else "", missing, notes),
-    )
-    plot_confusion(results["confusion"], results["labels"], out / "confusion.png", heading)
+    with folder_lock(out / "results.json", f"the results of {v.name}"):  # one set of files
+        write_json_atomic(out / "results.json", results)
+        name = "full" if v.name == "full" else v.name
+        heading = title or f"Cross-validation: {name}"
+        notes = [
+            f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
+            f"seeds {', '.join(str(s) for s in results['seeds'])}."
+        ]
+        paper_row = v.name if v.name in VARIANTS else ""
+        write_text_atomic(
+            out / "report.md", results_markdown(results, heading, paper_row, missing, notes)
+        )
+        plot_confusion(results["confusion"], results["labels"], out / "confusion.png", heading)
     return results
 
 

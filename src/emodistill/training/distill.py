@@ -17,12 +17,13 @@ import dataclasses
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from rich.console import Console
 
+from emodistill._io import folder_lock
 from emodistill.config import TEACHER_KINDS, Config
 from emodistill.corpora.manifest import Manifest
 from emodistill.report import read_json
@@ -66,6 +67,9 @@ from emodistill.training.variants import (
 
 TEACHERS = TEACHER_KINDS
 _load_teachers = load_fold_teachers  # older name, kept for callers
+if TYPE_CHECKING:
+    from emodistill.corpora.splits import Fold
+
 console = Console(stderr=True)
 
 __all__ = [
@@ -144,9 +148,6 @@ def distill(
         teachers were read, ``teacher_val_ua`` and ``teacher_weights``); ``{}`` on DDP ranks
         other than 0.
     """
-    from emodistill.corpora.splits import fold_utterances
-    from emodistill.models.student import build_student, save_student
-
     v = get_variant(variant)
     run_dir = Path(run_dir)
     seed_dir = None if seed is None or int(seed) == cfg.seed else int(seed)
@@ -156,13 +157,50 @@ def distill(
     eff_cfg = dataclasses.replace(cfg, distill=dcfg)
     if v.teacher is not None:
         return teacher_predictions(manifest, fold, eff_cfg, run_dir, v)
-    from emodistill.corpora.splits import fold_fingerprint
+    wdir = work_dir(run_dir, fold.id, v, seed_dir)
+    # Two processes on one run folder (a retried array job, two cv runs): the second waits here,
+    # then reuses the first one's student instead of training into the same checkpoints.
+    with folder_lock(wdir, f"fold {fold.id}'s {v.name} student (seed {cfg.seed})"):
+        return _train_student(
+            manifest,
+            fold,
+            cfg,
+            eff_cfg,
+            run_dir,
+            v,
+            seed_dir,
+            wdir,
+            progress=progress,
+            callbacks=callbacks,
+            trainer_overrides=trainer_overrides,
+            keep_checkpoints=keep_checkpoints,
+        )
 
+
+def _train_student(
+    manifest: Manifest,
+    fold: Fold,
+    cfg: Config,
+    eff_cfg: Config,
+    run_dir: Path,
+    v: Variant,
+    seed_dir: int | None,
+    wdir: Path,
+    *,
+    progress: bool,
+    callbacks: Sequence[Any],
+    trainer_overrides: Mapping[str, Any] | None,
+    keep_checkpoints: bool,
+) -> dict[str, Any]:
+    """:func:`distill`'s work for a student variant, under the work folder's lock."""
+    from emodistill.corpora.splits import fold_fingerprint, fold_utterances
+    from emodistill.models.student import build_student, save_student
+
+    dcfg = eff_cfg.distill
     out_path = predictions_path(run_dir, fold.id, v, seed_dir)
     data = fold_fingerprint(manifest, fold)
     if check_reusable(out_path, eff_cfg, data=data):
         return read_json(out_path)
-    wdir = work_dir(run_dir, fold.id, v, seed_dir)
     if out_path.is_file():  # stale: made from other data; never resume its checkpoints
         shutil.rmtree(wdir, ignore_errors=True)
 

@@ -31,7 +31,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from emodistill._io import write_json_atomic
+from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import Config, OptimConfig, load_config
 from emodistill.evaluate import compute_metrics, mean_std, metric_collection
 from emodistill.training.common import (
@@ -505,41 +505,44 @@ def train_teachers(
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
         fingerprint = fold_fingerprint(manifest, fold)
-        for kind in kinds:
-            if teacher_done(fold_dir, kind, cfg, fingerprint):
-                res = json.loads(
-                    (fold_dir / "teachers" / "train" / kind / "result.json").read_text()
-                )
-                # Cached outputs are keyed: this recomputes only if missing or stale.
-                train, val, test = fold_utterances(manifest, fold)
-                utts = train + val + test
-                if kind == "prosodic":
-                    utts = [u for u in utts if u.id in features]
-                write_teacher_outputs(
-                    fold_dir,
-                    kind,
-                    utts,
-                    features=features,
-                    device=_cuda_device(cfg),
-                    progress=progress,
-                )
-                state = "reused"
-            else:
+        # A second process on this run folder waits, then reuses these teachers.
+        with folder_lock(fold_dir / "teachers", f"fold {fold.id}'s teachers"):
+            for kind in kinds:
+                if teacher_done(fold_dir, kind, cfg, fingerprint):
+                    res = json.loads(
+                        (fold_dir / "teachers" / "train" / kind / "result.json").read_text()
+                    )
+                    # Cached outputs are keyed: this recomputes only if missing or stale.
+                    train, val, test = fold_utterances(manifest, fold)
+                    utts = train + val + test
+                    if kind == "prosodic":
+                        utts = [u for u in utts if u.id in features]
+                    write_teacher_outputs(
+                        fold_dir,
+                        kind,
+                        utts,
+                        features=features,
+                        device=_cuda_device(cfg),
+                        progress=progress,
+                    )
+                    state = "reused"
+                else:
+                    console.print(
+                        f"[bold]fold {fold.id}[/] ({n}/{len(chosen)}): training the {kind} "
+                        f"teacher (test {', '.join(fold.test_speakers)}, "
+                        f"val {', '.join(fold.val_speakers)})"
+                    )
+                    res = train_teacher(
+                        kind, manifest, fold, cfg, fold_dir, features=features, progress=progress
+                    )
+                    state = "trained"
+                if not res:  # non-zero DDP rank
+                    continue
+                per_kind[kind] = {k: float(res[k]) for k in ("wa", "ua", "f1")}
                 console.print(
-                    f"[bold]fold {fold.id}[/] ({n}/{len(chosen)}): training the {kind} teacher "
-                    f"(test {', '.join(fold.test_speakers)}, val {', '.join(fold.val_speakers)})"
+                    f"  {kind:10s} {state}: test WA {100 * res['wa']:.2f}  "
+                    f"UA {100 * res['ua']:.2f}  F1 {100 * res['f1']:.2f}"
                 )
-                res = train_teacher(
-                    kind, manifest, fold, cfg, fold_dir, features=features, progress=progress
-                )
-                state = "trained"
-            if not res:  # non-zero DDP rank
-                continue
-            per_kind[kind] = {k: float(res[k]) for k in ("wa", "ua", "f1")}
-            console.print(
-                f"  {kind:10s} {state}: test WA {100 * res['wa']:.2f}  UA {100 * res['ua']:.2f}  "
-                f"F1 {100 * res['f1']:.2f}"
-            )
         if not per_kind:
             continue
         _print_chance_report(manifest, fold, fold_dir, list(per_kind))
