@@ -361,3 +361,37 @@ def test_teacher_only_variant_uses_cached_teacher_predictions(prepared, tmp_path
     # The teacher's predictions do not depend on the student's settings: reused, not refused.
     other = prepared["config"].override({"student.optim.epochs": 5})
     assert distill(m, fold, other, run, variant="prosodic_teacher_only") == res
+
+
+def test_clips_too_short_for_features_are_left_out_of_every_variant(prepared, tmp_path, capsys):
+    """A 40 ms clip has no eGeMAPS features (no prosodic-teacher output): EmoDistill and plain
+    fine-tuning both leave it out, say so, and stay paired on the same utterances."""
+    import soundfile as sf
+
+    from emodistill.corpora.splits import fold_utterances, make_folds, select_folds
+    from emodistill.training.distill import distill
+    from emodistill.training.teachers import train_teachers
+
+    m0 = load_manifest(prepared["manifest"])
+    cfg = prepared["config"]
+    folds = make_folds(m0, cfg.folds.scheme, cfg.folds.groups, cfg.folds.val_speakers, 0)
+    fold = select_folds(folds, "g1")[0]
+    speaker = fold.train_speakers[0]
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.3 * np.sin(np.arange(640) / 5.0), 16000, subtype="PCM_16")  # 40 ms
+    extra = Utterance("short_one", short.absolute(), "angry", speaker, None, "stop it now")
+    manifest = tmp_path / "manifest.csv"
+    write_manifest([*m0.utterances, extra], manifest)
+    m = load_manifest(manifest)
+    run = tmp_path / "run"
+    with one_thread():
+        train_teachers(manifest, run, config=cfg, folds="g1", progress=False)
+        full = distill(m, fold, cfg, run, "full", progress=False)
+        plain = distill(m, fold, cfg, run, "no_teachers", progress=False)
+    said = capsys.readouterr()
+    assert "left out 1 utterance(s) shorter than 60 ms (training 1, validation 0, test 0)" in (
+        said.out + said.err
+    ).replace("\n", " ")
+    test_ids = [u.id for u in fold_utterances(m, fold)[2]]
+    assert full["ids"] == plain["ids"] == test_ids
+    assert "short_one" not in full["ids"]

@@ -38,6 +38,19 @@ def _n_samples(path: Path) -> int:
     return max(1, int(round(info.frames * SAMPLE_RATE / info.samplerate)))
 
 
+def too_short_for_training(utterances: Sequence[Utterance]) -> list[Utterance]:
+    """The utterances shorter than ``features.MIN_SECONDS`` (60 ms).
+
+    They have no eGeMAPS features, hence no prosodic-teacher output; every student variant
+    leaves them out of training, validation and test alike, so variants stay paired on the same
+    utterances (and a plain student does not train on clips EmoDistill never sees).
+    """
+    from emodistill.features import MIN_SECONDS
+
+    floor = MIN_SECONDS * SAMPLE_RATE
+    return [u for u in utterances if _n_samples(u.path) < floor]
+
+
 class DistillDataset(Dataset):
     """Utterances as ``{"wav", "label", "valid", "index", "teacher_logits", "teacher_emb"}``.
 

@@ -26,6 +26,7 @@ from rich.console import Console
 from emodistill._io import folder_lock
 from emodistill.config import TEACHER_KINDS, Config
 from emodistill.corpora.manifest import Manifest
+from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
 from emodistill.report import read_json
 from emodistill.training.common import (
     last_checkpoint,
@@ -40,6 +41,7 @@ from emodistill.training.data import (
     LengthGroupedBatchSampler,
     collate_batch,
     make_loader,
+    too_short_for_training,
 )
 from emodistill.training.layout import predictions_path, student_dir, variant_dir, work_dir
 from emodistill.training.module import StudentModule
@@ -209,7 +211,16 @@ def _train_student(
     d_l, d_p = _embedding_dims(fold_dir, teachers, cfg)
 
     seed_everything(cfg.seed)
-    train_utts, val_utts, test_utts = fold_utterances(manifest, fold)
+    splits = fold_utterances(manifest, fold)
+    short = {u.id for part in splits for u in too_short_for_training(part)}
+    if short:
+        counts = [sum(u.id in short for u in part) for part in splits]
+        console.print(
+            f"  fold {fold.id}: left out {len(short)} utterance(s) shorter than "
+            f"{1000 * FEATURES_MIN_SECONDS:.0f} ms (training {counts[0]}, validation "
+            f"{counts[1]}, test {counts[2]}): no prosodic features exist for them"
+        )
+    train_utts, val_utts, test_utts = ([u for u in part if u.id not in short] for part in splits)
     if not train_utts or not val_utts or not test_utts:
         raise ValueError(
             f"fold {fold.id}: needs training, validation and test utterances (got "
