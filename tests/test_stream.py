@@ -171,6 +171,18 @@ def test_int8_export_and_backend(model_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "label agreement" in result.output and out.is_file()
+    import onnx
+
+    from emodistill.export import ENCODER_SCOPE
+
+    graph = onnx.load(str(out)).graph
+    quantised = {n.name for n in graph.node if "Integer" in n.op_type or "Quant" in n.op_type}
+    float_mm = {n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")}
+    assert any(ENCODER_SCOPE in n for n in quantised)  # the transformer layers are int8
+    heads = [
+        n for n in float_mm | quantised if n.startswith(("/student/classifier", "/student/proj"))
+    ]
+    assert heads and all(n in float_mm for n in heads)  # the heads stay float
     int8 = EmoDistill.from_pretrained(model_dir, backend="onnx-int8")
     assert int8.backend == "onnx-int8" and int8.labels == LABELS
     ref = EmoDistill.from_pretrained(model_dir)
