@@ -79,21 +79,27 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
     ) -> torch.Tensor:
         if not self.training or mask is None:
             return super().forward(x)
-        weights = mask.expand(x.shape[0], 1, x.shape[2], x.shape[3])
-        n = weights.sum().clamp_min(2.0)
-        mean = (x * weights).sum(dim=(0, 2, 3)) / n  # (C,)
+        # Statistics over valid (batch, time) positions and all frequencies. The mask is
+        # constant over frequency, so summing frequency first keeps the weighted sums at
+        # (B, C, T) instead of full size (masked batch norm was half of a training step).
+        m = mask[:, 0, :, 0]  # (B, T)
+        n = (m.sum() * x.shape[3]).clamp_min(2.0)
+        mean = torch.einsum("bct,bt->c", x.sum(dim=3), m) / n  # (C,)
         centred = x - mean[None, :, None, None]
-        var = (centred.pow(2) * weights).sum(dim=(0, 2, 3)) / n
+        var = torch.einsum("bct,bt->c", centred.square().sum(dim=3), m) / n
         if self.track_running_stats:
             with torch.no_grad():
                 momentum = 0.1 if self.momentum is None else self.momentum
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_((var * n / (n - 1)).detach(), momentum)
                 self.num_batches_tracked += 1
-        out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return out
+            scale = scale * self.weight
+            return torch.addcmul(
+                self.bias[None, :, None, None], centred, scale[None, :, None, None]
+            )
+        return centred * scale[None, :, None, None]
 
 
 class BasicBlock(nn.Module):
