@@ -77,12 +77,6 @@ class SERMetrics(Metric):
         return {k: torch.tensor(v, dtype=torch.float32) for k, v in scores.items()}
 
 
-def metric_collection(num_classes: int) -> SERMetrics:
-    """The validation metric of the Lightning modules: :class:`SERMetrics` (keys ``wa``,
-    ``ua``, ``f1``)."""
-    return SERMetrics(num_classes)
-
-
 def compute_metrics(
     y_true: Sequence[int] | np.ndarray | torch.Tensor,
     y_pred: Sequence[int] | np.ndarray | torch.Tensor,

@@ -126,8 +126,7 @@ def aggregate_run(
     out = results_dir(run_dir, v)
     with folder_lock(out / "results.json", f"the results of {v.name}"):  # one set of files
         write_json_atomic(out / "results.json", results)
-        name = "full" if v.name == "full" else v.name
-        heading = title or f"Cross-validation: {name}"
+        heading = title or f"Cross-validation: {v.name}"
         notes = [
             f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
             f"seeds {', '.join(str(s) for s in results['seeds'])}."

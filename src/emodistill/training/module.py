@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from emodistill.config import TEACHER_KINDS, DistillConfig, OptimConfig
-from emodistill.evaluate import metric_collection
+from emodistill.evaluate import SERMetrics
 from emodistill.training.common import configure_adamw
 
 
@@ -54,7 +54,7 @@ class StudentModule(L.LightningModule):
         self.register_buffer(
             "class_weights", None if class_weights is None else class_weights.float()
         )
-        self.val_metrics = metric_collection(num_classes)
+        self.val_metrics = SERMetrics(num_classes)
         # A frozen bottom is the pretrained encoder's, rebuilt by build_student: checkpoints
         # leave it out (tens of MB written every epoch otherwise) and load without it.
         self.frozen_keys = frozen_state_keys(student, prefix="student.")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import Config, OptimConfig, load_config
-from emodistill.evaluate import compute_metrics, mean_std, metric_collection
+from emodistill.evaluate import SERMetrics, compute_metrics, mean_std
 from emodistill.training.common import (
     class_weights_of,
     configure_adamw,
@@ -82,7 +82,7 @@ class TeacherModule(L.LightningModule):
             self.register_buffer("class_weights", class_weights.float())
         else:
             self.class_weights = None
-        self.val_metrics = metric_collection(num_classes)
+        self.val_metrics = SERMetrics(num_classes)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net(**inputs)
