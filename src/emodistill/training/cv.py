@@ -31,6 +31,8 @@ from emodistill.report import (
     read_json,
     results_markdown,
     sweep_markdown,
+    teaching_markdown,
+    teaching_of,
     write_json_atomic,
     write_text_atomic,
 )
@@ -123,6 +125,9 @@ def aggregate_run(
     if not preds:
         return None
     results = aggregate_runs(preds, m.labels)
+    teaching = teaching_of(preds)
+    if teaching:
+        results["teaching"] = teaching
     out = results_dir(run_dir, v)
     with folder_lock(out / "results.json", f"the results of {v.name}"):  # one set of files
         write_json_atomic(out / "results.json", results)
@@ -131,6 +136,8 @@ def aggregate_run(
             f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
             f"seeds {', '.join(str(s) for s in results['seeds'])}."
         ]
+        if teaching:
+            notes.append(teaching_markdown(teaching))
         paper_row = v.name if v.name in VARIANTS else ""
         write_text_atomic(
             out / "report.md", results_markdown(results, heading, paper_row, missing, notes)
