@@ -104,7 +104,9 @@ def aggregate_run(
     """Aggregate every fold of ``variant`` found under ``run_dir`` and write its reports.
 
     Writes ``results.json`` (keys: folds, mean, std, pooled, labels, confusion), ``report.md``
-    and ``confusion.png`` into :func:`results_dir`. Returns the results, or None when no fold
+    and ``confusion.png`` into :func:`results_dir` (and ``teaching.json``, which teachers
+    taught each student: :func:`~emodistill.report.teaching_of`). Returns the results, or None
+    when no fold
     of this variant has predictions yet.
     """
     m = _manifest(manifest)
@@ -126,11 +128,11 @@ def aggregate_run(
         return None
     results = aggregate_runs(preds, m.labels)
     teaching = teaching_of(preds)
-    if teaching:
-        results["teaching"] = teaching
     out = results_dir(run_dir, v)
     with folder_lock(out / "results.json", f"the results of {v.name}"):  # one set of files
         write_json_atomic(out / "results.json", results)
+        if teaching:
+            write_json_atomic(out / "teaching.json", teaching)
         heading = title or f"Cross-validation: {v.name}"
         notes = [
             f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
