@@ -106,8 +106,7 @@ def aggregate_run(
     Writes ``results.json`` (keys: folds, mean, std, pooled, labels, confusion), ``report.md``
     and ``confusion.png`` into :func:`results_dir` (and ``teaching.json``, which teachers
     taught each student: :func:`~emodistill.report.teaching_of`). Returns the results, or None
-    when no fold
-    of this variant has predictions yet.
+    when no fold of this variant has predictions yet.
     """
     m = _manifest(manifest)
     cfg = resolve_config(config)
