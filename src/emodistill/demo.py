@@ -28,8 +28,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from emodistill._io import read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
-from emodistill.report import pct, read_json, write_json_atomic, write_text_atomic
+from emodistill.report import pct
 
 #: Corpus size of the full demo (fits the time budget in docs/defaults.md).
 DEMO_UTTERANCES = 720

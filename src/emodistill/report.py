@@ -8,7 +8,6 @@ markdown. Plots use matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from emodistill import _io
-from emodistill._io import atomic_path, write_text_atomic  # noqa: F401 - re-exported (demo)
+from emodistill._io import atomic_path
 from emodistill.evaluate import compute_metrics, mean_std
 
 #: The paper's Table 2 (HuBERT-base, IEMOCAP 4-class), WA / UA in percent (DESIGN.md section 1).
@@ -48,31 +46,6 @@ RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds",
 
 
 # --------------------------------------------------------------------------- file helpers
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """JSON (indent 2, NaN written as null) written atomically by ``_io``'s one writer (normal
-    permissions, fsync, unique temporary name)."""
-    _io.write_json_atomic(path, _nan_to_none(data), indent=2)
-
-
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file; the error names the file when it is not valid JSON."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
 
 
 def _savefig_atomic(fig: Any, path: Path) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emodistill._io import folder_lock
+from emodistill._io import folder_lock, read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
 from emodistill.corpora.manifest import Manifest, load_manifest
 from emodistill.report import (
@@ -28,11 +28,8 @@ from emodistill.report import (
     plot_ablation,
     plot_confusion,
     plot_sweep,
-    read_json,
     results_markdown,
     sweep_markdown,
-    write_json_atomic,
-    write_text_atomic,
 )
 from emodistill.training.distill import distill
 from emodistill.training.layout import predictions_path, results_dir

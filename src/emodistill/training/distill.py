@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from emodistill._io import folder_lock
+from emodistill._io import folder_lock, read_json
 from emodistill.config import TEACHER_KINDS, Config
 from emodistill.corpora.manifest import Manifest
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
-from emodistill.report import read_json
 from emodistill.training.common import (
     last_checkpoint,
     make_optim_trainer,
