@@ -19,8 +19,6 @@ teachers' knowledge alone.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from rich.table import Table
 
 from emodistill._io import read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
+from emodistill.model_folder import replace_with_copy
 from emodistill.report import pct
 
 #: Corpus size of the full demo (fits the time budget in docs/defaults.md).
@@ -154,7 +153,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     _stage(console, "5/5", "paired comparison, report and speech-only model")
     model_fold = _best_validation_fold(out, [f.id for f in folds])
     model_dir = out / "model"
-    _copy_folder(out / model_fold / "student", model_dir)
+    replace_with_copy(out / model_fold / "student", model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
     summary["compare"] = _compare_all(out, results, variants)
     summary["breakdown"] = _breakdown(out, manifest_path, folds, cfg, variants)
@@ -277,22 +276,6 @@ def _best_validation_fold(out: Path, fold_ids: list[str]) -> str:
         if ua is not None and ua > best_ua:
             best, best_ua = fid, float(ua)
     return best
-
-
-def _copy_folder(src: Path, dest: Path) -> None:
-    """Copy the model folder (config.json + model.safetensors) to ``dest``, replacing it whole."""
-    if not (src / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{src}: no model.safetensors (did the student training finish?)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy2(src / name, tmp / name)
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(

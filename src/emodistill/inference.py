@@ -6,7 +6,8 @@
     'happy'
 
 Nothing here needs a teacher, a tokenizer, opensmile or the training config: a model folder
-(``config.json`` + ``model.safetensors``, or ``model.onnx`` for the onnxruntime backend) is all.
+(:mod:`emodistill.model_folder`: config + weights, or the ONNX export for the onnxruntime
+backend) is all.
 
 Efficiency choices (see docs/inference.md for the measurements):
 
@@ -22,11 +23,9 @@ Efficiency choices (see docs/inference.md for the measurements):
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,31 +42,30 @@ from emodistill.audio import (
     Check,
     audio_info,
     load_audio,
+    pad_batch,
     prepare_signal,
     source_name,
     stream_audio,
+)
+from emodistill.model_folder import (
+    ONNX_FILES,
+    ModelLoadError,
+    config_path,
+    copy_model_files,
+    read_config,
+    resolve_model_folder,
 )
 
 #: Longest single forward pass, in seconds; longer inputs are windowed and averaged.
 DEFAULT_MAX_SECONDS = 30.0
 #: Files longer than this are streamed block by block instead of being read at once.
 STREAM_ABOVE_SECONDS = 600.0
-#: ``config.json`` format tag written by ``models.student.save_student``.
-MODEL_FORMAT = "emodistill-student"
-#: Name of the ONNX file inside a model folder.
-ONNX_NAME = "model.onnx"
-#: Name of the int8 ONNX file inside a model folder (``export-onnx --quantize int8``).
-ONNX_INT8_NAME = "model.int8.onnx"
-#: Backends of :meth:`EmoDistill.from_pretrained`; the ONNX ones and the file each reads.
-BACKENDS = ("torch", "onnx", "onnx-int8")
-ONNX_FILES = {"onnx": ONNX_NAME, "onnx-int8": ONNX_INT8_NAME}
+#: Backends of :meth:`EmoDistill.from_pretrained` (``model_folder.ONNX_FILES``: the ONNX ones
+#: and the file each reads).
+BACKENDS = ("torch", *ONNX_FILES)
 
 #: (wav (B, N) float32, lengths (B,) int64) -> probabilities (B, C) float32
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-class ModelLoadError(RuntimeError):
-    """A model folder (or hub id) that cannot be loaded; the message says which and why."""
 
 
 @dataclass
@@ -129,60 +127,6 @@ class _Item:
     owner: int  # index of the input the window belongs to
     signal: np.ndarray  # (n,) float32 at 16 kHz
     weight: float = field(default=1.0)
-
-
-def read_config(folder: str | Path) -> dict[str, Any]:
-    """Parse ``folder/config.json`` of a model folder; errors name the folder and the problem."""
-    folder = Path(folder)
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ModelLoadError(f"{folder}: not a model folder (no config.json)")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ModelLoadError(
-            f"{path}: not an emodistill speech-only model (format {found!r}, "
-            f"expected {MODEL_FORMAT!r})"
-        )
-    if not config.get("labels"):
-        raise ModelLoadError(f"{path}: no labels")
-    return config
-
-
-def resolve_model_folder(model: str | os.PathLike) -> Path:
-    """A local model folder for ``model``: a folder as is, or a hub id via ``snapshot_download``.
-
-    Raises:
-        ModelLoadError: neither a folder nor a downloadable hub id (offline: says so).
-    """
-    path = Path(model)
-    if path.is_dir():
-        return path
-    text = str(model)
-    if path.exists() or text.count("/") != 1:
-        raise ModelLoadError(f"{text}: no such model folder")
-    from emodistill.assets import AssetError, check_hub_id
-
-    try:
-        check_hub_id(text)  # a mistyped local path never goes to the hub
-    except AssetError as err:
-        raise ModelLoadError(
-            str(err).replace("no such local folder", "no such model folder")
-        ) from err
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=text))
-    except Exception as err:  # hub client raises many types (offline, 404, auth)
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        hint = " (HF_HUB_OFFLINE is set: only local folders can be loaded)" if offline else ""
-        raise ModelLoadError(
-            f"{text}: not a local folder, and the hub download failed{hint}: "
-            f"{type(err).__name__}: {err}"
-        ) from err
 
 
 def _max_seconds(config: dict[str, Any]) -> float:
@@ -261,7 +205,7 @@ class EmoDistill:
         """Load a model folder (or a hub id, through ``huggingface_hub.snapshot_download``).
 
         Args:
-            model: a folder with ``config.json`` + ``model.safetensors``; with ``backend="onnx"``
+            model: a model folder (config + weights); with ``backend="onnx"``
                 the folder's ``model.onnx`` is used (``"onnx-int8"``: ``model.int8.onnx``), or
                 ``model`` may be an ``.onnx`` file.
             device: ``cpu`` or ``cuda`` (torch backend; onnx picks CUDA if its provider exists).
@@ -292,13 +236,12 @@ class EmoDistill:
                     f"{folder / name}{flag}` first"
                 )
             runner = OnnxPredictor(onnx_file, num_threads=num_threads, device=device)
-            # An exported file carries its config; a folder's config.json wins if present.
-            if (folder / "config.json").is_file() or not runner.config:
+            # An exported file carries its config; a folder's own config wins if present.
+            if config_path(folder).is_file() or not runner.config:
                 config = read_config(folder)
             else:
                 config = runner.config
             return cls(runner, config, path=folder, backend=backend)
-        read_config(folder)  # clear errors for folders that are not model folders
         import torch
 
         from emodistill.models.student import load_student
@@ -307,12 +250,14 @@ class EmoDistill:
             torch.set_num_threads(int(num_threads))
         try:
             module, config = load_student(folder, map_location="cpu")
+        except ModelLoadError:
+            raise
         except (FileNotFoundError, ValueError) as err:
             raise ModelLoadError(f"{folder}: {err}") from err
         return cls(TorchRunner(module, device), config, path=folder, backend="torch", module=module)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the model folder (``config.json`` + ``model.safetensors``; ONNX: + model.onnx)."""
+        """Write the model folder (config + weights; loaded from ONNX: the folder's files)."""
         folder = Path(folder)
         if self.module is not None:
             from emodistill.models.student import save_student
@@ -328,14 +273,7 @@ class EmoDistill:
             return folder
         if self.path is None:
             raise ModelLoadError("this model has no weights in memory or on disk to save")
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "model.safetensors", ONNX_NAME, ONNX_INT8_NAME):
-            src = self.path / name
-            if src.is_file() and src.resolve() != (folder / name).resolve():
-                tmp = folder / f".{name}.tmp"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, folder / name)
-        return folder
+        return copy_model_files(self.path, folder)
 
     # ------------------------------------------------------------------ prediction
 
@@ -558,16 +496,6 @@ class EmoDistill:
 
     def __repr__(self) -> str:
         return f"EmoDistill(path={self.path}, labels={self.labels}, backend={self.backend!r})"
-
-
-def pad_batch(signals: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad signals with zeros: -> wav (B, max N) float32, lengths (B,) int64."""
-    signals = list(signals)
-    lengths = np.array([s.size for s in signals], dtype=np.int64)
-    wav = np.zeros((len(signals), int(lengths.max())), dtype=np.float32)
-    for i, s in enumerate(signals):
-        wav[i, : s.size] = s
-    return wav, lengths
 
 
 def _pad_invariant(config: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from emodistill import assets
 from emodistill.audio import SAMPLE_RATE
+from emodistill.model_folder import config_path
 
 #: Defaults of the Whisper log-mel front end (openai/whisper audio.py).
 WHISPER_N_FFT = 400
@@ -669,7 +670,7 @@ def is_ct2_folder(path: str | Path) -> bool:
     if not (path / "model.bin").is_file():
         return False
     try:
-        config = json.loads((path / "config.json").read_text())
+        config = json.loads(config_path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return True
     return "model_type" not in config

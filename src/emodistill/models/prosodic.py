@@ -15,8 +15,6 @@ back with :meth:`ProsodicResNet.from_pretrained`.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emodistill._io import read_model_config
+from emodistill.model_folder import (
+    BadModelConfig,
+    load_weights,
+    read_config,
+    weights_path,
+    write_model_folder,
+)
 
 MODEL_TYPE = "emodistill-prosodic-resnet"
 N_LLD = 25
@@ -227,14 +231,7 @@ class ProsodicResNet(nn.Module):
     def save_pretrained(
         self, folder: str | Path, training_config: dict[str, Any] | None = None
     ) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (weights + LLD normalisation stats)."""
-        from safetensors.torch import save_file
-
-        from emodistill.models.linguistic import _replace_dir
-
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        """Write the model folder: config (with the LLD normalisation stats) and weights."""
         config: dict[str, Any] = {
             "model_type": MODEL_TYPE,
             "net": asdict(self.config),
@@ -245,25 +242,18 @@ class ProsodicResNet(nn.Module):
         }
         if training_config is not None:
             config["training_config"] = training_config
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        _replace_dir(tmp, folder)
-        return folder
+        return write_model_folder(folder, config, state)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, map_location: str = "cpu") -> ProsodicResNet:
         """Load a network saved by :meth:`save_pretrained`, in eval mode."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
-        data = read_model_config(folder, MODEL_TYPE, "prosodic teacher")
+        data = read_config(folder, MODEL_TYPE, "prosodic teacher")
         model = cls(ProsodicNetConfig(**data["net"]))
-        state = load_file(str(folder / "model.safetensors"), device=map_location)
+        state = load_weights(folder, device=map_location)
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(
-                f"{folder / 'model.safetensors'}: weights do not match: {err}"
-            ) from err
+            raise BadModelConfig(f"{weights_path(folder)}: weights do not match: {err}") from err
         return model.eval()

@@ -32,7 +32,7 @@ from emodistill.report import (
     sweep_markdown,
 )
 from emodistill.training.distill import distill
-from emodistill.training.layout import predictions_path, results_dir
+from emodistill.training.layout import predictions_path, results_dir, run_config_path
 from emodistill.training.variants import (
     BASELINE,
     VARIANTS,
@@ -178,8 +178,8 @@ def cross_validate(
     v = get_variant(variant)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.json").is_file():
-        write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    if not run_config_path(run_dir).is_file():
+        write_json_atomic(run_config_path(run_dir), cfg.to_dict())
     _, selected = _select(m, cfg, folds)
     if v.teachers_needed(cfg.distill) and not teachers_ready:
         ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)

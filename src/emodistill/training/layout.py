@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emodistill.model_folder import CONFIG_NAME
 from emodistill.training.variants import Variant, get_variant
+
+
+def run_config_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/config.json``: the full config a run was started with."""
+    return Path(run_dir) / CONFIG_NAME
 
 
 def results_dir(run_dir: str | Path, variant: str | Variant = "full") -> Path:

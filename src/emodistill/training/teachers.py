@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import Config, OptimConfig, load_config
 from emodistill.evaluate import SERMetrics, compute_metrics, mean_std
+from emodistill.model_folder import is_model_folder, read_config
 from emodistill.training.common import (
     class_weights_of,
     configure_adamw,
@@ -249,11 +250,7 @@ def teacher_done(
     and were trained on the fold data ``data`` = ``fold_fingerprint``, if given)."""
     folder = teacher_dir(fold_dir, kind)
     result = Path(fold_dir) / "teachers" / "train" / kind / "result.json"
-    if not (
-        (folder / "config.json").is_file()
-        and (folder / "model.safetensors").is_file()
-        and result.is_file()
-    ):
+    if not (is_model_folder(folder) and result.is_file()):
         return False
     if cfg is None:
         return True
@@ -265,7 +262,7 @@ def teacher_done(
                 "rows, audio or speaker split); retraining"
             )
             return False
-    saved = json.loads((folder / "config.json").read_text()).get("training_config") or {}
+    saved = read_config(folder, "any").get("training_config") or {}
     return _relevant_config(saved, kind) == _relevant_config(cfg.to_dict(), kind)
 
 
