@@ -1,4 +1,4 @@
-"""Paired statistics of one variant against a baseline over folds x seeds (DESIGN.md section 5).
+"""Paired statistics of one variant against a baseline over folds x seeds (docs/results.md).
 
 Each (fold, seed) run of the variant is paired with the baseline's run on the same fold and
 seed: same speakers, same data order, same schedule, only the method differs. Reported per

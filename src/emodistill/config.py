@@ -99,7 +99,7 @@ class StudentConfig:
 
 @dataclass
 class DistillConfig:
-    """Loss of DESIGN.md section 1: alpha*CE + beta*L_KD + gamma*L_emb, every choice a field."""
+    """The loss of docs/student.md: alpha*CE + beta*L_KD + gamma*L_emb, every choice a field."""
 
     alpha: float = 1.0
     beta: float = 1.0

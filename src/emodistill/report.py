@@ -18,7 +18,7 @@ import numpy as np
 from emodistill._io import atomic_path
 from emodistill.evaluate import compute_metrics, mean_std
 
-#: The paper's Table 2 (HuBERT-base, IEMOCAP 4-class), WA / UA in percent (DESIGN.md section 1).
+#: The paper's Table 2 (HuBERT-base, IEMOCAP 4-class), WA / UA in percent (docs/results.md).
 PAPER_ABLATION: dict[str, tuple[float, float]] = {
     "full": (75.16, 76.12),
     "no_logit_kd": (73.94, 74.02),

@@ -145,7 +145,7 @@ def parse_trainable_layers(value: Any, num_layers: int) -> int | None:
 
 
 class EmoDistillStudent(nn.Module):
-    """Speech-only student S of DESIGN.md section 1.
+    """Speech-only student S of docs/student.md ("Student").
 
     Args:
         encoder: a :class:`SpeechEncoder` (raw audio in, frame features out).

@@ -1,4 +1,4 @@
-"""Distil the speech-only student from the cached teachers of one fold (DESIGN.md section 1).
+"""Distil the speech-only student from the cached teachers of one fold (docs/student.md).
 
 The teachers never run here: their logits and embeddings were written once per fold by
 ``train_teachers`` and are read row by row from the cache (``training/teacher_cache.py``), so a
