@@ -276,6 +276,48 @@ def baseline_cmd(
     )
 
 
+@app.command("probe")
+@known_errors
+def probe_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for probe.json and probe.png."),
+    encoder: str = typer.Option(
+        None, "--encoder", help="Speech encoder (hub id, folder, embedded:*); default: config."
+    ),
+    config: str = ConfigOpt,
+    folds: str = FoldsOpt,
+) -> None:
+    """Linear probe per encoder layer (mean-pooled frozen states), same folds as cv: probe.png."""
+    from emodistill.config import load_config
+    from emodistill.corpora.manifest import load_manifest
+    from emodistill.corpora.splits import make_folds, select_folds
+    from emodistill.probe import run_probe
+    from emodistill.training.distill import prefix_cache_dir
+
+    cfg = load_config(config)
+    m = load_manifest(manifest)
+    fc = cfg.folds
+    selected = select_folds(
+        make_folds(
+            m, scheme=fc.scheme, groups=fc.groups, val_speakers=fc.val_speakers, seed=fc.seed
+        ),
+        folds,
+    )
+    enc = encoder or cfg.student.encoder
+    res = run_probe(
+        m, selected, out, enc, prefix_cache_dir(m, out), max_seconds=cfg.student.max_seconds
+    )
+    for row in res["layers"]:
+        mark = "  <- best" if row["layer"] == res["best_layer"] else ""
+        console.print(
+            f"layer {row['layer']:>2}: UA {100 * row['mean']:.2f} ± {100 * row['std']:.2f}{mark}"
+        )
+    console.print(
+        f"{enc}: {res['n']} utterances, {len(selected)} fold(s), {res['seconds']:.0f} s; "
+        f"wrote {out / 'probe.json'} and {out / 'probe.png'}"
+    )
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -67,7 +67,10 @@ class LinguisticConfig:
 
 @dataclass
 class ProsodicConfig:
-    """Prosodic teacher T_P: a 2D ResNet over eGeMAPS LLDs (1 x time x 25)."""
+    """Prosodic teacher T_P: a 2D ResNet over eGeMAPS LLDs (1 x time x 25), or an MLP over
+    their utterance statistics (``arch: functionals``)."""
+
+    arch: str = "resnet"  # resnet (the paper's) | functionals
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
@@ -80,6 +83,21 @@ class ProsodicConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-only augmentation of the student's frames (works on cached frozen states).
+
+    ``time_mask``: up to this fraction of each clip's frames, in two spans, is left out of the
+    pooling; ``channel_mask``: this fraction of the hidden channels is zeroed per clip;
+    ``mixup``: Beta(mixup, mixup) mixing of two clips' frames, and of their targets (the loss
+    is the same mix of the two clips' losses); 0 switches each off.
+    """
+
+    time_mask: float = 0.0
+    channel_mask: float = 0.0
+    mixup: float = 0.0
+
+
+@dataclass
 class StudentConfig:
     """Speech-only student: encoder -> pooling -> two GELU heads -> FFN classifier."""
 
@@ -88,8 +106,11 @@ class StudentConfig:
     # "all" (end to end) or N: only the top N encoder layers train; the frozen bottom's output
     # is computed once per utterance and cached (docs/student.md)
     trainable_layers: int | str = "all"
-    pooling: str = "mean"  # mean | attention
+    pooling: str = "mean"  # mean | attention | stats | attention_stats (docs/student.md)
     layer_weights: bool = False  # learned softmax-weighted sum over all layers (SUPERB)
+    layer_norm: bool = False  # with layer_weights: normalise each layer before the sum
+    # training-only augmentation of the frames entering the pooling (docs/student.md)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig())
     projection_hidden: int = 256
     classifier_hidden: int = 256
     dropout: float = 0.1

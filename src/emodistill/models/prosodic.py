@@ -7,10 +7,10 @@ computes its training statistics over valid frames only, and the final pooling a
 frames only. In eval mode an utterance therefore gives the same output alone or padded in a batch.
 
 LLDs are normalised inside the network with per-descriptor mean/std fit on the fold's training
-speakers; they are buffers, so they travel in ``model.safetensors``.
+speakers; they are buffers, so they travel in the weights file.
 
-A trained network is saved as a model folder (``config.json`` + ``model.safetensors``) and loads
-back with :meth:`ProsodicResNet.from_pretrained`.
+A trained network is saved as a model folder (:mod:`emodistill.model_folder`: config + weights)
+and loads back with :meth:`ProsodicResNet.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ N_LLD = 25
 
 @dataclass
 class ProsodicNetConfig:
-    """Architecture of a :class:`ProsodicResNet` (saved in its config.json)."""
+    """Architecture of a :class:`ProsodicResNet` (saved in its model folder's config)."""
 
     labels: list[str] = field(default_factory=list)
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
@@ -47,6 +47,7 @@ class ProsodicNetConfig:
     dropout: float = 0.2
     n_lld: int = N_LLD
     stem_stride: int = 2  # time stride of the stem: 50 frames/s is plenty for prosody, 2x cheaper
+    arch: str = "resnet"  # resnet (the paper's) | functionals (ProsodicFunctionals)
 
     @classmethod
     def from_prosodic_config(cls, cfg: Any, labels: Sequence[str]) -> ProsodicNetConfig:
@@ -57,6 +58,7 @@ class ProsodicNetConfig:
             blocks=list(cfg.blocks),
             embedding_dim=int(cfg.embedding_dim),
             dropout=float(cfg.dropout),
+            arch=str(getattr(cfg, "arch", "resnet")),
         )
 
 
@@ -135,42 +137,23 @@ class BasicBlock(nn.Module):
         return F.relu(out + skip) * mask, out_lengths
 
 
-class ProsodicResNet(nn.Module):
-    """2D ResNet over LLDs: stem -> stages of basic blocks -> masked pooling -> e_P -> classifier.
+#: ``prosodic.arch`` values.
+ARCHS = ("resnet", "functionals")
 
-    The stem (3x3 convolution) strides time by ``stem_stride``; stage ``i`` has ``channels[i]``
-    channels and ``blocks[i]`` blocks; every stage after the first halves time and frequency.
-    Pooling: mean over frequency, then mean and standard deviation over valid time steps
-    (2 x channels[-1]) -> linear -> embedding e_P (``embedding_dim``) -> ReLU -> dropout ->
-    linear -> logits.
-    """
 
-    def __init__(self, config: ProsodicNetConfig):
-        super().__init__()
-        if len(config.channels) != len(config.blocks) or not config.channels:
-            raise ValueError(
-                f"channels {config.channels} and blocks {config.blocks} must be non-empty lists "
-                "of the same length"
-            )
+class ProsodicNet(nn.Module):
+    """What every prosodic teacher network shares: the label list, the LLD normalisation
+    buffers (fit on the training speakers), ``forward(llds (B, T, 25), lengths (B,)) ->
+    (logits (B, C), e_P (B, embedding_dim))`` and its model folder."""
+
+    config: ProsodicNetConfig
+
+    def _init_common(self, config: ProsodicNetConfig) -> None:
         if not config.labels:
             raise ValueError("ProsodicNetConfig.labels is empty")
         self.config = config
         self.register_buffer("lld_mean", torch.zeros(config.n_lld))
         self.register_buffer("lld_std", torch.ones(config.n_lld))
-        c0 = config.channels[0]
-        self.stem = nn.Conv2d(1, c0, 3, stride=(config.stem_stride, 1), padding=1, bias=False)
-        self.stem_bn = MaskedBatchNorm2d(c0)
-        blocks: list[BasicBlock] = []
-        in_ch = c0
-        for i, (ch, n) in enumerate(zip(config.channels, config.blocks, strict=True)):
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(BasicBlock(in_ch, ch, stride))
-                in_ch = ch
-        self.blocks = nn.ModuleList(blocks)
-        self.embed = nn.Linear(2 * in_ch, config.embedding_dim)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.embedding_dim, len(config.labels))
 
     @property
     def embedding_dim(self) -> int:
@@ -189,6 +172,72 @@ class ProsodicResNet(nn.Module):
             raise ValueError(f"normalisation stats must have {self.config.n_lld} values")
         self.lld_mean.copy_(mean_t)
         self.lld_std.copy_(std_t)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save_pretrained(
+        self, folder: str | Path, training_config: dict[str, Any] | None = None
+    ) -> Path:
+        """Write the model folder: config (with the LLD normalisation stats) and weights."""
+        config: dict[str, Any] = {
+            "model_type": MODEL_TYPE,
+            "net": asdict(self.config),
+            "labels": list(self.config.labels),
+            "embedding_dim": self.embedding_dim,
+            "lld_mean": self.lld_mean.tolist(),
+            "lld_std": self.lld_std.tolist(),
+        }
+        if training_config is not None:
+            config["training_config"] = training_config
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+        return write_model_folder(folder, config, state)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, map_location: str = "cpu") -> ProsodicNet:
+        """Load a network saved by :meth:`save_pretrained` (either arch), in eval mode."""
+        folder = Path(folder)
+        data = read_config(folder, MODEL_TYPE, "prosodic teacher")
+        model = build_prosodic_net(ProsodicNetConfig(**data["net"]))
+        state = load_weights(folder, device=map_location)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise BadModelConfig(f"{weights_path(folder)}: weights do not match: {err}") from err
+        return model.eval()
+
+
+class ProsodicResNet(ProsodicNet):
+    """2D ResNet over LLDs: stem -> stages of basic blocks -> masked pooling -> e_P -> classifier.
+
+    The stem (3x3 convolution) strides time by ``stem_stride``; stage ``i`` has ``channels[i]``
+    channels and ``blocks[i]`` blocks; every stage after the first halves time and frequency.
+    Pooling: mean over frequency, then mean and standard deviation over valid time steps
+    (2 x channels[-1]) -> linear -> embedding e_P (``embedding_dim``) -> ReLU -> dropout ->
+    linear -> logits.
+    """
+
+    def __init__(self, config: ProsodicNetConfig):
+        super().__init__()
+        if len(config.channels) != len(config.blocks) or not config.channels:
+            raise ValueError(
+                f"channels {config.channels} and blocks {config.blocks} must be non-empty lists "
+                "of the same length"
+            )
+        self._init_common(config)
+        c0 = config.channels[0]
+        self.stem = nn.Conv2d(1, c0, 3, stride=(config.stem_stride, 1), padding=1, bias=False)
+        self.stem_bn = MaskedBatchNorm2d(c0)
+        blocks: list[BasicBlock] = []
+        in_ch = c0
+        for i, (ch, n) in enumerate(zip(config.channels, config.blocks, strict=True)):
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(BasicBlock(in_ch, ch, stride))
+                in_ch = ch
+        self.blocks = nn.ModuleList(blocks)
+        self.embed = nn.Linear(2 * in_ch, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.embedding_dim, len(config.labels))
 
     def forward(
         self, llds: torch.Tensor, lengths: torch.Tensor | None = None
@@ -226,34 +275,63 @@ class ProsodicResNet(nn.Module):
         logits = self.classifier(self.dropout(F.relu(emb)))
         return logits, emb
 
-    # ------------------------------------------------------------------ persistence
 
-    def save_pretrained(
-        self, folder: str | Path, training_config: dict[str, Any] | None = None
-    ) -> Path:
-        """Write the model folder: config (with the LLD normalisation stats) and weights."""
-        config: dict[str, Any] = {
-            "model_type": MODEL_TYPE,
-            "net": asdict(self.config),
-            "labels": list(self.config.labels),
-            "embedding_dim": self.embedding_dim,
-            "lld_mean": self.lld_mean.tolist(),
-            "lld_std": self.lld_std.tolist(),
-        }
-        if training_config is not None:
-            config["training_config"] = training_config
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        return write_model_folder(folder, config, state)
+class ProsodicFunctionals(ProsodicNet):
+    """Prosodic teacher over utterance statistics of the LLDs (``prosodic.arch: functionals``).
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, map_location: str = "cpu") -> ProsodicResNet:
-        """Load a network saved by :meth:`save_pretrained`, in eval mode."""
-        folder = Path(folder)
-        data = read_config(folder, MODEL_TYPE, "prosodic teacher")
-        model = cls(ProsodicNetConfig(**data["net"]))
-        state = load_weights(folder, device=map_location)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise BadModelConfig(f"{weights_path(folder)}: weights do not match: {err}") from err
-        return model.eval()
+    The classic eGeMAPS recipe (functionals + a linear model: DESIGN.md section 5's reference)
+    as a network with an embedding: per LLD, over the valid frames, the mean, standard
+    deviation, 20th/50th/80th percentiles and the mean absolute frame-to-frame change
+    (6 x 25 = 150 statistics) -> batch norm -> linear -> e_P (``embedding_dim``) -> ReLU ->
+    dropout -> linear -> logits. Cheap (no convolution over time) and strong when emotion lives
+    in utterance-level prosody; the ResNet can also read its time course.
+    """
+
+    QUANTILES = (0.2, 0.5, 0.8)
+
+    def __init__(self, config: ProsodicNetConfig):
+        super().__init__()
+        self._init_common(config)
+        n_stats = (3 + len(self.QUANTILES)) * config.n_lld
+        self.stats_norm = nn.BatchNorm1d(n_stats)
+        self.embed = nn.Linear(n_stats, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.embedding_dim, len(config.labels))
+
+    def statistics(self, llds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, 25) normalised LLDs, (B,) valid frames -> (B, 150) statistics."""
+        b, t, f = llds.shape
+        valid = _time_mask(lengths, t, llds.dtype)[:, 0]  # (B, T, 1)
+        count = valid.sum(dim=1)  # (B, 1)
+        mean = (llds * valid).sum(dim=1) / count
+        var = ((llds - mean[:, None]).pow(2) * valid).sum(dim=1) / count
+        step = (llds[:, 1:] - llds[:, :-1]).abs() * valid[:, 1:]
+        delta = step.sum(dim=1) / (count - 1).clamp(min=1)
+        ordered = llds.masked_fill(valid == 0, float("inf")).sort(dim=1).values
+        quantiles = []
+        for q in self.QUANTILES:
+            idx = ((lengths - 1).clamp(min=0).float() * q).round().long()
+            quantiles.append(ordered.gather(1, idx[:, None, None].expand(b, 1, f))[:, 0])
+        return torch.cat([mean, torch.sqrt(var + 1e-6), *quantiles, delta], dim=1)
+
+    def forward(
+        self, llds: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """llds (B, T, 25) raw LLDs, lengths (B,) -> logits (B, C), e_P (B, embedding_dim)."""
+        b, t, _ = llds.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long, device=llds.device)
+        lengths = lengths.to(llds.device).long().clamp(min=1, max=t)
+        x = (llds - self.lld_mean) / self.lld_std
+        emb = self.embed(self.stats_norm(self.statistics(x, lengths)))
+        logits = self.classifier(self.dropout(F.relu(emb)))
+        return logits, emb
+
+
+def build_prosodic_net(config: ProsodicNetConfig) -> ProsodicNet:
+    """The network ``config.arch`` names, with random weights."""
+    if config.arch == "resnet":
+        return ProsodicResNet(config)
+    if config.arch == "functionals":
+        return ProsodicFunctionals(config)
+    raise ValueError(f"prosodic.arch must be one of {ARCHS}, got {config.arch!r}")

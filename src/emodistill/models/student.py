@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emodistill.audio import SAMPLE_RATE
@@ -59,13 +60,34 @@ def ffn(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
     )
 
 
-def masked_mean(hidden: Tensor, lengths: Tensor) -> Tensor:
-    """Mean of hidden (B, T, H) over the first lengths[b] frames -> (B, H)."""
-    mask = valid_mask(lengths, hidden.shape[1]).to(hidden.dtype)[:, :, None]
+def masked_mean(hidden: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
+    """Mean of hidden (B, T, H) over the first lengths[b] frames -> (B, H).
+
+    ``keep`` (B, T) bool, if given, replaces the length mask (frames a time mask dropped).
+    """
+    if keep is None:
+        keep = valid_mask(lengths, hidden.shape[1])
+    mask = keep.to(hidden.dtype)[:, :, None]
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-POOLINGS = ("mean", "attention")
+def weighted_stats(hidden: Tensor, weights: Tensor) -> Tensor:
+    """Weighted mean and standard deviation over frames: hidden (B, T, H), weights (B, T)
+    summing to 1 over each row's frames -> (B, 2H) = [mean, std]."""
+    w = weights[:, :, None]
+    mean = (w * hidden).sum(dim=1)
+    var = (w * (hidden - mean[:, None, :]).square()).sum(dim=1)
+    return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
+
+
+#: mean / attention: one H-vector per utterance (the paper's mean, or additive attention);
+#: stats / attention_stats: [mean, std] (2H), uniform or attention-weighted over the frames.
+POOLINGS = ("mean", "attention", "stats", "attention_stats")
+
+
+def pooled_size(pooling: str, hidden_size: int) -> int:
+    """Width of the pooled vector for ``pooling``."""
+    return 2 * hidden_size if pooling.endswith("stats") else hidden_size
 
 
 @dataclass(frozen=True)
@@ -87,6 +109,7 @@ class StudentDims:
     pooling: str = "mean"
     layer_weights: bool = False
     trainable_layers: int | None = None
+    layer_norm: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -104,21 +127,26 @@ class StudentDims:
 class AttentionPool(nn.Module):
     """Additive attention pooling: score_t = w^T tanh(W h_t); softmax over valid frames.
 
-    ``forward(hidden (B, T, H), lengths (B,)) -> (B, H)``; padded frames get weight 0, so the
-    result does not depend on padding.
+    ``forward(hidden (B, T, H), lengths (B,), keep=None) -> (B, H)`` (``(B, 2H)`` = weighted
+    mean and std with ``stats=True``); padded frames (and frames ``keep`` drops) get weight 0,
+    so the result does not depend on padding.
     """
 
-    def __init__(self, hidden_size: int, attention_hidden: int = 128):
+    def __init__(self, hidden_size: int, attention_hidden: int = 128, stats: bool = False):
         super().__init__()
+        self.stats = stats
         self.score = nn.Sequential(
             nn.Linear(hidden_size, attention_hidden), nn.Tanh(), nn.Linear(attention_hidden, 1)
         )
 
-    def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
-        keep = valid_mask(lengths, hidden.shape[1])
+    def forward(self, hidden: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
+        if keep is None:
+            keep = valid_mask(lengths, hidden.shape[1])
         scores = self.score(hidden).squeeze(-1).float()
         scores = scores.masked_fill(~keep, float("-inf"))
         weights = torch.softmax(scores, dim=1).to(hidden.dtype)
+        if self.stats:
+            return weighted_stats(hidden, weights)
         return torch.einsum("bt,bth->bh", weights, hidden)
 
 
@@ -158,6 +186,9 @@ class EmoDistillStudent(nn.Module):
         pooling: ``mean`` or ``attention`` (:data:`POOLINGS`).
         layer_weights: pool a learned softmax-weighted sum of every layer's output (the
             embedding output and each layer's) instead of the last layer's.
+        layer_norm: with ``layer_weights``, normalise each layer's frames (layer norm without
+            parameters) before the weighted sum, so a layer with a large residual-stream norm
+            (the middle layers of Whisper before its final norm) does not dominate the mix.
         trainable_layers: top encoder layers that train (None = all; see
             :func:`parse_trainable_layers`); the rest is frozen in eval mode.
     """
@@ -174,6 +205,7 @@ class EmoDistillStudent(nn.Module):
         pooling: str = "mean",
         layer_weights: bool = False,
         trainable_layers: int | None = None,
+        layer_norm: bool = False,
     ):
         super().__init__()
         if num_labels < 2:
@@ -193,23 +225,37 @@ class EmoDistillStudent(nn.Module):
             pooling=pooling,
             layer_weights=bool(layer_weights),
             trainable_layers=trainable_layers,
+            layer_norm=bool(layer_norm),
         )
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
             encoder.freeze_bottom(encoder.num_layers - trainable_layers)
-        self.pool = AttentionPool(h) if pooling == "attention" else None
+        self.pool = (
+            AttentionPool(h, stats=pooling == "attention_stats")
+            if pooling.startswith("attention")
+            else None
+        )
+        # Training-only frame augmentation (training/augment.py), set by the trainer; it holds
+        # no weights and is a no-op in eval mode, so model folders and inference never see it.
+        self.augment: nn.Module | None = None
         # Softmax weights over num_layers + 1 states; zeros = uniform at the start.
         self.layer_logits = (
             nn.Parameter(torch.zeros(encoder.num_layers + 1)) if layer_weights else None
         )
-        self.proj_linguistic = ffn(h, projection_hidden, d_linguistic, dropout)
-        self.proj_prosodic = ffn(h, projection_hidden, d_prosodic, dropout)
+        p = pooled_size(pooling, h)
+        self.proj_linguistic = ffn(p, projection_hidden, d_linguistic, dropout)
+        self.proj_prosodic = ffn(p, projection_hidden, d_prosodic, dropout)
         self.classifier = ffn(d_linguistic + d_prosodic, classifier_hidden, num_labels, dropout)
 
     @classmethod
     def from_dims(cls, encoder: SpeechEncoder, dims: StudentDims) -> EmoDistillStudent:
         """The student of ``dims`` around ``encoder`` (random head weights)."""
         return cls(encoder, **dataclasses.asdict(dims))
+
+    @property
+    def head_config(self) -> dict[str, Any]:
+        """``dims`` as the dict saved under ``"heads"`` in the model folder's config."""
+        return self.dims.to_dict()
 
     @property
     def num_labels(self) -> int:
@@ -230,12 +276,22 @@ class EmoDistillStudent(nn.Module):
         return self.frozen_layers + 1 if self.layer_logits is not None else 1
 
     def _pool(self, hidden: Tensor, frame_lengths: Tensor) -> Tensor:
+        keep = None
+        if self.training and self.augment is not None:
+            hidden, keep = self.augment(hidden, frame_lengths)
         if self.pool is not None:
-            return self.pool(hidden, frame_lengths)
-        return masked_mean(hidden, frame_lengths)
+            return self.pool(hidden, frame_lengths, keep)
+        if self.dims.pooling == "stats":
+            if keep is None:
+                keep = valid_mask(frame_lengths, hidden.shape[1])
+            w = keep.to(hidden.dtype)
+            return weighted_stats(hidden, w / w.sum(dim=1, keepdim=True).clamp(min=1.0))
+        return masked_mean(hidden, frame_lengths, keep)
 
     def _mix(self, states: list[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
+        if self.dims.layer_norm:
+            states = [F.layer_norm(s, s.shape[-1:]) for s in states]
         return sum(w * s for w, s in zip(weights, states, strict=True))
 
     def _states(self, wav: Tensor, lengths: Tensor, stop: int) -> tuple[list[Tensor], Tensor]:
@@ -321,6 +377,7 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         pooling=cfg.pooling,
         layer_weights=cfg.layer_weights,
         trainable_layers=cfg.trainable_layers,
+        layer_norm=cfg.layer_norm,
     )
 
 

@@ -57,6 +57,7 @@ from emodistill.training.teacher_weighting import (
     chance_report,
     teacher_validation_ua,
     teacher_weights,
+    weight_reasons,
 )
 from emodistill.training.variants import (
     VARIANTS,
@@ -152,6 +153,7 @@ def distill(
     v = get_variant(variant)
     run_dir = Path(run_dir)
     seed_dir = None if seed is None or int(seed) == cfg.seed else int(seed)
+    base_cfg = cfg
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=int(seed))
     dcfg = v.distill_config(cfg.distill)
@@ -171,6 +173,7 @@ def distill(
             v,
             seed_dir,
             wdir,
+            base_cfg=base_cfg,
             progress=progress,
             callbacks=callbacks,
             trainer_overrides=trainer_overrides,
@@ -188,6 +191,7 @@ def _train_student(
     seed_dir: int | None,
     wdir: Path,
     *,
+    base_cfg: Config,
     progress: bool,
     callbacks: Sequence[Any],
     trainer_overrides: Mapping[str, Any] | None,
@@ -232,15 +236,32 @@ def _train_student(
 
     val_ua: dict[str, float] = {}
     weights = None
+    student_val_ua = None
+    reasons: dict[str, str] = {}
     if teachers:
         y_val = [label_index[u.label] for u in val_utts]
         val_ua = teacher_validation_ua(teachers, [u.id for u in val_utts], y_val, n_classes)
-        weights = teacher_weights(dcfg.teacher_weighting, val_ua, n_classes, len(val_utts))
+        if dcfg.teacher_weighting == "student":
+            student_val_ua = _plain_student_val_ua(
+                manifest, fold, base_cfg, cfg.seed, run_dir, progress
+            )
+        weights = teacher_weights(
+            dcfg.teacher_weighting, val_ua, n_classes, len(val_utts), student_val_ua
+        )
+        reasons = weight_reasons(val_ua, weights, n_classes, len(val_utts), student_val_ua)
         if progress or weights is not None:
             for line in chance_report(val_ua, n_classes, len(val_utts), weights):
                 console.print(f"  fold {fold.id}: {line}")
+        if student_val_ua is not None:
+            for kind, why in reasons.items():
+                console.print(f"  fold {fold.id}: {kind} teacher {why}")
 
     student = build_student(scfg, n_classes, d_l, d_p)
+    aug = scfg.augment
+    if aug.time_mask > 0 or aug.channel_mask > 0:
+        from emodistill.models.augment import StateAugment
+
+        student.augment = StateAugment(aug.time_mask, aug.channel_mask)
     prefix = None
     if student.trainable_layers is not None:
         from emodistill.training.prefix_cache import PrefixCache
@@ -277,6 +298,7 @@ def _train_student(
         class_weights=class_weights,
         seed=cfg.seed,
         teacher_weights=weights,
+        mixup=aug.mixup,
     )
     overrides = {"use_distributed_sampler": False, **dict(trainer_overrides or {})}
     strategy = _strategy_for(cfg.trainer.strategy, student)
@@ -311,6 +333,8 @@ def _train_student(
         "val_speakers": list(fold.val_speakers),
         "teacher_val_ua": val_ua,
         "teacher_weights": weights,
+        "teacher_weight_reasons": reasons,
+        "student_val_ua": student_val_ua,
         "data": data,
     }
     save_student(student, sdir, list(manifest.labels), eff_cfg.to_dict(), extra)
@@ -325,6 +349,22 @@ def _train_student(
     if not keep_checkpoints:
         shutil.rmtree(wdir / "checkpoints", ignore_errors=True)
     return result
+
+
+#: The variant whose validation UA the ``student`` teacher-weighting rule compares against.
+PLAIN_VARIANT = "no_teachers"
+
+
+def _plain_student_val_ua(
+    manifest: Manifest, fold: Fold, cfg: Config, seed: int, run_dir: Path, progress: bool
+) -> float:
+    """Validation UA of the plain student (same fold, ``seed`` and student settings; ``cfg``
+    is the run's config before the seed is applied), training it first if the run folder has
+    none yet; a later ``--variant no_teachers`` reuses it instead of training it again."""
+    plain = distill(manifest, fold, cfg, run_dir, PLAIN_VARIANT, seed=seed, progress=progress)
+    if plain.get("val_ua") is None:
+        raise ValueError(f"fold {fold.id}: the plain student (seed {seed}) has no validation UA")
+    return float(plain["val_ua"])
 
 
 def _strategy_for(strategy: str, student: torch.nn.Module) -> str:

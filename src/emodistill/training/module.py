@@ -28,6 +28,8 @@ class StudentModule(L.LightningModule):
         class_weights: optional (C,) cross-entropy weights.
         teacher_weights: per-teacher factors on its KD and embedding terms (teacher-aware
             distillation; None = 1 for both).
+        mixup: Beta(mixup, mixup) mixup of pairs of training clips (their audio or cached
+            frames) and of their targets; 0 = off. Validation never mixes.
         seed: dropout randomness is re-seeded from ``(seed, epoch, rank)`` at each epoch start,
             so a resumed run continues exactly as an uninterrupted one.
     """
@@ -42,8 +44,10 @@ class StudentModule(L.LightningModule):
         class_weights: Tensor | None = None,
         seed: int = 0,
         teacher_weights: Mapping[str, float] | None = None,
+        mixup: float = 0.0,
     ) -> None:
         super().__init__()
+        self.mixup = float(mixup)
         self.student = student
         self.distill_cfg = distill_cfg
         self.optim = optim
@@ -71,9 +75,35 @@ class StudentModule(L.LightningModule):
 
     def loss(self, batch: Mapping[str, Any]):
         """The EmoDistill loss of a batch (``LossOutput``: total + terms)."""
+        return self._loss_of(self.run_student(batch), batch)
+
+    def mixup_loss(self, batch: Mapping[str, Any]):
+        """Mixup: the student sees lam * x + (1 - lam) * x[perm] (frames or audio, lengths the
+        longer of the two) and the loss is lam * L(targets) + (1 - lam) * L(targets[perm]) --
+        for the KL terms the same gradient as distilling from the mixed teacher distribution."""
+        from emodistill.models.augment import mixup_lambda
+        from emodistill.models.losses import LossOutput
+
+        lam = mixup_lambda(self.mixup)
+        labels = batch["labels"]
+        perm = torch.randperm(labels.shape[0], device=labels.device)
+        key, lengths = ("prefix", "frame_lengths") if "prefix" in batch else ("wav", "lengths")
+        mixed = dict(batch)
+        mixed[key] = lam * batch[key] + (1.0 - lam) * batch[key][perm]
+        mixed[lengths] = torch.maximum(batch[lengths], batch[lengths][perm])
+        other = {
+            "labels": labels[perm],
+            "teacher_logits": {k: v[perm] for k, v in batch["teacher_logits"].items()},
+            "teacher_emb": {k: v[perm] for k, v in batch["teacher_emb"].items()},
+        }
+        out = self.run_student(mixed)
+        a, b = self._loss_of(out, batch), self._loss_of(out, other)
+        terms = {k: lam * a.terms[k] + (1.0 - lam) * b.terms[k] for k in a.terms}
+        return LossOutput(lam * a.total + (1.0 - lam) * b.total, terms)
+
+    def _loss_of(self, out, batch: Mapping[str, Any]):
         from emodistill.models.losses import emodistill_loss
 
-        out = self.run_student(batch)
         teacher_logits = {
             k: v for k, v in batch["teacher_logits"].items() if k in self.logit_teachers
         }
@@ -106,7 +136,7 @@ class StudentModule(L.LightningModule):
         torch.manual_seed(_mix(self.seed, self.current_epoch, self.global_rank))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        out = self.loss(batch)
+        out = self.mixup_loss(batch) if self.mixup > 0 else self.loss(batch)
         bs = int(batch["labels"].shape[0])
         self.log("train_loss", out.total, prog_bar=True, batch_size=bs)
         for name in ("ce", "kd", "embedding"):

@@ -14,6 +14,16 @@ model selection anyway; test speakers are never read:
 so ``w = 0`` while the teacher is within two standard errors of chance, ``w = 1`` from four
 standard errors above it, linear in between. With 60 validation clips and 4 classes that is
 ``w = 0`` below UA 0.36 and ``w = 1`` above 0.47.
+
+"Above chance" is not enough: a teacher weaker than what the student learns alone still pulls
+it down (RAVDESS, issue 17). The ``student`` rule compares each teacher with the **plain
+student** (same fold, seed and student settings, CE only) on the same validation speakers:
+
+    se = sqrt(UA_s * (1 - UA_s) / n_val)                    # one standard error of UA_s
+    w  = clip((UA_t - UA_s) / se, 0, 1) * w_validation      # 0 unless the teacher is better
+
+so a teacher no better than the student alone gets 0, one a standard error better gets full
+weight, and a teacher at chance gets 0 whatever the student does.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import numpy as np
 
 from emodistill.evaluate import compute_metrics
 
-WEIGHTINGS = ("fixed", "validation")
+WEIGHTINGS = ("fixed", "validation", "student")
 
 
 def chance_level(num_classes: int) -> float:
@@ -47,6 +57,15 @@ def weight_from_ua(ua: float, num_classes: int, n: int) -> float:
     return float(min(1.0, max(0.0, value)))
 
 
+def weight_against_student(ua: float, student_ua: float, num_classes: int, n: int) -> float:
+    """The ``student`` rule's factor: teacher validation UA ``ua`` against the plain student's
+    ``student_ua`` on the same ``n`` validation clips (0 unless the teacher is better)."""
+    p = min(max(float(student_ua), 1e-3), 1 - 1e-3)
+    se = math.sqrt(p * (1.0 - p) / max(int(n), 1))
+    value = (float(ua) - float(student_ua)) / se
+    return float(min(1.0, max(0.0, value))) * weight_from_ua(ua, num_classes, n)
+
+
 def at_chance(ua: float, num_classes: int, n: int) -> bool:
     """True when ``ua`` is within two standard errors of chance."""
     return float(ua) <= chance_level(num_classes) + chance_margin(num_classes, n)
@@ -64,14 +83,59 @@ def teacher_validation_ua(
 
 
 def teacher_weights(
-    rule: str, val_ua: Mapping[str, float], num_classes: int, n_val: int
+    rule: str,
+    val_ua: Mapping[str, float],
+    num_classes: int,
+    n_val: int,
+    student_val_ua: float | None = None,
 ) -> dict[str, float] | None:
-    """Per-teacher factors under ``rule`` (None for ``fixed``: every factor 1)."""
+    """Per-teacher factors under ``rule`` (None for ``fixed``: every factor 1).
+
+    ``student`` needs ``student_val_ua``, the plain student's validation UA on the same clips.
+    """
     if rule not in WEIGHTINGS:
         raise ValueError(f"distill.teacher_weighting must be one of {WEIGHTINGS}, got {rule!r}")
     if rule == "fixed":
         return None
+    if rule == "student":
+        if student_val_ua is None:
+            raise ValueError("teacher_weighting 'student' needs the plain student's validation UA")
+        return {
+            k: weight_against_student(ua, student_val_ua, num_classes, n_val)
+            for k, ua in val_ua.items()
+        }
     return {k: weight_from_ua(ua, num_classes, n_val) for k, ua in val_ua.items()}
+
+
+def weight_reasons(
+    val_ua: Mapping[str, float],
+    weights: Mapping[str, float] | None,
+    num_classes: int,
+    n_val: int,
+    student_val_ua: float | None = None,
+) -> dict[str, str]:
+    """kind -> one sentence saying why the teacher got its weight (for reports)."""
+    out = {}
+    for kind, ua in val_ua.items():
+        w = 1.0 if weights is None else float(weights.get(kind, 1.0))
+        if weights is None:
+            why = "fixed weights"
+        elif at_chance(ua, num_classes, n_val):
+            why = f"at chance on validation (UA {100 * ua:.1f}, chance {100 / num_classes:.1f})"
+        elif student_val_ua is not None and ua <= student_val_ua:
+            why = (
+                f"no better than the plain student on validation (UA {100 * ua:.1f} vs "
+                f"{100 * student_val_ua:.1f})"
+            )
+        elif student_val_ua is not None:
+            why = (
+                f"better than the plain student on validation (UA {100 * ua:.1f} vs "
+                f"{100 * student_val_ua:.1f})"
+            )
+        else:
+            why = f"validation UA {100 * ua:.1f} above chance ({100 / num_classes:.1f})"
+        out[kind] = f"weight {w:.2f}: {why}"
+    return out
 
 
 def chance_report(

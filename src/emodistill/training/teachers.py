@@ -302,7 +302,7 @@ def train_teacher(
     """
     from emodistill.corpora.splits import fold_fingerprint, fold_utterances
     from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
-    from emodistill.models.prosodic import ProsodicNetConfig, ProsodicResNet
+    from emodistill.models.prosodic import ProsodicNetConfig, build_prosodic_net
 
     section = _kind_section(cfg, kind)
     optim: OptimConfig = section.optim
@@ -338,7 +338,7 @@ def train_teacher(
         val_set: Dataset = TextDataset(val, labels)
     else:
         pros = cfg.prosodic
-        net = ProsodicResNet(ProsodicNetConfig.from_prosodic_config(pros, labels))
+        net = build_prosodic_net(ProsodicNetConfig.from_prosodic_config(pros, labels))
         # Normalisation statistics from the training speakers only (never val/test).
         net.set_normalization(*features.normalization_stats([u.id for u in train]))
         collate = collate_llds

@@ -1,0 +1,280 @@
+"""Student capacity search on cached frozen encoder states (issue 17, item 1).
+
+For each student setting (encoder, layers, pooling, augmentation, schedule) it trains the plain
+student (CE only) and EmoDistill (CE + KD from the fold's cached teachers, with the chosen
+``teacher_weighting``) on every fold x seed of a run folder whose teachers are trained
+(``emodistill train-teachers``), and prints test UA of both, the paired gain with its 95 %
+fold-bootstrap CI, and the teachers' UA on the same folds.
+
+It is the library's own student and loss -- ``EmoDistillStudent.from_prefix``,
+``StudentModule.loss`` / ``mixup_loss``, ``StateAugment``, ``configure_adamw``, the teacher
+weighting rule and ``compare.cluster_bootstrap_ci`` -- in a bare loop over states held in memory
+(no Lightning, no per-epoch disk reads), so a 6-fold x 2-seed row costs seconds to minutes
+instead of the pipeline's minutes. Checkpoint selection is on validation UA, as in ``distill``.
+Settings are chosen with it on development data (another synth seed, RAVDESS), never on the
+demo's test speakers. ``trainable_layers >= 1`` rows need the real pipeline
+(``emodistill cv``) and are not run here.
+
+    PYTHONPATH=src python bench/student_search.py --manifest DEV/manifest.csv --run RUN \\
+        --config demo --seeds 0,1 --rows tiny-last-attn,tiny-mix-ln-stats
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emodistill.compare import cluster_bootstrap_ci
+from emodistill.config import StudentConfig, load_config
+from emodistill.corpora.manifest import load_manifest
+from emodistill.corpora.splits import fold_utterances, make_folds
+from emodistill.evaluate import compute_metrics
+from emodistill.models.augment import StateAugment
+from emodistill.models.student import build_student
+from emodistill.training.common import configure_adamw, total_steps
+from emodistill.training.distill import prefix_cache_dir
+from emodistill.training.module import StudentModule
+from emodistill.training.prefix_cache import PrefixCache, collate_prefix
+from emodistill.training.teacher_cache import load_fold_teachers
+from emodistill.training.teacher_weighting import teacher_validation_ua, teacher_weights
+
+ENCODERS = {"tiny": "embedded:whisper-tiny.en", "base": "embedded:whisper-base"}
+
+#: name -> student overrides; "layers": last (the final layer) | mix (learned weighted sum)
+ROWS = {
+    "tiny-last-mean": dict(enc="tiny", layers="last", pooling="mean"),
+    "tiny-last-attn": dict(enc="tiny", layers="last", pooling="attention"),  # the old demo
+    "tiny-last-stats": dict(enc="tiny", layers="last", pooling="stats"),
+    "tiny-last-attnstats": dict(enc="tiny", layers="last", pooling="attention_stats"),
+    "tiny-mix-attn": dict(enc="tiny", layers="mix", pooling="attention"),
+    "tiny-mixln-attn": dict(enc="tiny", layers="mix", layer_norm=True, pooling="attention"),
+    "tiny-mixln-stats": dict(enc="tiny", layers="mix", layer_norm=True, pooling="stats"),
+    "tiny-mixln-attnstats": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="attention_stats"
+    ),
+    "tiny-mixln-stats-mask": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="stats", time_mask=0.2, channel_mask=0.1
+    ),
+    "tiny-mixln-stats-mixup": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="stats", mixup=0.4
+    ),
+    "tiny-mixln-stats-30ep": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="stats", epochs=30
+    ),
+    "base-last-attn": dict(enc="base", layers="last", pooling="attention"),
+    "base-last-stats": dict(enc="base", layers="last", pooling="stats"),
+    "base-mixln-stats": dict(enc="base", layers="mix", layer_norm=True, pooling="stats"),
+    "base-mixln-attnstats": dict(
+        enc="base", layers="mix", layer_norm=True, pooling="attention_stats"
+    ),
+}
+
+
+def load_states(manifest, encoder: str, max_seconds: float):
+    """utt id -> (L + 1, T, H) float32 tensor of every layer (computed once, cached on disk)."""
+    cfg = StudentConfig(encoder=encoder, trainable_layers=0, layer_weights=True)
+    student = build_student(cfg, len(manifest.labels), 8, 8)
+    cache = PrefixCache(
+        student, manifest.utterances, prefix_cache_dir(manifest, Path(".")), max_seconds
+    )
+    return {
+        u.id: torch.from_numpy(np.array(cache[u.id], dtype=np.float32)) for u in manifest.utterances
+    }
+
+
+def batches(items, states, labels, teachers, kinds, last_only, batch_size, gen=None):
+    order = torch.randperm(len(items), generator=gen) if gen is not None else range(len(items))
+    order = list(order)
+    for s in range(0, len(order), batch_size):
+        ids = [items[int(i)] for i in order[s : s + batch_size]]
+        arrays = [states[i][-1:] if last_only else states[i] for i in ids]
+        prefix, frames = collate_prefix(arrays)
+        batch = {
+            "prefix": prefix,
+            "frame_lengths": frames,
+            "labels": torch.tensor([labels[i] for i in ids]),
+            "teacher_logits": {
+                k: torch.from_numpy(np.asarray(teachers[k].logits_of(ids), np.float32))
+                for k in kinds
+            },
+            "teacher_emb": {
+                k: torch.from_numpy(np.asarray(teachers[k].embeddings_of(ids), np.float32))
+                for k in kinds
+            },
+        }
+        yield ids, batch
+
+
+def evaluate(student, items, states, labels, last_only, n_classes):
+    student.eval()
+    preds = []
+    with torch.no_grad():
+        for _ids, batch in batches(items, states, labels, {}, (), last_only, 64):
+            out = student.from_prefix(batch["prefix"], batch["frame_lengths"])
+            preds += out.logits.argmax(-1).tolist()
+    student.train()
+    return compute_metrics([labels[i] for i in items], preds, n_classes)["ua"]
+
+
+def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_val=None):
+    """One (fold, seed, variant): returns (val UA, test UA at the best validation epoch, w)."""
+    labels = {u.id: manifest.label_index(u.label) for u in manifest.utterances}
+    train, val, test = ([u.id for u in p] for p in fold_utterances(manifest, fold))
+    n_classes = len(manifest.labels)
+    kinds = ("linguistic", "prosodic") if variant == "full" else ()
+    teachers = load_fold_teachers(fold_dir, kinds) if kinds else {}
+    d_l = teachers["linguistic"].embeddings.shape[1] if teachers else 384
+    d_p = teachers["prosodic"].embeddings.shape[1] if teachers else 128
+    scfg = dataclasses.replace(
+        cfg.student,
+        encoder=ENCODERS[row["enc"]],
+        trainable_layers=0,
+        layer_weights=row["layers"] == "mix",
+        layer_norm=row.get("layer_norm", False),
+        pooling=row["pooling"],
+    )
+    epochs = int(row.get("epochs", cfg.student.optim.epochs))
+    optim = dataclasses.replace(cfg.student.optim, epochs=epochs)
+    torch.manual_seed(seed)
+    student = build_student(scfg, n_classes, d_l, d_p)
+    if row.get("time_mask") or row.get("channel_mask"):
+        student.augment = StateAugment(row.get("time_mask", 0.0), row.get("channel_mask", 0.0))
+    weights = None
+    dcfg = cfg.distill
+    if variant == "plain":
+        dcfg = dataclasses.replace(dcfg, use_linguistic=False, use_prosodic=False)
+    else:
+        y_val = [labels[i] for i in val]
+        val_ua = teacher_validation_ua(teachers, val, y_val, n_classes)
+        rule = row.get("weighting", dcfg.teacher_weighting)
+        weights = teacher_weights(rule, val_ua, n_classes, len(val), student_val_ua=plain_val)
+    module = StudentModule(
+        student,
+        dcfg,
+        optim,
+        n_classes,
+        seed=seed,
+        teacher_weights=weights,
+        mixup=row.get("mixup", 0.0),
+    )
+    params = [p for p in student.parameters() if p.requires_grad]
+    steps = total_steps(len(train), optim.batch_size, epochs)
+    opt = configure_adamw(params, optim, steps)
+    optimizer, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+    gen = torch.Generator().manual_seed(seed)
+    last_only = row["layers"] == "last"
+    best = (-1.0, 0.0)
+    student.train()
+    for _ in range(epochs):
+        for _, batch in batches(
+            train, states, labels, teachers, kinds, last_only, optim.batch_size, gen
+        ):
+            out = module.mixup_loss(batch) if module.mixup > 0 else module.loss(batch)
+            optimizer.zero_grad()
+            out.total.backward()
+            torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+            optimizer.step()
+            sched.step()
+        v = evaluate(student, val, states, labels, last_only, n_classes)
+        if v > best[0]:
+            best = (v, evaluate(student, test, states, labels, last_only, n_classes))
+    return best[0], best[1], weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--run", required=True, help="run folder with trained teachers per fold")
+    ap.add_argument("--config", default="demo")
+    ap.add_argument("--folds-groups", type=int, default=None, help="override folds.groups")
+    ap.add_argument("--val-speakers", type=int, default=None)
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--weighting", default=None, help="override distill.teacher_weighting")
+    ap.add_argument("--json", default=None, help="append each row's result to this JSON lines file")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = load_config(args.config)
+    if args.folds_groups:
+        cfg = cfg.override({"folds.groups": args.folds_groups})
+    if args.val_speakers:
+        cfg = cfg.override({"folds.val_speakers": args.val_speakers})
+    if args.weighting:
+        cfg = cfg.override({"distill.teacher_weighting": args.weighting})
+    manifest = load_manifest(args.manifest)
+    fc = cfg.folds
+    folds = make_folds(manifest, fc.scheme, fc.groups, fc.val_speakers, fc.seed)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    run = Path(args.run)
+    teacher_ua = {}
+    for kind in ("linguistic", "prosodic"):
+        uas = []
+        for f in folds:
+            r = json.loads((run / f.id / "teachers" / "train" / kind / "result.json").read_text())
+            uas.append(r["ua"])
+        teacher_ua[kind] = 100 * float(np.mean(uas))
+    print(
+        f"folds {len(folds)} x seeds {seeds}; teachers (test UA): "
+        f"T_L {teacher_ua['linguistic']:.2f}, T_P {teacher_ua['prosodic']:.2f}",
+        flush=True,
+    )
+    print(f"{'row':26s} {'plain':>6s} {'EmoD':>6s} {'gain':>6s} {'95% CI':>16s}  weights  s")
+    loaded: dict[str, dict] = {}
+    for name in args.rows.split(","):
+        row = ROWS[name]
+        if row["enc"] not in loaded:
+            loaded.clear()
+            loaded[row["enc"]] = load_states(
+                manifest, ENCODERS[row["enc"]], cfg.student.max_seconds
+            )
+        states = loaded[row["enc"]]
+        start = time.perf_counter()
+        plain, full, clusters, ws = [], [], [], []
+        for f in folds:
+            for seed in seeds:
+                pv, pt, _ = train_one(cfg, row, f, run / f.id, manifest, states, seed, "plain")
+                _, ft, w = train_one(cfg, row, f, run / f.id, manifest, states, seed, "full", pv)
+                plain.append(100 * pt)
+                full.append(100 * ft)
+                clusters.append(f.id)
+                ws.append(w)
+        d = np.array(full) - np.array(plain)
+        lo, hi = cluster_bootstrap_ci(d, clusters)
+        wl = np.mean([w["linguistic"] for w in ws if w]) if any(ws) else 1.0
+        wp = np.mean([w["prosodic"] for w in ws if w]) if any(ws) else 1.0
+        secs = time.perf_counter() - start
+        print(
+            f"{name:26s} {np.mean(plain):6.2f} {np.mean(full):6.2f} {d.mean():+6.2f} "
+            f"[{lo:+6.2f}, {hi:+6.2f}]  {wl:.2f}/{wp:.2f}  {secs:.0f}",
+            flush=True,
+        )
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(
+                    json.dumps(
+                        {
+                            "row": name,
+                            **row,
+                            "manifest": args.manifest,
+                            "plain": plain,
+                            "full": full,
+                            "folds": clusters,
+                            "gain": float(d.mean()),
+                            "ci95": [lo, hi],
+                            "weights_mean": {"linguistic": float(wl), "prosodic": float(wp)},
+                            "teachers": teacher_ua,
+                            "seconds": secs,
+                        }
+                    )
+                    + "\n"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Issue 17: student capacity options, augmentation, the ``student`` weighting rule, the
+functionals prosodic teacher and the layer probe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from factories import tiny_whisper_encoder
+
+from emodistill.config import DistillConfig, OptimConfig
+from emodistill.models.augment import StateAugment
+from emodistill.models.encoders import valid_mask
+from emodistill.models.prosodic import (
+    ProsodicFunctionals,
+    ProsodicNet,
+    ProsodicNetConfig,
+    build_prosodic_net,
+)
+from emodistill.models.student import EmoDistillStudent, load_student, save_student
+from emodistill.training.module import StudentModule
+from emodistill.training.teacher_weighting import (
+    teacher_validation_ua,
+    teacher_weights,
+    weight_against_student,
+    weight_reasons,
+)
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+
+
+def _student(pooling="attention_stats", layer_weights=True, layer_norm=True, trainable=0):
+    torch.manual_seed(1)
+    return EmoDistillStudent(
+        tiny_whisper_encoder(layers=2),
+        4,
+        6,
+        5,
+        8,
+        8,
+        dropout=0.0,
+        pooling=pooling,
+        layer_weights=layer_weights,
+        layer_norm=layer_norm,
+        trainable_layers=trainable,
+    )
+
+
+# --------------------------------------------------------------------------- pooling, mix
+
+
+@pytest.mark.parametrize("pooling", ["stats", "attention_stats"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_stats_pooling_and_normalised_mix_are_padding_invariant(pooling, layer_norm):
+    model = _student(pooling, True, layer_norm).eval()
+    g = torch.Generator().manual_seed(3)
+    clip = 0.3 * torch.randn(1, 5000, generator=g)
+    alone = model(clip, torch.tensor([5000])).logits
+    wav = torch.randn(2, 9000)  # noise after the clip: it must be masked out
+    wav[0, :5000] = clip[0]
+    batched = model(wav, torch.tensor([5000, 9000])).logits[:1]
+    assert float((alone - batched).abs().max()) < 1e-5
+    # stats pooling doubles the pooled width the heads read
+    assert model.proj_linguistic[0].in_features == 2 * model.encoder.hidden_size
+
+
+def test_layer_norm_changes_the_mix_and_round_trips(tmp_path):
+    plain, normed = _student("stats", True, False).eval(), _student("stats", True, True).eval()
+    normed.load_state_dict(plain.state_dict())
+    wav = 0.3 * torch.randn(1, 4000)
+    assert not torch.allclose(plain(wav).logits, normed(wav).logits)
+    folder = save_student(normed, tmp_path / "m", LABELS)
+    loaded, config = load_student(folder)
+    assert config["heads"]["layer_norm"] is True and config["heads"]["pooling"] == "stats"
+    assert torch.allclose(loaded(wav).logits, normed(wav).logits, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_state_augment_keeps_shapes_and_padding_and_is_off_in_eval():
+    aug = StateAugment(time_mask=0.5, channel_mask=0.5).train()
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 40, 16)
+    lengths = torch.tensor([40, 25, 3])
+    out, keep = aug(hidden, lengths)
+    assert out.shape == hidden.shape and keep.shape == (3, 40)
+    valid = valid_mask(lengths, 40)
+    assert not bool((keep & ~valid).any())  # padded frames are never kept
+    assert bool(keep.any(dim=1).all())  # every clip keeps a frame
+    assert int(keep.sum()) < int(valid.sum())  # something was masked
+    zeroed = (out == 0).all(dim=1)  # (B, H) channels zero on every frame
+    assert bool(zeroed.any())
+    assert torch.equal(
+        out[~zeroed[:, None, :].expand_as(out)], hidden[~zeroed[:, None, :].expand_as(out)]
+    )
+    aug.eval()
+    same, keep_eval = aug(hidden, lengths)
+    assert torch.equal(same, hidden) and torch.equal(keep_eval, valid)
+
+
+def test_augmented_student_is_deterministic_in_eval_and_random_in_training():
+    model = _student("attention_stats", True, True)
+    model.augment = StateAugment(time_mask=0.4, channel_mask=0.3)
+    prefix, frames = model.prefix(0.3 * torch.randn(2, 6000), torch.tensor([6000, 4000]))
+    model.eval()
+    a = model.from_prefix(prefix, frames).logits
+    b = model.from_prefix(prefix, frames).logits
+    assert torch.equal(a, b)
+    model.augment.eval()
+    assert torch.equal(model.from_prefix(prefix, frames).logits, a)
+    model.train()
+    torch.manual_seed(5)
+    c = model.from_prefix(prefix, frames).logits
+    assert not torch.allclose(a, c)
+    assert "augment" not in json.dumps(model.head_config)  # training-only: never saved
+    assert not any(k.startswith("augment") for k in model.state_dict())
+
+
+def test_state_augment_refuses_bad_fractions():
+    with pytest.raises(ValueError, match="time_mask"):
+        StateAugment(time_mask=1.0)
+
+
+def test_mixup_loss_mixes_inputs_and_targets():
+    model = _student("stats", True, True)
+    module = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4)
+    prefix, frames = model.prefix(
+        0.3 * torch.randn(4, 5000), torch.tensor([5000, 3000, 4000, 2000])
+    )
+    batch = {
+        "prefix": prefix,
+        "frame_lengths": frames,
+        "labels": torch.tensor([0, 1, 2, 3]),
+        "teacher_logits": {"prosodic": torch.randn(4, 4), "linguistic": torch.randn(4, 4)},
+        "teacher_emb": {"prosodic": torch.randn(4, 5), "linguistic": torch.randn(4, 6)},
+    }
+    torch.manual_seed(0)
+    out = module.mixup_loss(batch)
+    assert out.total.ndim == 0 and torch.isfinite(out.total)
+    out.total.backward()
+    assert model.classifier[0].weight.grad is not None
+    # lam folds to >= 0.5, so with a single clip (perm = identity) mixup is the plain loss
+    one = {
+        k: (v[:1] if torch.is_tensor(v) else {t: x[:1] for t, x in v.items()})
+        for k, v in batch.items()
+    }
+    model.eval()
+    assert torch.allclose(module.mixup_loss(one).total, module.loss(one).total, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- weighting rule
+
+
+class _Outputs:
+    """Hand-made cached teacher outputs: rows of logits per utterance id."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def logits_of(self, ids):
+        return np.stack([self.logits[i] for i in ids])
+
+
+def _teacher(correct, y, n_classes=4):
+    """Logits that predict y[i] on the first ``correct`` clips and a wrong class elsewhere."""
+    rows = {}
+    for i, label in enumerate(y):
+        z = np.zeros(n_classes, np.float32)
+        z[label if i < correct else (label + 1) % n_classes] = 5.0
+        rows[f"u{i}"] = z
+    return _Outputs(rows)
+
+
+def test_student_rule_zero_for_a_teacher_worse_than_the_student_positive_for_a_better_one():
+    y = [i % 4 for i in range(60)]
+    ids = [f"u{i}" for i in range(60)]
+    teachers = {"linguistic": _teacher(30, y), "prosodic": _teacher(51, y)}
+    val_ua = teacher_validation_ua(teachers, ids, y, 4)
+    assert val_ua["linguistic"] == pytest.approx(30 / 60) and val_ua["prosodic"] == pytest.approx(
+        51 / 60
+    )
+    student = 0.70  # the plain student's validation UA on the same clips
+    w = teacher_weights("student", val_ua, 4, 60, student_val_ua=student)
+    assert w["linguistic"] == 0.0  # worse than the student (though far above chance)
+    assert w["prosodic"] == 1.0  # 15 points better: more than a standard error (5.9)
+    # a little better -> a little weight; exactly equal -> 0
+    assert 0.0 < weight_against_student(0.73, student, 4, 60) < 1.0
+    assert weight_against_student(student, student, 4, 60) == 0.0
+    # the validation rule would have let the weaker teacher teach in full
+    assert teacher_weights("validation", val_ua, 4, 60)["linguistic"] == 1.0
+    reasons = weight_reasons(val_ua, w, 4, 60, student)
+    assert "no better than the plain student" in reasons["linguistic"]
+    assert reasons["prosodic"].startswith("weight 1.00: better than the plain student")
+
+
+def test_student_rule_gives_zero_to_a_teacher_at_chance_even_over_a_worse_student():
+    assert weight_against_student(0.30, 0.20, 4, 60) == 0.0
+
+
+def test_student_rule_needs_the_student_ua():
+    with pytest.raises(ValueError, match="plain student"):
+        teacher_weights("student", {"prosodic": 0.5}, 4, 60)
+
+
+# --------------------------------------------------------------------------- functionals T_P
+
+
+def _llds(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lengths), max(lengths), 25, generator=g)
+    return x, torch.tensor(lengths)
+
+
+def test_functionals_teacher_is_padding_invariant_and_saves(tmp_path):
+    cfg = ProsodicNetConfig(labels=LABELS, embedding_dim=16, arch="functionals")
+    net = build_prosodic_net(cfg)
+    assert isinstance(net, ProsodicFunctionals)
+    net.train()
+    x, lengths = _llds([50, 30, 80, 12])
+    net(x, lengths)  # batch-norm statistics move off their initial values
+    net.eval()
+    clip = x[1:2, :30]
+    alone_logits, alone_emb = net(clip, torch.tensor([30]))
+    padded = torch.randn(1, 90, 25) * 100  # garbage after the clip
+    padded[0, :30] = clip[0]
+    logits, emb = net(padded, torch.tensor([30]))
+    assert torch.allclose(alone_logits, logits, atol=1e-5) and emb.shape == (1, 16)
+    assert torch.allclose(alone_emb, emb, atol=1e-5)
+    folder = net.save_pretrained(tmp_path / "tp")
+    loaded = ProsodicNet.from_pretrained(folder)
+    assert isinstance(loaded, ProsodicFunctionals)
+    assert torch.allclose(loaded(padded, torch.tensor([30]))[0], logits, atol=1e-6)
+
+
+def test_functionals_statistics_match_numpy():
+    net = ProsodicFunctionals(ProsodicNetConfig(labels=LABELS, arch="functionals"))
+    x, lengths = _llds([20])
+    stats = net.statistics(x, lengths)[0].numpy()
+    a = x[0].numpy()
+    np.testing.assert_allclose(stats[:25], a.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats[25:50], a.std(0), atol=1e-4)
+    np.testing.assert_allclose(stats[75:100], np.sort(a, 0)[10], atol=1e-6)  # median, rank 10
+    np.testing.assert_allclose(stats[-25:], np.abs(np.diff(a, axis=0)).mean(0), atol=1e-5)
+
+
+def test_unknown_prosodic_arch_is_refused():
+    with pytest.raises(ValueError, match="prosodic.arch"):
+        build_prosodic_net(ProsodicNetConfig(labels=LABELS, arch="lstm"))
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def test_probe_writes_per_layer_results_on_a_tiny_random_encoder(tmp_path, monkeypatch):
+    from emodistill.corpora.manifest import Manifest, Utterance
+    from emodistill.corpora.splits import make_folds
+    from emodistill.models import student as student_mod
+    from emodistill.probe import run_probe
+
+    monkeypatch.setattr(
+        student_mod, "load_encoder", lambda *_a, **_k: tiny_whisper_encoder(layers=2)
+    )
+    rng = np.random.default_rng(0)
+    utts = []
+    for spk in range(4):
+        for i in range(8):
+            label = LABELS[i % 4]
+            path = tmp_path / f"s{spk}_{i}.wav"
+            tone = np.sin(np.arange(4000) * (0.02 + 0.02 * (i % 4)))  # class-dependent pitch
+            sf.write(path, 0.3 * tone + 0.01 * rng.normal(size=4000), 16000)
+            utts.append(Utterance(f"s{spk}_{i}", path, label, f"spk{spk}", None, None))
+    manifest = Manifest(tmp_path / "m.csv", utts, LABELS)
+    folds = make_folds(manifest, scheme="groups", groups=2, val_speakers=1, seed=0)
+    res = run_probe(manifest, folds, tmp_path / "out", "tiny", tmp_path / "cache", progress=False)
+    saved = json.loads((tmp_path / "out" / "probe.json").read_text())
+    assert [r["layer"] for r in saved["layers"]] == [0, 1, 2]  # embedding + 2 layers
+    for row in saved["layers"]:
+        assert set(row["ua"]) == {f.id for f in folds}
+        assert 0.0 <= row["mean"] <= 1.0
+    assert saved["best_layer"] == res["best_layer"] and saved["n"] == 32
+    assert (tmp_path / "out" / "probe.png").stat().st_size > 1000
+    # a second probe reads the cached states instead of running the encoder again
+    cache_files = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(cache_files) == 32
