@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from emodistill.training.variants import BASELINE, FULL  # names only: light (no torch)
+
 app = typer.Typer(
     name="emodistill",
     help="Speech emotion recognition distilled from linguistic and prosodic teachers (EmoDistill).",
@@ -444,8 +446,8 @@ def sweep_temperature_cmd(
 def compare_cmd(
     first: Path = typer.Argument(..., help="RUN_DIR, or the variant's results.json."),
     second: Path = typer.Argument(None, help="The baseline's results.json (two-file form)."),
-    baseline: str = typer.Option("no_teachers", "--baseline", help="Baseline variant name."),
-    variant: str = typer.Option("full", "--variant", help="Variant compared to the baseline."),
+    baseline: str = typer.Option(BASELINE, "--baseline", help="Baseline variant name."),
+    variant: str = typer.Option(FULL, "--variant", help="Variant compared to the baseline."),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write the JSON."),
 ) -> None:
     """Paired per-(fold, seed) differences, bootstrap CI and Wilcoxon p of a variant against
@@ -460,8 +462,8 @@ def compare_cmd(
 
     from rich.table import Table
 
-    from emodistill.compare import compare_results, results_path, verdict
-    from emodistill.training.layout import compare_path
+    from emodistill.compare import compare_results, verdict
+    from emodistill.training.layout import compare_path, results_path
 
     if second is None:
         a_path, b_path = results_path(first, variant), results_path(first, baseline)

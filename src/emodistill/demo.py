@@ -30,6 +30,8 @@ from emodistill._io import read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
 from emodistill.model_folder import replace_with_copy
 from emodistill.report import pct
+from emodistill.training.layout import predictions_path, results_path, student_dir
+from emodistill.training.variants import BASELINE, FULL, short_title
 
 #: Corpus size of the full demo (fits the time budget in docs/defaults.md).
 DEMO_UTTERANCES = 720
@@ -38,7 +40,7 @@ DEMO_SPEAKERS = 12
 #: single-teacher students (``no_linguistic_teacher``, ``no_prosodic_teacher``) would double the
 #: student time; ``emodistill cv ... --variant`` runs them on the demo's teachers, and the
 #: demo's report shows them when their results are in the run folder.
-DEMO_VARIANTS = ("no_teachers", "full")
+DEMO_VARIANTS = (BASELINE, FULL)
 EXTRA_VARIANTS = ("no_linguistic_teacher", "no_prosodic_teacher")
 TEACHER_VARIANTS = ("linguistic_teacher_only", "prosodic_teacher_only")
 
@@ -53,15 +55,11 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "student": {"max_seconds": 1.0, "optim": {"epochs": 1, "batch_size": 8}},
 }
 #: ``--quick`` trains only the plain and the full student.
-QUICK_VARIANTS = ("no_teachers", "full")
+QUICK_VARIANTS = DEMO_VARIANTS
 
-COLUMNS = (
-    ("linguistic_teacher_only", "T_L"),
-    ("prosodic_teacher_only", "T_P"),
-    ("no_teachers", "plain"),
-    ("full", "EmoDistill"),
-    ("no_linguistic_teacher", "T_P only"),
-    ("no_prosodic_teacher", "T_L only"),
+#: The demo table's columns in order: (variant, its short label from ``variants``).
+COLUMNS = tuple(
+    (name, short_title(name)) for name in (*TEACHER_VARIANTS, *DEMO_VARIANTS, *EXTRA_VARIANTS)
 )
 
 
@@ -129,11 +127,8 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         )
     variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
     seeds = cfg.run_seeds()
-    from emodistill.training.layout import results_dir
 
-    extra = [
-        v for v in EXTRA_VARIANTS if not quick and (results_dir(out, v) / "results.json").is_file()
-    ]
+    extra = [v for v in EXTRA_VARIANTS if not quick and results_path(out, v).is_file()]
     for n, variant in enumerate(variants, 1):
         title = dict(COLUMNS).get(variant, variant)
         _stage(
@@ -153,7 +148,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     _stage(console, "5/5", "paired comparison, report and speech-only model")
     model_fold = _best_validation_fold(out, [f.id for f in folds])
     model_dir = out / "model"
-    replace_with_copy(out / model_fold / "student", model_dir)
+    replace_with_copy(student_dir(out, model_fold), model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
     summary["compare"] = _compare_all(out, results, variants)
     summary["breakdown"] = _breakdown(out, manifest_path, folds, cfg, variants)
@@ -175,21 +170,14 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
 
 def _compare_all(out: Path, results: dict[str, dict], variants) -> dict[str, Any]:
     """Paired statistics of every student variant against plain fine-tuning, each written to
-    ``OUT/compare-<variant>-vs-no_teachers.json``."""
-    from emodistill.compare import compare_results
-    from emodistill.training.layout import compare_path
-    from emodistill.training.variants import BASELINE
+    ``OUT/compare-<variant>-vs-no_teachers.json`` (``compare.compare_against_baseline``)."""
+    from emodistill.compare import compare_against_baseline
 
-    out_cmp = {}
-    base = results.get(BASELINE)
-    for variant in variants:
-        res = results.get(variant)
-        if variant == BASELINE or not res or not base:
-            continue
-        cmp = compare_results(res, base, variant, BASELINE)
-        write_json_atomic(compare_path(out, variant, BASELINE), cmp)
-        out_cmp[variant] = cmp
-    return out_cmp
+    compared = compare_against_baseline(out, results, variants)
+    for cmp in compared.values():
+        if isinstance(cmp, str):
+            raise ValueError(cmp)
+    return compared
 
 
 def _verdict(cmp: dict | None) -> str:
@@ -224,7 +212,6 @@ def compare_table(compare: dict[str, Any]) -> Table:
 def _breakdown(out: Path, manifest_path: Path, folds, cfg: Config, variants) -> dict[str, Any]:
     """Test accuracy of every student variant by synthetic sentence type (all folds x seeds)."""
     from emodistill.breakdown import group_accuracy, utterance_groups
-    from emodistill.training.layout import predictions_path
 
     synthesis = manifest_path.parent / "synthesis.json"
     if not synthesis.is_file():
@@ -269,7 +256,7 @@ def _best_validation_fold(out: Path, fold_ids: list[str]) -> str:
     """The fold whose EmoDistill student has the best validation UA (ties: first fold)."""
     best, best_ua = fold_ids[0], float("-inf")
     for fid in fold_ids:
-        path = out / fid / "student" / "predictions.json"
+        path = predictions_path(out, fid)
         if not path.is_file():
             continue
         ua = read_json(path).get("val_ua")
@@ -284,7 +271,7 @@ def _summary(
     columns: dict[str, Any] = {}
     for variant, _ in COLUMNS:
         res = results.get(variant) or {}
-        if not res and variant not in ("full", "no_teachers"):
+        if not res and variant not in (FULL, BASELINE):
             continue
         per_fold = {f["fold"]: {"wa": f["wa"], "ua": f["ua"]} for f in res.get("folds", [])}
         columns[variant] = {
@@ -293,7 +280,7 @@ def _summary(
             "std": {k: res["std"][k] for k in ("wa", "ua")} if res else None,
             "pooled": res.get("pooled"),
         }
-    full, plain = columns["full"]["mean"], columns["no_teachers"]["mean"]
+    full, plain = columns[FULL]["mean"], columns[BASELINE]["mean"]
     gain = 100.0 * (full["ua"] - plain["ua"]) if full and plain else float("nan")
     return {
         "folds": fold_ids,

@@ -32,7 +32,12 @@ from emodistill.report import (
     sweep_markdown,
 )
 from emodistill.training.distill import distill
-from emodistill.training.layout import predictions_path, results_dir, run_config_path
+from emodistill.training.layout import (
+    predictions_path,
+    results_dir,
+    results_path,
+    run_config_path,
+)
 from emodistill.training.variants import (
     BASELINE,
     VARIANTS,
@@ -121,8 +126,8 @@ def aggregate_run(
         return None
     results = aggregate_runs(preds, m.labels)
     out = results_dir(run_dir, v)
-    with folder_lock(out / "results.json", f"the results of {v.name}"):  # one set of files
-        write_json_atomic(out / "results.json", results)
+    with folder_lock(results_path(run_dir, v), f"the results of {v.name}"):  # one set of files
+        write_json_atomic(results_path(run_dir, v), results)
         heading = title or f"Cross-validation: {v.name}"
         notes = [
             f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
@@ -158,7 +163,7 @@ def cross_validate(
         out: RUN_DIR.
         config: preset name, YAML file, Config, or None (``demo``).
         folds: ``"all"`` or comma-separated fold ids (as ``train-teachers``).
-        variant: a Table 2 variant name (:data:`~emodistill.training.distill.VARIANTS`) or a
+        variant: a Table 2 variant name (:data:`~emodistill.training.variants.VARIANTS`) or a
             :class:`Variant`.
         overrides: dotted config overrides (``{"trainer.devices": "4"}``).
         progress, callbacks, trainer_overrides: passed to :func:`distill`.
@@ -232,37 +237,33 @@ def ablate(
         for name in names
     }
     write_json_atomic(run_dir / "ablation.json", ablation)
-    md = ablation_markdown(ablation) + compare_against_baseline(run_dir, ablation)
+    md = ablation_markdown(ablation) + compare_markdown_against_baseline(run_dir, ablation)
     write_text_atomic(run_dir / "ablation.md", md)
     plot_ablation(ablation, run_dir / "ablation.png")
     return ablation
 
 
-def compare_against_baseline(run_dir: Path, results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Paired statistics of every variant in ``results`` against plain fine-tuning: printed,
-    written to ``RUN_DIR/compare-<variant>-vs-no_teachers.json``, and returned as markdown."""
+def compare_markdown_against_baseline(
+    run_dir: Path, results: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """Paired statistics of every variant in ``results`` against plain fine-tuning
+    (:func:`emodistill.compare.compare_against_baseline`, which writes the JSON files):
+    printed, and returned as markdown."""
     from rich.console import Console
 
-    from emodistill.compare import compare_markdown, compare_results
-    from emodistill.training.layout import compare_path
+    from emodistill.compare import compare_against_baseline, compare_markdown
 
-    base = results.get(BASELINE)
-    if not base:
+    if not results.get(BASELINE):
         return (
             f"\n\nNo paired comparison: `{BASELINE}` (plain fine-tuning) was not run in "
             f"this folder (`emodistill cv ... --variant {BASELINE}`).\n"
         )
     console = Console(stderr=True)
     parts = ["", "", "## Paired against plain fine-tuning", ""]
-    for name, res in results.items():
-        if name == BASELINE or not res or "folds" not in res:
+    for name, cmp in compare_against_baseline(run_dir, results).items():
+        if isinstance(cmp, str):
+            parts += [f"`{name}`: {cmp}", ""]
             continue
-        try:
-            cmp = compare_results(res, base, name, BASELINE)
-        except ValueError as err:
-            parts += [f"`{name}`: {err}", ""]
-            continue
-        write_json_atomic(compare_path(run_dir, name, BASELINE), cmp)
         text = compare_markdown(cmp)
         console.print(text, markup=False, highlight=False)
         parts += [text, ""]
@@ -315,11 +316,11 @@ def sweep_temperature(
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
     write_json_atomic(run_dir / f"sweep_{teacher}.json", sweep)
-    base = results_dir(run_dir, BASELINE) / "results.json"
+    base = results_path(run_dir, BASELINE)
     paired = {row["variant"]: row for row in rows}
     if base.is_file():
         paired[BASELINE] = read_json(base)
-    md = sweep_markdown(sweep) + compare_against_baseline(run_dir, paired)
+    md = sweep_markdown(sweep) + compare_markdown_against_baseline(run_dir, paired)
     write_text_atomic(run_dir / f"sweep_{teacher}.md", md)
     plot_sweep(sweep, run_dir / f"sweep_{teacher}.png")
     return sweep

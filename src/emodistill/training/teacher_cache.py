@@ -32,26 +32,9 @@ import torch
 from emodistill._io import save_npy_atomic, write_json_atomic
 from emodistill.model_folder import model_files, read_config
 from emodistill.progress import progress_bar
+from emodistill.training.layout import teacher_dir, teacher_outputs_dir
 
-KINDS = ("linguistic", "prosodic")
 CACHE_VERSION = 1
-
-
-def teacher_dir(fold_dir: str | Path, kind: str) -> Path:
-    """``<fold_dir>/teachers/<kind>``: the teacher's model folder."""
-    _check_kind(kind)
-    return Path(fold_dir) / "teachers" / kind
-
-
-def outputs_dir(fold_dir: str | Path, kind: str) -> Path:
-    """``<fold_dir>/teachers/outputs/<kind>``: the cached outputs."""
-    _check_kind(kind)
-    return Path(fold_dir) / "teachers" / "outputs" / kind
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"teacher kind must be one of {KINDS}, got {kind!r}")
 
 
 @dataclass
@@ -140,7 +123,7 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
     Raises:
         FileNotFoundError: nothing (complete) cached; the message says which command makes it.
     """
-    folder = outputs_dir(fold_dir, kind)
+    folder = teacher_outputs_dir(fold_dir, kind)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(
@@ -282,7 +265,7 @@ def write_teacher_outputs(
         The cached :class:`TeacherOutputs` (memory-mapped), identical to a fresh forward pass.
     """
     model_folder = teacher_dir(fold_dir, kind)
-    folder = outputs_dir(fold_dir, kind)
+    folder = teacher_outputs_dir(fold_dir, kind)
     key = cache_key(kind, model_folder, utterances, features)
     if not force and (folder / "meta.json").is_file():
         try:

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from emodistill._io import folder_lock, write_json_atomic
-from emodistill.config import Config, OptimConfig, load_config
+from emodistill.config import TEACHER_KINDS, Config, OptimConfig, load_config
 from emodistill.evaluate import SERMetrics, compute_metrics, mean_std
 from emodistill.model_folder import is_model_folder, read_config
 from emodistill.training.common import (
@@ -43,12 +43,13 @@ from emodistill.training.common import (
     seed_everything,
     total_steps,
 )
-from emodistill.training.teacher_cache import (
-    KINDS,
-    pad_llds,
+from emodistill.training.layout import (
     teacher_dir,
-    write_teacher_outputs,
+    teacher_metrics_path,
+    teacher_result_path,
+    teacher_work_dir,
 )
+from emodistill.training.teacher_cache import pad_llds, write_teacher_outputs
 
 console = Console(stderr=True)
 
@@ -193,7 +194,7 @@ def _kind_section(cfg: Config, kind: str):
         return cfg.linguistic
     if kind == "prosodic":
         return cfg.prosodic
-    raise ValueError(f"teacher kind must be one of {KINDS}, got {kind!r}")
+    raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
 
 
 def _relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -249,7 +250,7 @@ def teacher_done(
     """True when ``kind``'s model folder and test result exist (and match ``cfg``, if given,
     and were trained on the fold data ``data`` = ``fold_fingerprint``, if given)."""
     folder = teacher_dir(fold_dir, kind)
-    result = Path(fold_dir) / "teachers" / "train" / kind / "result.json"
+    result = teacher_result_path(fold_dir, kind)
     if not (is_model_folder(folder) and result.is_file()):
         return False
     if cfg is None:
@@ -307,7 +308,7 @@ def train_teacher(
     section = _kind_section(cfg, kind)
     optim: OptimConfig = section.optim
     fold_dir = Path(out_dir)
-    work_dir = fold_dir / "teachers" / "train" / kind
+    work_dir = teacher_work_dir(fold_dir, kind)
     labels = list(manifest.labels)
     train, val, test = fold_utterances(manifest, fold)
     if not train or not val:
@@ -445,7 +446,7 @@ def train_teachers(
     out: str | Path,
     config: Config | str | Path | None = None,
     folds: str = "all",
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = TEACHER_KINDS,
     progress: bool = True,
     workers: int = 1,
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -498,7 +499,7 @@ def train_teachers(
     results: dict[str, dict[str, dict[str, float]]] = {}
     for n, fold in enumerate(chosen, 1):
         fold_dir = out / fold.id
-        metrics_path = fold_dir / "teachers" / "metrics.json"
+        metrics_path = teacher_metrics_path(fold_dir)
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
         fingerprint = fold_fingerprint(manifest, fold)
@@ -506,9 +507,7 @@ def train_teachers(
         with folder_lock(fold_dir / "teachers", f"fold {fold.id}'s teachers"):
             for kind in kinds:
                 if teacher_done(fold_dir, kind, cfg, fingerprint):
-                    res = json.loads(
-                        (fold_dir / "teachers" / "train" / kind / "result.json").read_text()
-                    )
+                    res = json.loads(teacher_result_path(fold_dir, kind).read_text())
                     # Cached outputs are keyed: this recomputes only if missing or stale.
                     train, val, test = fold_utterances(manifest, fold)
                     utts = train + val + test
