@@ -286,3 +286,28 @@ def test_probe_writes_per_layer_results_on_a_tiny_random_encoder(tmp_path, monke
     # a second probe reads the cached states instead of running the encoder again
     cache_files = sorted((tmp_path / "cache").rglob("*.npy"))
     assert len(cache_files) == 32
+
+
+def test_report_says_which_teachers_taught_with_which_weight_and_why():
+    from emodistill.report import teaching_markdown, teaching_of
+
+    preds = {
+        ("g1", 0): {
+            "teacher_val_ua": {"linguistic": 0.25, "prosodic": 0.8},
+            "teacher_weights": {"linguistic": 0.0, "prosodic": 1.0},
+            "student_val_ua": 0.7,
+            "teacher_weight_reasons": weight_reasons(
+                {"linguistic": 0.25, "prosodic": 0.8},
+                {"linguistic": 0.0, "prosodic": 1.0},
+                4,
+                60,
+                0.7,
+            ),
+        },
+        ("g1", 1): {"teacher_val_ua": {}},  # a plain student: nothing to say
+    }
+    rows = teaching_of(preds)
+    assert len(rows) == 1 and rows[0]["weights"] == {"linguistic": 0.0, "prosodic": 1.0}
+    text = teaching_markdown(rows)
+    assert "| g1 | 0 | 25.00 | 0.00 | 80.00 | 1.00 | 70.00 |" in text
+    assert "linguistic: at chance" in text and "prosodic: better than the plain student" in text

@@ -105,6 +105,55 @@ def aggregate_runs(
     }
 
 
+def teaching_of(
+    predictions: Mapping[tuple[str, int], Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Which teachers taught each (fold, seed) student, with which weight and why: one
+    ``{"fold", "seed", "weighting", "weights", "teacher_val_ua", "student_val_ua", "reasons"}``
+    per run that read teachers (empty for plain fine-tuning and teacher-only variants)."""
+    rows = []
+    for (fold_id, seed), pred in predictions.items():
+        val_ua = pred.get("teacher_val_ua") or {}
+        if not val_ua:
+            continue
+        weights = pred.get("teacher_weights")
+        rows.append(
+            {
+                "fold": str(fold_id),
+                "seed": int(seed),
+                "weighting": "fixed" if weights is None else "teacher-aware",
+                "weights": weights or {k: 1.0 for k in val_ua},
+                "teacher_val_ua": dict(val_ua),
+                "student_val_ua": pred.get("student_val_ua"),
+                "reasons": dict(pred.get("teacher_weight_reasons") or {}),
+            }
+        )
+    return rows
+
+
+def teaching_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The report's "Which teachers taught" table (validation speakers only)."""
+    kinds = sorted({k for r in rows for k in r["teacher_val_ua"]})
+    head = " | ".join(f"{k} val UA | {k} weight" for k in kinds)
+    out = [
+        "## Which teachers taught",
+        "",
+        "Each teacher's UA on the fold's validation speakers, the plain student's where the "
+        "`student` rule compared them, and the weight on the teacher's KD and embedding terms.",
+        "",
+        f"| fold | seed | {head} | plain student val UA | why |",
+        "|---|---|" + "---|---|" * len(kinds) + "---|---|",
+    ]
+    for r in rows:
+        cells = " | ".join(
+            f"{pct(r['teacher_val_ua'].get(k))} | {r['weights'].get(k, 1.0):.2f}" for k in kinds
+        )
+        why = "; ".join(f"{k}: {v.split(': ', 1)[-1]}" for k, v in sorted(r["reasons"].items()))
+        plain = pct(r["student_val_ua"]) if r["student_val_ua"] is not None else "-"
+        out.append(f"| {r['fold']} | {r['seed']} | {cells} | {plain} | {why or '-'} |")
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------- markdown
 
 

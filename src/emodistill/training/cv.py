@@ -30,6 +30,8 @@ from emodistill.report import (
     plot_sweep,
     results_markdown,
     sweep_markdown,
+    teaching_markdown,
+    teaching_of,
 )
 from emodistill.training.distill import distill
 from emodistill.training.layout import (
@@ -125,6 +127,9 @@ def aggregate_run(
     if not preds:
         return None
     results = aggregate_runs(preds, m.labels)
+    teaching = teaching_of(preds)
+    if teaching:
+        results["teaching"] = teaching
     out = results_dir(run_dir, v)
     with folder_lock(results_path(run_dir, v), f"the results of {v.name}"):  # one set of files
         write_json_atomic(results_path(run_dir, v), results)
@@ -133,6 +138,8 @@ def aggregate_run(
             f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
             f"seeds {', '.join(str(s) for s in results['seeds'])}."
         ]
+        if teaching:
+            notes.append(teaching_markdown(teaching))
         paper_row = v.name if v.name in VARIANTS else ""
         write_text_atomic(
             out / "report.md", results_markdown(results, heading, paper_row, missing, notes)
