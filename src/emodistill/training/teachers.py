@@ -1,4 +1,4 @@
-"""Training the two teachers per fold: Lightning modules, data, ``train_teacher(s)``.
+"""Training the two teachers per fold: ``train_teacher`` (one fold) and ``train_teachers``.
 
 Per fold (``fold_dir = RUN_DIR/<fold.id>``)::
 
@@ -23,21 +23,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, load_config
-from emodistill.evaluate import SERMetrics, compute_metrics, mean_std
+from emodistill.evaluate import compute_metrics, mean_std
 from emodistill.model_folder import is_model_folder, read_config
 from emodistill.training.common import (
     class_weights_of,
-    configure_adamw,
     last_checkpoint,
     make_optim_trainer,
     seed_everything,
@@ -49,141 +46,18 @@ from emodistill.training.layout import (
     teacher_result_path,
     teacher_work_dir,
 )
-from emodistill.training.teacher_cache import pad_llds, write_teacher_outputs
+from emodistill.training.teacher_cache import write_teacher_outputs
+from emodistill.training.teacher_data import (
+    LLDDataset,
+    TextCollator,
+    TextDataset,
+    collate_llds,
+    prosodic_features,
+    with_features,
+)
+from emodistill.training.teacher_module import TeacherModule
 
 console = Console(stderr=True)
-
-
-# --------------------------------------------------------------------------- Lightning module
-
-
-class TeacherModule(L.LightningModule):
-    """Cross-entropy training of an injected teacher network, validated on UA.
-
-    Args:
-        net: ``LinguisticTeacher`` or ``ProsodicResNet``: ``net(**batch["inputs"])`` returns
-            (logits (B, C), embedding (B, D)).
-        optim: learning rate, weight decay, warm-up ratio.
-        num_steps: optimizer steps of the whole run (for the LR schedule).
-        class_weights: (C,) cross-entropy weights, or None.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        optim: OptimConfig,
-        num_steps: int,
-        num_classes: int,
-        class_weights: torch.Tensor | None = None,
-    ):
-        super().__init__()
-        self.net = net
-        self.optim = optim
-        self.num_steps = num_steps
-        if class_weights is not None:
-            self.register_buffer("class_weights", class_weights.float())
-        else:
-            self.class_weights = None
-        self.val_metrics = SERMetrics(num_classes)
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net(**inputs)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits, _ = self(batch["inputs"])
-        loss = F.cross_entropy(logits.float(), batch["labels"], weight=self.class_weights)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits, _ = self(batch["inputs"])
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        self.log("val_loss", loss, on_epoch=True, prog_bar=False, sync_dist=True)
-        self.val_metrics.update(logits.argmax(dim=1), batch["labels"])
-
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        self.log_dict({f"val_{k}": v for k, v in values.items()}, prog_bar=True)
-        self.val_metrics.reset()
-
-    def configure_optimizers(self):
-        return configure_adamw(self.net.parameters(), self.optim, self.num_steps)
-
-
-# --------------------------------------------------------------------------- data
-
-
-class TextDataset(Dataset):
-    """(transcript, class index) pairs."""
-
-    def __init__(self, utterances: Sequence[Any], labels: Sequence[str]):
-        index = {lab: i for i, lab in enumerate(labels)}
-        self.items = [(u.transcript, index[u.label]) for u in utterances]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[str, int]:
-        return self.items[i]
-
-
-class TextCollator:
-    """Tokenises a batch: ``{"inputs": {input_ids (B, L), attention_mask (B, L)}, labels (B,)}``."""
-
-    def __init__(self, tokenizer: Any, max_length: int):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, batch: list[tuple[str, int]]) -> dict[str, Any]:
-        enc = self.tokenizer(
-            [t for t, _ in batch],
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return {
-            "inputs": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
-            "labels": torch.tensor([y for _, y in batch], dtype=torch.long),
-        }
-
-
-class LLDDataset(Dataset):
-    """(LLDs (T, 25), class index); training crops a random window of at most ``max_frames``."""
-
-    def __init__(
-        self,
-        utterances: Sequence[Any],
-        labels: Sequence[str],
-        features: Any,
-        max_frames: int | None = None,
-        train: bool = False,
-    ):
-        index = {lab: i for i, lab in enumerate(labels)}
-        self.ids = [u.id for u in utterances]
-        self.targets = [index[u.label] for u in utterances]
-        self.features = features
-        self.max_frames = max_frames
-        self.train = train
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        x = self.features[self.ids[i]]
-        if self.train and self.max_frames and x.shape[0] > self.max_frames:
-            start = int(torch.randint(0, x.shape[0] - self.max_frames + 1, ()).item())
-            x = x[start : start + self.max_frames]
-        return np.asarray(x, dtype=np.float32), self.targets[i]
-
-
-def collate_llds(batch: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
-    """``{"inputs": {llds (B, T, 25), lengths (B,)}, "labels": (B,)}`` with zero padding."""
-    llds, lengths = pad_llds([x for x, _ in batch])
-    return {
-        "inputs": {"llds": llds, "lengths": lengths},
-        "labels": torch.tensor([y for _, y in batch], dtype=torch.long),
-    }
 
 
 # --------------------------------------------------------------------------- one teacher
@@ -213,35 +87,6 @@ def _relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
 def _cuda_device(cfg: Config) -> str:
     on_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     return "cuda" if on_cuda else "cpu"
-
-
-def _feature_store(manifest, features, cfg: Config | None = None):
-    """The LLD store the prosodic teacher reads: cached eGeMAPS LLDs, per-speaker normalised
-    when ``cfg.prosodic.speaker_norm`` (a store that is already normalised is kept)."""
-    from emodistill.speaker_norm import SpeakerNormalizedFeatures
-
-    if features is None:
-        from emodistill.features import default_cache_dir, extract_features
-
-        if manifest.path is None:
-            raise ValueError("the manifest has no path: pass features=extract_features(...)")
-        features = extract_features(manifest, default_cache_dir(manifest.path), workers=1)
-    if cfg is not None and cfg.prosodic.speaker_norm:
-        if not isinstance(features, SpeakerNormalizedFeatures):
-            features = SpeakerNormalizedFeatures(
-                features, {u.id: u.speaker for u in manifest.utterances}
-            )
-    return features
-
-
-def _with_features(utterances: Sequence[Any], features: Any, what: str) -> list[Any]:
-    kept = [u for u in utterances if u.id in features]
-    if len(kept) < len(utterances):
-        console.print(
-            f"[yellow]warning:[/] {len(utterances) - len(kept)} {what} utterance(s) have no "
-            "features (unusable audio) and are left out"
-        )
-    return kept
 
 
 def teacher_done(
@@ -319,10 +164,10 @@ def train_teacher(
     if kind == "linguistic":
         check_transcripts(train + val + test, manifest.path)
     else:
-        features = _feature_store(manifest, features, cfg)
-        train = _with_features(train, features, "training")
-        val = _with_features(val, features, "validation")
-        test = _with_features(test, features, "test")
+        features = prosodic_features(manifest, features, cfg)
+        train = with_features(train, features, "training")
+        val = with_features(val, features, "validation")
+        test = with_features(test, features, "test")
 
     seed_everything(cfg.seed)
     if kind == "linguistic":
@@ -494,7 +339,7 @@ def train_teachers(
         features = extract_features(
             manifest, default_cache_dir(manifest_path), workers=workers, progress=progress
         )
-        features = _feature_store(manifest, features, cfg)
+        features = prosodic_features(manifest, features, cfg)
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for n, fold in enumerate(chosen, 1):
