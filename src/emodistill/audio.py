@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -418,16 +418,6 @@ def stream_audio(
         )
     if pending.size:
         yield pending
-
-
-def pad_batch(signals: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad signals with zeros: -> wav (B, max N) float32, lengths (B,) int64."""
-    signals = list(signals)
-    lengths = np.array([s.size for s in signals], dtype=np.int64)
-    wav = np.zeros((len(signals), int(lengths.max())), dtype=np.float32)
-    for i, s in enumerate(signals):
-        wav[i, : s.size] = s
-    return wav, lengths
 
 
 def write_wav(path: str | Path, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -52,7 +52,7 @@ def _known_error(err: BaseException) -> bool:
 
     from emodistill._io import EnvironmentFault
     from emodistill.assets import AssetError
-    from emodistill.inference import ModelLoadError
+    from emodistill.model_folder import ModelLoadError
 
     known: tuple[type[BaseException], ...] = (
         ValueError,  # ManifestError, AudioError, IemocapError, config errors, ...
@@ -577,7 +577,8 @@ def evaluate_cmd(
     from emodistill.audio import AudioError
     from emodistill.corpora.manifest import ManifestError, load_manifest
     from emodistill.cross_corpus import evaluate_model
-    from emodistill.inference import EmoDistill, ModelLoadError
+    from emodistill.inference import EmoDistill
+    from emodistill.model_folder import ModelLoadError
 
     try:
         m = load_manifest(manifest)
@@ -601,7 +602,7 @@ def export_onnx_cmd(
 ) -> None:
     """Export the speech-only model to ONNX (dynamic batch and length)."""
     from emodistill.export import ExportError, export_onnx
-    from emodistill.inference import ModelLoadError
+    from emodistill.model_folder import ModelLoadError
 
     try:
         report = export_onnx(model, out, quantize=quantize)
@@ -647,7 +648,7 @@ def serve_cmd(
     backend: str = typer.Option("torch", "--backend", help="torch, onnx or onnx-int8."),
 ) -> None:
     """HTTP service: POST /predict, WebSocket /stream, GET /health, and a web page at /."""
-    from emodistill.inference import ModelLoadError
+    from emodistill.model_folder import ModelLoadError
     from emodistill.serve import ServiceLimits, serve
 
     limits = ServiceLimits(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from emodistill._io import atomic_path
-from emodistill.audio import pad_batch
+from emodistill.batching import pad_batch
 from emodistill.model_folder import ModelLoadError
 
 #: Quantisation modes of :func:`export_onnx`.

@@ -55,7 +55,8 @@ from emodistill.audio import (
     audio_info,
     load_audio,
 )
-from emodistill.inference import STREAM_ABOVE_SECONDS, EmoDistill, safe_text
+from emodistill.inference import STREAM_ABOVE_SECONDS, EmoDistill
+from emodistill.prediction import safe_text
 from emodistill.serve_limits import Admission, FifoLock, Load, UploadLimit
 
 WEB_DIR = Path(__file__).parent / "web"
