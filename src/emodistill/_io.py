@@ -133,13 +133,20 @@ def nan_to_null(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None).
-
-    NaN is written as ``null`` (:func:`nan_to_null`).
+def write_json_atomic(
+    path: str | Path, data: Any, indent: int | None = 2, sort_keys: bool = False
+) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None; keys
+    sorted with ``sort_keys``). NaN is written as ``null`` (:func:`nan_to_null`).
     """
     separators = (",", ":") if indent is None else None
-    text = json.dumps(nan_to_null(data), indent=indent, separators=separators, ensure_ascii=False)
+    text = json.dumps(
+        nan_to_null(data),
+        indent=indent,
+        separators=separators,
+        ensure_ascii=False,
+        sort_keys=sort_keys,
+    )
     write_text_atomic(path, text + "\n")
 
 

@@ -10,7 +10,6 @@ with ``preset: NAME``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -192,7 +191,10 @@ class Config:
         return Config.from_dict(merged)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as JSON (atomically, ``_io``'s one JSON writer)."""
+        from emodistill._io import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
 
 
 def _undot(key: str, value: Any) -> dict[str, Any]:

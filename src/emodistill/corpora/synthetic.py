@@ -46,7 +46,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from emodistill._io import write_text_atomic
+from emodistill._io import write_json_atomic
 from emodistill.audio import SAMPLE_RATE, write_wav
 from emodistill.config import LABELS_4
 
@@ -594,10 +594,6 @@ def _wav_path(out_dir: Path, plan: UtterancePlan) -> Path:
     return out_dir / "wav" / plan.speaker / f"{plan.id}.wav"
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
-
-
 def synthesize_corpus(
     out_dir: str | Path,
     utterances: int = 1200,
@@ -702,7 +698,7 @@ def synthesize_corpus(
     recipe["plan_sha256"] = hashlib.sha256(
         json.dumps(recipe["plan"], sort_keys=True).encode()
     ).hexdigest()
-    _write_json(out_dir / "synthesis.json", recipe)
+    write_json_atomic(out_dir / "synthesis.json", recipe, indent=1, sort_keys=True)
     if progress:
         minutes = sum(d for d, _ in rendered.values()) / 60
         console.print(
