@@ -118,7 +118,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         console.print(f"  [yellow]{len(store.errors)} utterance(s) without features[/]")
 
     _stage(console, "3/5", f"teachers T_L and T_P on {len(folds)} speaker-independent folds")
-    train_teachers(manifest_path, out, config=cfg, folds="all")
+    train_teachers(manifest, out, config=cfg, folds=folds)
 
     results: dict[str, dict] = {}
     for variant in TEACHER_VARIANTS:

@@ -22,6 +22,7 @@ from typing import Any
 from emodistill._io import folder_lock, read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
 from emodistill.corpora.manifest import Manifest, load_manifest
+from emodistill.corpora.splits import Fold
 from emodistill.report import (
     ablation_markdown,
     aggregate_runs,
@@ -81,9 +82,9 @@ def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tupl
 
 
 def ensure_teachers(
-    manifest: Manifest, run_dir: Path, cfg: Config, fold_ids: Sequence[str], progress: bool = True
+    manifest: Manifest, run_dir: Path, cfg: Config, folds: Sequence[Fold], progress: bool = True
 ) -> None:
-    """Train (or reuse) both teachers and their cached outputs for ``fold_ids``.
+    """Train (or reuse) both teachers and their cached outputs for ``folds``.
 
     Always goes through ``train_teachers``: it reuses a fold's teachers only when they were
     trained with this config's teacher sections (and refreshes a stale output cache), so a
@@ -91,9 +92,7 @@ def ensure_teachers(
     """
     from emodistill.training.teachers import train_teachers
 
-    if manifest.path is None:
-        raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
-    train_teachers(manifest.path, run_dir, config=cfg, folds=",".join(fold_ids), progress=progress)
+    train_teachers(manifest, run_dir, config=cfg, folds=folds, progress=progress)
 
 
 def aggregate_run(
@@ -194,7 +193,7 @@ def cross_validate(
         write_json_atomic(run_config_path(run_dir), cfg.to_dict())
     _, selected = _select(m, cfg, folds)
     if v.teachers_needed(cfg.distill) and not teachers_ready:
-        ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+        ensure_teachers(m, run_dir, cfg, selected, progress)
     rank0 = True
     for fold in selected:
         for seed in [cfg.seed] if v.teacher is not None else cfg.run_seeds():
@@ -238,7 +237,7 @@ def ablate(
     names = list(variants or VARIANTS)
     run_dir = Path(out)
     _, selected = _select(m, cfg, folds)
-    ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    ensure_teachers(m, run_dir, cfg, selected, progress)
     ablation = {
         name: _cv_on_ready_teachers(m, run_dir, cfg, selected, name, progress, trainer_overrides)
         for name in names
@@ -315,7 +314,7 @@ def sweep_temperature(
     if not values:
         raise ValueError("sweep_temperature: no temperatures given")
     _, selected = _select(m, cfg, folds)
-    ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    ensure_teachers(m, run_dir, cfg, selected, progress)
     rows = []
     for tau in values:
         v = sweep_variant(teacher, tau)

@@ -31,6 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, load_config
+from emodistill.corpora.manifest import Manifest
+from emodistill.corpora.splits import Fold
 from emodistill.evaluate import compute_metrics, mean_std
 from emodistill.model_folder import is_model_folder, read_config
 from emodistill.training.common import (
@@ -287,10 +289,10 @@ def _load_cfg(config: Config | str | Path | None) -> Config:
 
 
 def train_teachers(
-    manifest_path: str | Path,
+    manifest: Manifest | str | Path,
     out: str | Path,
     config: Config | str | Path | None = None,
-    folds: str = "all",
+    folds: str | Sequence[Fold] = "all",
     kinds: Sequence[str] = TEACHER_KINDS,
     progress: bool = True,
     workers: int = 1,
@@ -301,10 +303,12 @@ def train_teachers(
     same config) are skipped; a fold interrupted mid-training resumes from its checkpoint.
 
     Args:
-        manifest_path: manifest CSV (with transcripts for the linguistic teacher).
+        manifest: a loaded :class:`Manifest` (from a CSV: its folder holds the feature cache) or
+            the manifest CSV (with transcripts for the linguistic teacher).
         out: run folder ``RUN_DIR``.
         config: a Config, preset name, YAML file, or None (demo).
-        folds: ``"all"`` or comma-separated fold ids (test speaker/session names).
+        folds: the :class:`Fold` objects to train, or ``"all"`` or comma-separated fold ids
+            (test speaker/session names) of the config's folds.
         kinds: which teachers (default both).
         workers: feature-extraction processes.
 
@@ -323,21 +327,28 @@ def train_teachers(
     from emodistill.models.linguistic import check_transcripts
 
     cfg = _load_cfg(config)
-    manifest = load_manifest(manifest_path)
+    named = manifest.path if isinstance(manifest, Manifest) else manifest  # as the user gave it
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    if manifest.path is None:
+        raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
     if "linguistic" in kinds:  # fail before any training, naming the manifest
-        check_transcripts(manifest.utterances, manifest_path)
-    all_folds = make_folds(
-        manifest,
-        scheme=cfg.folds.scheme,
-        groups=cfg.folds.groups,
-        val_speakers=cfg.folds.val_speakers,
-        seed=cfg.folds.seed,
-    )
-    chosen = select_folds(all_folds, folds)
+        check_transcripts(manifest.utterances, named)
+    if isinstance(folds, str):
+        all_folds = make_folds(
+            manifest,
+            scheme=cfg.folds.scheme,
+            groups=cfg.folds.groups,
+            val_speakers=cfg.folds.val_speakers,
+            seed=cfg.folds.seed,
+        )
+        chosen = select_folds(all_folds, folds)
+    else:
+        chosen = list(folds)
     features = None
     if "prosodic" in kinds:
         features = extract_features(
-            manifest, default_cache_dir(manifest_path), workers=workers, progress=progress
+            manifest, default_cache_dir(manifest.path), workers=workers, progress=progress
         )
         features = prosodic_features(manifest, features, cfg)
     out = Path(out)
