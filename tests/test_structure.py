@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -78,13 +79,30 @@ def test_no_import_cycle():
     assert import_cycles() == []
 
 
+def _string_constants(tree: ast.AST) -> list[str]:
+    """Every string literal of a module except docstrings (f-string parts included)."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
 def test_model_file_names_live_in_model_folder_only():
-    names = ('"config.json"', '"model.safetensors"', '"model.onnx"', '"model.int8.onnx"')
+    names = re.compile(r"(?<![\w.])(config\.json|model\.safetensors|model(\.int8)?\.onnx)\b")
     found = [
-        f"{path.relative_to(SRC)}: {name}"
+        f"{path.relative_to(SRC)}: {text!r}"
         for path in SRC.rglob("*.py")
         if path.name != "model_folder.py"
-        for name in names
-        if name in path.read_text()
+        for text in _string_constants(ast.parse(path.read_text()))
+        if names.search(text)
     ]
     assert found == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from emodistill.cli_common import console, fail, known_errors
+from emodistill.model_folder import CONFIG_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 
 inference_app = typer.Typer()
 
@@ -25,7 +26,7 @@ class OutputFormat(str, Enum):
 @inference_app.command("predict")
 @known_errors
 def predict_cmd(
-    model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
+    model: Path = typer.Argument(..., help=f"Model folder ({CONFIG_NAME} + {WEIGHTS_NAME})."),
     audio: list[str] = typer.Argument(
         ..., help="Audio files, folders or globs (with --stream: - for stdin)."
     ),
@@ -39,7 +40,7 @@ def predict_cmd(
     backend: str = typer.Option(
         "torch",
         "--backend",
-        help="torch, onnx (needs MODEL/model.onnx) or onnx-int8 (needs MODEL/model.int8.onnx).",
+        help=f"torch, onnx (needs MODEL/{ONNX_NAME}) or onnx-int8 (needs MODEL/{ONNX_INT8_NAME}).",
     ),
     stream: bool = typer.Option(
         False, "--stream", help="AUDIO '-': WAV or raw 16 kHz s16le PCM on stdin, JSON lines out."
@@ -66,7 +67,7 @@ def predict_cmd(
 
 @inference_app.command("evaluate")
 def evaluate_cmd(
-    model: Path = typer.Argument(..., help="Trained model folder (config.json + weights)."),
+    model: Path = typer.Argument(..., help=f"Trained model folder ({CONFIG_NAME} + weights)."),
     manifest: Path = typer.Argument(..., help="Manifest CSV of the corpus to evaluate on."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json and report.md."),
     batch_size: int = typer.Option(8, "--batch-size", "-b"),
@@ -96,7 +97,7 @@ def export_onnx_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
     out: Path = typer.Argument(..., help="ONNX file to write."),
     quantize: str = typer.Option(
-        None, "--quantize", help="int8: dynamic int8 weights (write MODEL/model.int8.onnx)."
+        None, "--quantize", help=f"int8: dynamic int8 weights (write MODEL/{ONNX_INT8_NAME})."
     ),
 ) -> None:
     """Export the speech-only model to ONNX (dynamic batch and length)."""
