@@ -149,7 +149,8 @@ def serve_cmd(
 ) -> None:
     """HTTP service: POST /predict, WebSocket /stream, GET /health, and a web page at /."""
     from emodistill.model_folder import ModelLoadError
-    from emodistill.serve import ServiceLimits, serve
+    from emodistill.serve import serve
+    from emodistill.serve_limits import ServiceLimits
 
     limits = ServiceLimits(
         max_concurrent=max_concurrent, request_timeout=request_timeout, max_windows=max_windows

@@ -1,5 +1,6 @@
-"""The HTTP service's bounds: a first-come-first-served model lock, admission control (503
-before the body is read) and the upload-size limit (413), as ASGI pieces ``serve`` assembles."""
+"""The HTTP service's bounds: :class:`ServiceLimits` (every number), a first-come-first-served
+model lock, admission control (503 before the body is read) and the upload-size limit (413), as
+ASGI pieces ``serve`` assembles."""
 
 from __future__ import annotations
 
@@ -8,7 +9,43 @@ import math
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
+
+from emodistill.audio import AudioLimits
+
+#: Decoding budget per second of accepted audio: duration x rate x channels may reach
+#: ``max_seconds`` x this (48 kHz x 4 channels, 96 kHz stereo or 192 kHz mono at full length).
+SAMPLES_PER_SECOND_BUDGET = 192_000
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Per-request and whole-server bounds of the service (each documented in docs/inference.md).
+
+    Attributes:
+        max_upload_mb: largest upload, MiB (413).
+        max_seconds: longest audio, seconds (413).
+        max_concurrent: ``/predict`` requests admitted at once, waiting ones included (503).
+        request_timeout: seconds a request may take, waiting for the model included (503).
+        min_window, min_hop: floors of the segment parameters, seconds (422).
+        max_windows: most timeline windows per request (422).
+    """
+
+    max_upload_mb: float = 20
+    max_seconds: float = 600
+    max_concurrent: int = 16
+    request_timeout: float = 60.0
+    min_window: float = 0.25
+    min_hop: float = 0.1
+    max_windows: int = 1000
+
+    def audio(self) -> AudioLimits:
+        """The decoding limits: ``max_seconds`` and its decoded-sample budget."""
+        return AudioLimits(
+            max_seconds=self.max_seconds,
+            max_samples=int(self.max_seconds * SAMPLES_PER_SECOND_BUDGET),
+        )
 
 
 class FifoLock:
