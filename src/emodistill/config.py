@@ -270,3 +270,13 @@ def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         config = config.override(overrides)
     return config
+
+
+def resolve_config(
+    config: Config | str | Path | None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """A :class:`Config` from a Config, a preset name, a YAML file or None (``demo``), with
+    ``overrides`` (nested dict or dotted keys) applied."""
+    if isinstance(config, Config):
+        return config.override(dict(overrides)) if overrides else config
+    return load_config(config, dict(overrides) if overrides else None)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from emodistill._io import folder_lock, read_json, write_json_atomic, write_text_atomic
-from emodistill.config import Config, load_config
-from emodistill.corpora.manifest import Manifest, load_manifest
+from emodistill.config import Config, resolve_config
+from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold
 from emodistill.report import (
     ablation_markdown,
@@ -48,19 +48,6 @@ from emodistill.training.variants import (
     get_variant,
     sweep_variant,
 )
-
-
-def resolve_config(
-    config: Config | str | Path | None, overrides: Mapping[str, Any] | None = None
-) -> Config:
-    """A :class:`Config` from a Config, a preset name, a YAML file or None (``demo``)."""
-    if isinstance(config, Config):
-        return config.override(dict(overrides)) if overrides else config
-    return load_config(config, dict(overrides) if overrides else None)
-
-
-def _manifest(manifest: Manifest | str | Path) -> Manifest:
-    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
 
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
@@ -108,7 +95,7 @@ def aggregate_run(
     and ``confusion.png`` into :func:`results_dir`. Returns the results, or None when no fold
     of this variant has predictions yet.
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config)
     v = get_variant(variant)
     run_dir = Path(run_dir)
@@ -182,7 +169,7 @@ def cross_validate(
         The aggregated results over every fold of the variant found on disk (see
         :func:`aggregate_run`); ``{}`` on DDP ranks other than 0.
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config, overrides)
     if seeds is not None:
         cfg = cfg.override({"seeds": [int(s) for s in seeds]})
@@ -230,7 +217,7 @@ def ablate(
     Writes ``RUN_DIR/ablation.json`` (variant name -> that variant's results.json content),
     ``ablation.md`` (beside the paper's numbers) and ``ablation.png``.
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config)
     if seeds is not None:
         cfg = cfg.override({"seeds": [int(s) for s in seeds]})
@@ -307,7 +294,7 @@ def sweep_temperature(
     Writes ``RUN_DIR/sweep_<teacher>.json`` (``{"teacher", "values", "results": [results.json
     content + "tau" + "variant", ...]}``), ``.md`` and a line plot ``.png`` (UA and WA vs tau).
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config)
     run_dir = Path(out)
     values = [float(t) for t in values]

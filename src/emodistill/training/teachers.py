@@ -30,8 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from emodistill._io import folder_lock, write_json_atomic
-from emodistill.config import TEACHER_KINDS, Config, OptimConfig, load_config
-from emodistill.corpora.manifest import Manifest
+from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
+from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold
 from emodistill.evaluate import compute_metrics, mean_std
 from emodistill.model_folder import is_model_folder, read_config
@@ -282,12 +282,6 @@ def train_teacher(
 # --------------------------------------------------------------------------- all folds
 
 
-def _load_cfg(config: Config | str | Path | None) -> Config:
-    if isinstance(config, Config):
-        return config
-    return load_config(config)
-
-
 def train_teachers(
     manifest: Manifest | str | Path,
     out: str | Path,
@@ -316,7 +310,6 @@ def train_teachers(
         ``{fold_id: {"linguistic": {"wa", "ua", "f1"}, "prosodic": {...}}}``; also written to
         ``RUN_DIR/teachers.json`` with mean and std over the folds.
     """
-    from emodistill.corpora.manifest import load_manifest
     from emodistill.corpora.splits import (
         fold_fingerprint,
         fold_utterances,
@@ -326,10 +319,9 @@ def train_teachers(
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.models.linguistic import check_transcripts
 
-    cfg = _load_cfg(config)
+    cfg = resolve_config(config)
     named = manifest.path if isinstance(manifest, Manifest) else manifest  # as the user gave it
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+    manifest = as_manifest(manifest)
     if manifest.path is None:
         raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
     if "linguistic" in kinds:  # fail before any training, naming the manifest
