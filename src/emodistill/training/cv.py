@@ -36,10 +36,13 @@ from emodistill.report import (
 )
 from emodistill.training.distill import distill
 from emodistill.training.layout import (
+    ablation_path,
+    confusion_path,
     predictions_path,
-    results_dir,
+    report_path,
     results_path,
     run_config_path,
+    sweep_path,
 )
 from emodistill.training.variants import (
     BASELINE,
@@ -116,7 +119,6 @@ def aggregate_run(
     teaching = teaching_of(preds)
     if teaching:
         results["teaching"] = teaching
-    out = results_dir(run_dir, v)
     with folder_lock(results_path(run_dir, v), f"the results of {v.name}"):  # one set of files
         write_json_atomic(results_path(run_dir, v), results)
         heading = title or f"Cross-validation: {v.name}"
@@ -128,9 +130,9 @@ def aggregate_run(
             notes.append(teaching_markdown(teaching))
         paper_row = v.name if v.name in VARIANTS else ""
         write_text_atomic(
-            out / "report.md", results_markdown(results, heading, paper_row, missing, notes)
+            report_path(run_dir, v), results_markdown(results, heading, paper_row, missing, notes)
         )
-        plot_confusion(results["confusion"], results["labels"], out / "confusion.png", heading)
+        plot_confusion(results["confusion"], results["labels"], confusion_path(run_dir, v), heading)
     return results
 
 
@@ -229,10 +231,10 @@ def ablate(
         name: _cv_on_ready_teachers(m, run_dir, cfg, selected, name, progress, trainer_overrides)
         for name in names
     }
-    write_json_atomic(run_dir / "ablation.json", ablation)
+    write_json_atomic(ablation_path(run_dir, ".json"), ablation)
     md = ablation_markdown(ablation) + compare_markdown_against_baseline(run_dir, ablation)
-    write_text_atomic(run_dir / "ablation.md", md)
-    plot_ablation(ablation, run_dir / "ablation.png")
+    write_text_atomic(ablation_path(run_dir, ".md"), md)
+    plot_ablation(ablation, ablation_path(run_dir, ".png"))
     return ablation
 
 
@@ -308,12 +310,12 @@ def sweep_temperature(
         res = _cv_on_ready_teachers(m, run_dir, cfg, selected, v, progress, trainer_overrides)
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
-    write_json_atomic(run_dir / f"sweep_{teacher}.json", sweep)
+    write_json_atomic(sweep_path(run_dir, teacher, ".json"), sweep)
     base = results_path(run_dir, BASELINE)
     paired = {row["variant"]: row for row in rows}
     if base.is_file():
         paired[BASELINE] = read_json(base)
     md = sweep_markdown(sweep) + compare_markdown_against_baseline(run_dir, paired)
-    write_text_atomic(run_dir / f"sweep_{teacher}.md", md)
-    plot_sweep(sweep, run_dir / f"sweep_{teacher}.png")
+    write_text_atomic(sweep_path(run_dir, teacher, ".md"), md)
+    plot_sweep(sweep, sweep_path(run_dir, teacher, ".png"))
     return sweep

@@ -112,6 +112,36 @@ def teacher_metrics_path(fold_dir: str | Path) -> Path:
     return Path(fold_dir) / "teachers" / "metrics.json"
 
 
+def report_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """A variant's ``report.md`` (beside its results.json)."""
+    return results_path(run_dir, variant).with_name("report.md")
+
+
+def confusion_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """A variant's ``confusion.png`` (beside its results.json)."""
+    return results_path(run_dir, variant).with_name("confusion.png")
+
+
+def ablation_path(run_dir: str | Path, suffix: str) -> Path:
+    """``RUN_DIR/ablation<suffix>`` (``.json``, ``.md``, ``.png``)."""
+    return Path(run_dir) / f"ablation{suffix}"
+
+
+def sweep_path(run_dir: str | Path, teacher: str, suffix: str) -> Path:
+    """``RUN_DIR/sweep_<teacher><suffix>`` (``.json``, ``.md``, ``.png``)."""
+    return Path(run_dir) / f"sweep_{_teacher_kind(teacher)}{suffix}"
+
+
+def teachers_summary_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/teachers.json``: every fold's teacher metrics, mean and std."""
+    return Path(run_dir) / "teachers.json"
+
+
+def all_teacher_metrics(run_dir: str | Path) -> list[Path]:
+    """Every fold's ``teachers/metrics.json`` under ``RUN_DIR``, sorted."""
+    return sorted(Path(run_dir).glob("*/teachers/metrics.json"))
+
+
 def compare_path(run_dir: str | Path, variant: str, baseline: str) -> Path:
     """``RUN_DIR/compare-<variant>-vs-<baseline>.json``."""
     return Path(run_dir) / f"compare-{variant}-vs-{baseline}.json"

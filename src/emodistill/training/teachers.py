@@ -43,10 +43,13 @@ from emodistill.training.common import (
     total_steps,
 )
 from emodistill.training.layout import (
+    all_teacher_metrics,
     teacher_dir,
     teacher_metrics_path,
     teacher_result_path,
     teacher_work_dir,
+    teachers_dir,
+    teachers_summary_path,
 )
 from emodistill.training.teacher_cache import write_teacher_outputs
 from emodistill.training.teacher_data import (
@@ -352,7 +355,7 @@ def train_teachers(
         started = time.perf_counter()
         fingerprint = fold_fingerprint(manifest, fold)
         # A second process on this run folder waits, then reuses these teachers.
-        with folder_lock(fold_dir / "teachers", f"fold {fold.id}'s teachers"):
+        with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
             for kind in kinds:
                 if teacher_done(fold_dir, kind, cfg, fingerprint):
                     res = json.loads(teacher_result_path(fold_dir, kind).read_text())
@@ -424,7 +427,7 @@ def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
     """``RUN_DIR/teachers.json``: every fold's metrics (all folds on disk) and mean/std."""
     folds_on_disk: dict[str, Any] = {}
-    for path in sorted(out.glob("*/teachers/metrics.json")):
+    for path in all_teacher_metrics(out):
         folds_on_disk[path.parent.parent.name] = json.loads(path.read_text())
     folds_on_disk.update(results)
     summary: dict[str, Any] = {"folds": folds_on_disk, "mean": {}, "std": {}}
@@ -434,7 +437,7 @@ def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], k
             mean, std = mean_std(values)
             summary["mean"].setdefault(kind, {})[metric] = mean
             summary["std"].setdefault(kind, {})[metric] = std
-    write_json_atomic(out / "teachers.json", summary)
+    write_json_atomic(teachers_summary_path(out), summary)
     for kind in kinds:
         mean, std = summary["mean"].get(kind, {}), summary["std"].get(kind, {})
         if mean:
