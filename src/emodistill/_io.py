@@ -24,9 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 #: errno values that mean the machine failed, not the item being processed: a job meeting one
 #: stops with a clear message instead of counting the item as bad and going on with a subset.
@@ -161,6 +163,8 @@ def read_json(path: str | Path) -> Any:
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` (no pickle) to ``path`` atomically."""
+    import numpy as np  # here: the CLI imports this module and stays light
+
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
 
