@@ -67,6 +67,50 @@ ROWS = {
     "tiny-mixln-stats-30ep": dict(
         enc="tiny", layers="mix", layer_norm=True, pooling="stats", epochs=30
     ),
+    "tiny-last-attn-bn": dict(enc="tiny", layers="last", pooling="attention", pooled_norm=True),
+    "tiny-last-stats-bn": dict(enc="tiny", layers="last", pooling="stats", pooled_norm=True),
+    "tiny-mixln-stats-bn": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True
+    ),
+    "tiny-mixln-attnstats-bn": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="attention_stats", pooled_norm=True
+    ),
+    "tiny-mixln-stats-bn-30ep": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True, epochs=30
+    ),
+    "tiny-mixln-stats-bn-mask": dict(
+        enc="tiny",
+        layers="mix",
+        layer_norm=True,
+        pooling="stats",
+        pooled_norm=True,
+        time_mask=0.2,
+        channel_mask=0.1,
+    ),
+    "tiny-mixln-stats-bn-mixup": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True, mixup=0.4
+    ),
+    "tiny-last-stats-bn-30ep": dict(
+        enc="tiny", layers="last", pooling="stats", pooled_norm=True, epochs=30
+    ),
+    "tiny-last-stats-bn-mask": dict(
+        enc="tiny",
+        layers="last",
+        pooling="stats",
+        pooled_norm=True,
+        time_mask=0.2,
+        channel_mask=0.1,
+    ),
+    "tiny-last-stats-bn-mixup": dict(
+        enc="tiny", layers="last", pooling="stats", pooled_norm=True, mixup=0.4
+    ),
+    "tiny-last-attnstats-bn": dict(
+        enc="tiny", layers="last", pooling="attention_stats", pooled_norm=True
+    ),
+    "base-last-stats-bn": dict(enc="base", layers="last", pooling="stats", pooled_norm=True),
+    "base-mixln-stats-bn": dict(
+        enc="base", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True
+    ),
     "base-last-attn": dict(enc="base", layers="last", pooling="attention"),
     "base-last-stats": dict(enc="base", layers="last", pooling="stats"),
     "base-mixln-stats": dict(enc="base", layers="mix", layer_norm=True, pooling="stats"),
@@ -137,6 +181,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         trainable_layers=0,
         layer_weights=row["layers"] == "mix",
         layer_norm=row.get("layer_norm", False),
+        pooled_norm=row.get("pooled_norm", False),
         pooling=row["pooling"],
     )
     epochs = int(row.get("epochs", cfg.student.optim.epochs))

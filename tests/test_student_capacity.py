@@ -32,7 +32,9 @@ from emodistill.training.teacher_weighting import (
 LABELS = ["neutral", "happy", "angry", "sad"]
 
 
-def _student(pooling="attention_stats", layer_weights=True, layer_norm=True, trainable=0):
+def _student(
+    pooling="attention_stats", layer_weights=True, layer_norm=True, trainable=0, pooled_norm=True
+):
     torch.manual_seed(1)
     return EmoDistillStudent(
         tiny_whisper_encoder(layers=2),
@@ -46,6 +48,7 @@ def _student(pooling="attention_stats", layer_weights=True, layer_norm=True, tra
         layer_weights=layer_weights,
         layer_norm=layer_norm,
         trainable_layers=trainable,
+        pooled_norm=pooled_norm,
     )
 
 
@@ -75,6 +78,9 @@ def test_layer_norm_changes_the_mix_and_round_trips(tmp_path):
     folder = save_student(normed, tmp_path / "m", LABELS)
     loaded, config = load_student(folder)
     assert config["heads"]["layer_norm"] is True and config["heads"]["pooling"] == "stats"
+    assert (
+        config["heads"]["pooled_norm"] is True and "pooled_norm.running_mean" in normed.state_dict()
+    )
     assert torch.allclose(loaded(wav).logits, normed(wav).logits, atol=1e-6)
 
 

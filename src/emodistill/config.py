@@ -108,6 +108,7 @@ class StudentConfig:
     pooling: str = "mean"  # mean | attention | stats | attention_stats (docs/student.md)
     layer_weights: bool = False  # learned softmax-weighted sum over all layers (SUPERB)
     layer_norm: bool = False  # with layer_weights: normalise each layer before the sum
+    pooled_norm: bool = False  # batch-normalise the pooled vector before the heads
     # training-only augmentation of the frames entering the pooling (docs/student.md)
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig())
     projection_hidden: int = 256

@@ -41,6 +41,7 @@ from emodistill.models.encoders import (
     SpeechEncoder,
     build_encoder_from_config,
     load_encoder,
+    parse_trainable_layers,
     valid_mask,
 )
 from emodistill.models.pooling import (
@@ -87,6 +88,7 @@ class StudentDims:
     layer_weights: bool = False
     trainable_layers: int | None = None
     layer_norm: bool = False
+    pooled_norm: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -99,28 +101,6 @@ class StudentDims:
         if unknown:
             raise ValueError(f"unknown student head key(s) {sorted(unknown)}")
         return cls(**data)
-
-
-def parse_trainable_layers(value: Any, num_layers: int) -> int | None:
-    """``student.trainable_layers`` -> number of trainable top layers (None = ``all``).
-
-    ``all`` trains everything (except a frozen CNN front end); an integer N in 0..num_layers
-    trains the top N layers (0 = frozen encoder, heads only).
-    """
-    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
-        return None
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"student.trainable_layers must be 'all' or an integer, got {value!r}"
-        ) from None
-    if not 0 <= n <= num_layers:
-        raise ValueError(
-            f"student.trainable_layers = {n}, but the encoder has {num_layers} layers "
-            f"(0..{num_layers})"
-        )
-    return n
 
 
 class EmoDistillStudent(nn.Module):
@@ -137,11 +117,15 @@ class EmoDistillStudent(nn.Module):
         pooling: ``mean`` or ``attention`` (:data:`POOLINGS`).
         layer_weights: pool a learned softmax-weighted sum of every layer's output (the
             embedding output and each layer's) instead of the last layer's.
+        pooled_norm: standardise the pooled vector with batch normalisation (running statistics
+            in eval mode) before the heads -- what a linear probe's feature scaling does; frozen
+            encoder states have a few channels far larger than the rest.
         layer_norm: with ``layer_weights``, normalise each layer's frames (layer norm without
             parameters) before the weighted sum, so a layer with a large residual-stream norm
             (the middle layers of Whisper before its final norm) does not dominate the mix.
         trainable_layers: top encoder layers that train (None = all; see
-            :func:`parse_trainable_layers`); the rest is frozen in eval mode.
+            :func:`~emodistill.models.encoders.parse_trainable_layers`); the rest is frozen in
+            eval mode.
     """
 
     def __init__(
@@ -157,6 +141,7 @@ class EmoDistillStudent(nn.Module):
         layer_weights: bool = False,
         trainable_layers: int | None = None,
         layer_norm: bool = False,
+        pooled_norm: bool = False,
     ):
         super().__init__()
         if num_labels < 2:
@@ -177,6 +162,7 @@ class EmoDistillStudent(nn.Module):
             layer_weights=bool(layer_weights),
             trainable_layers=trainable_layers,
             layer_norm=bool(layer_norm),
+            pooled_norm=bool(pooled_norm),
         )
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
@@ -194,6 +180,7 @@ class EmoDistillStudent(nn.Module):
             nn.Parameter(torch.zeros(encoder.num_layers + 1)) if layer_weights else None
         )
         p = pooled_size(pooling, h)
+        self.pooled_norm = nn.BatchNorm1d(p) if pooled_norm else None
         self.proj_linguistic = ffn(p, projection_hidden, d_linguistic, dropout)
         self.proj_prosodic = ffn(p, projection_hidden, d_prosodic, dropout)
         self.classifier = ffn(d_linguistic + d_prosodic, classifier_hidden, num_labels, dropout)
@@ -289,6 +276,8 @@ class EmoDistillStudent(nn.Module):
         return self._heads(self._pool(hidden, frame_lengths))
 
     def _heads(self, pooled: Tensor) -> StudentOutput:
+        if self.pooled_norm is not None:
+            pooled = self.pooled_norm(pooled)
         e_l = self.proj_linguistic(pooled)
         e_p = self.proj_prosodic(pooled)
         logits = self.classifier(torch.cat([e_l, e_p], dim=-1))
@@ -329,6 +318,7 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         layer_weights=cfg.layer_weights,
         trainable_layers=cfg.trainable_layers,
         layer_norm=cfg.layer_norm,
+        pooled_norm=cfg.pooled_norm,
     )
 
 

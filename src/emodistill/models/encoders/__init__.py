@@ -21,6 +21,7 @@ from emodistill.models.encoders.base import (
     EncoderError,
     SpeechEncoder,
     count_parameters,
+    parse_trainable_layers,
     valid_mask,
 )
 from emodistill.models.encoders.hubert import TransformersSpeechEncoder
@@ -42,6 +43,7 @@ __all__ = [
     "count_parameters",
     "is_ct2_folder",
     "load_encoder",
+    "parse_trainable_layers",
     "valid_mask",
     "whisper_encoder_config",
 ]

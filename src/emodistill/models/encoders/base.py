@@ -104,3 +104,25 @@ class SpeechEncoder(nn.Module):
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (optionally only those with requires_grad)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def parse_trainable_layers(value: Any, num_layers: int) -> int | None:
+    """``student.trainable_layers`` -> number of trainable top layers (None = ``all``).
+
+    ``all`` trains everything (except a frozen CNN front end); an integer N in 0..num_layers
+    trains the top N layers (0 = frozen encoder, heads only).
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"student.trainable_layers must be 'all' or an integer, got {value!r}"
+        ) from None
+    if not 0 <= n <= num_layers:
+        raise ValueError(
+            f"student.trainable_layers = {n}, but the encoder has {num_layers} layers "
+            f"(0..{num_layers})"
+        )
+    return n
