@@ -279,7 +279,7 @@ class ProsodicResNet(ProsodicNet):
 class ProsodicFunctionals(ProsodicNet):
     """Prosodic teacher over utterance statistics of the LLDs (``prosodic.arch: functionals``).
 
-    The classic eGeMAPS recipe (functionals + a linear model: DESIGN.md section 5's reference)
+    The classic eGeMAPS recipe (functionals + a linear model: the baseline of docs/data.md)
     as a network with an embedding: per LLD, over the valid frames, the mean, standard
     deviation, 20th/50th/80th percentiles and the mean absolute frame-to-frame change
     (6 x 25 = 150 statistics) -> batch norm -> linear -> e_P (``embedding_dim``) -> ReLU ->
