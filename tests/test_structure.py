@@ -106,3 +106,16 @@ def test_model_file_names_live_in_model_folder_only():
         if names.search(text)
     ]
     assert found == []
+
+
+def test_design_citations_point_at_docs_in_the_repository():
+    """Sources cite docs/*.md files that exist, never a design file outside the repository."""
+    root = SRC.parent
+    cited = {
+        (path.relative_to(SRC), doc)
+        for path in SRC.rglob("*.py")
+        for doc in re.findall(r"docs/[\w.-]+\.md", path.read_text())
+    }
+    missing = [f"{src}: {doc}" for src, doc in sorted(cited) if not (root / doc).is_file()]
+    outside = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "DESIGN.md" in p.read_text()]
+    assert cited and missing == [] and outside == []
