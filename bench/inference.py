@@ -99,7 +99,9 @@ def main_speed(args: argparse.Namespace) -> None:
     import torch
 
     from emodistill.audio import load_audio
-    from emodistill.inference import EmoDistill, _batches, pad_batch
+    from emodistill.batching import length_batches as _batches
+    from emodistill.batching import pad_batch
+    from emodistill.inference import EmoDistill
     from emodistill.predict_cli import predict_entries
 
     if args.threads:

@@ -37,10 +37,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from emodistill.audio import load_audio
+    from emodistill.batching import pad_batch
     from emodistill.corpora.manifest import load_manifest
     from emodistill.evaluate import compute_metrics
     from emodistill.export import OnnxPredictor, export_onnx, quantize_int8
-    from emodistill.inference import EmoDistill, pad_batch
+    from emodistill.inference import EmoDistill
 
     cfg = json.loads((args.model / "config.json").read_text())
     labels = cfg["labels"]

@@ -143,7 +143,7 @@ def main() -> None:
     from inference import build_student_folder
 
     from emodistill.export import export_onnx
-    from emodistill.inference import ONNX_FILES
+    from emodistill.model_folder import ONNX_FILES
 
     work = Path(tempfile.mkdtemp(prefix="emodistill-stream-"))
     proc = None

@@ -112,6 +112,31 @@ def test_ravdess_speech_only(tmp_path):
     _check_default_folds("ravdess", utts)
 
 
+def test_ravdess_linked_actor_folders(tmp_path):
+    """A corpus root of symbolic links to the speaker folders (and a linked file) is read."""
+    real = tmp_path / "downloads"
+    _wav(real / "Actor_01" / "03-01-05-02-02-01-01.wav")
+    _wav(real / "Actor_02" / "03-01-03-01-02-02-02.wav")
+    _wav(real / "loose" / "03-01-04-01-01-02-03.wav")
+    root = tmp_path / "ravdess"
+    root.mkdir()
+    (root / "Actor_01").symlink_to(real / "Actor_01", target_is_directory=True)
+    (root / "Actor_02").symlink_to(real / "Actor_02", target_is_directory=True)
+    (root / "again").symlink_to(real / "Actor_02", target_is_directory=True)  # read once
+    (root / "Actor_03").mkdir()
+    (root / "Actor_03" / "03-01-04-01-01-02-03.wav").symlink_to(
+        real / "loose" / "03-01-04-01-01-02-03.wav"
+    )
+    (root / "Actor_03" / "loop").symlink_to(root, target_is_directory=True)  # no endless walk
+    utts, _ = _read("ravdess", root)
+    assert sorted(u.id for u in utts) == [
+        "03-01-03-01-02-02-02",
+        "03-01-04-01-01-02-03",
+        "03-01-05-02-02-01-01",
+    ]
+    assert sorted(u.speaker for u in utts) == ["01", "02", "03"]
+
+
 # --------------------------------------------------------------------------- CREMA-D
 
 

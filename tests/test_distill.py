@@ -199,7 +199,7 @@ def _fold(prepared, fold_id="g1"):
 
 
 def test_batch_sampler_groups_lengths_and_is_epoch_seeded():
-    from emodistill.training.distill import LengthGroupedBatchSampler
+    from emodistill.training.data import LengthGroupedBatchSampler
 
     lengths = np.arange(1, 41) * 100
     s = LengthGroupedBatchSampler(lengths, batch_size=4, shuffle=True, seed=3, bucket_batches=10)
@@ -217,7 +217,7 @@ def test_batch_sampler_groups_lengths_and_is_epoch_seeded():
 
 
 def test_collate_pads_and_returns_lengths():
-    from emodistill.training.distill import collate_batch
+    from emodistill.training.data import collate_batch
 
     items = [
         {
@@ -238,7 +238,7 @@ def test_collate_pads_and_returns_lengths():
 
 
 def test_dataset_crops_randomly_in_training_and_centre_in_eval(prepared):
-    from emodistill.training.distill import DistillDataset
+    from emodistill.training.data import DistillDataset
 
     m, fold = _fold(prepared)
     utts = m.utterances[:6]
@@ -256,7 +256,7 @@ def test_dataset_crops_randomly_in_training_and_centre_in_eval(prepared):
 
 def test_variants_are_the_papers_eight():
     from emodistill.config import DistillConfig
-    from emodistill.training.distill import VARIANTS, variant_distill_config
+    from emodistill.training.variants import VARIANTS, variant_distill_config
 
     assert list(VARIANTS) == [
         "full",
@@ -279,12 +279,9 @@ def test_variants_are_the_papers_eight():
 def test_distillation_steps_reduce_the_loss(prepared):
     """A few optimiser steps on one fixed batch with every loss term on: the loss falls."""
     from emodistill.models.student import build_student
-    from emodistill.training.distill import (
-        DistillDataset,
-        StudentModule,
-        _load_teachers,
-        collate_batch,
-    )
+    from emodistill.training.data import DistillDataset, collate_batch
+    from emodistill.training.module import StudentModule
+    from emodistill.training.teacher_cache import load_fold_teachers as _load_teachers
 
     m, fold = _fold(prepared)
     cfg = prepared["config"]
@@ -311,14 +308,10 @@ def test_distillation_steps_reduce_the_loss(prepared):
 
 def test_distill_writes_model_folder_and_predictions(prepared, reference, tmp_path):
     from emodistill.models.student import load_student
-    from emodistill.training.distill import (
-        EVAL_MAX_SECONDS,
-        DistillDataset,
-        distill,
-        predict,
-        predictions_path,
-        student_dir,
-    )
+    from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
+    from emodistill.training.distill import distill
+    from emodistill.training.layout import predictions_path, student_dir
+    from emodistill.training.predictions import predict
 
     run = reference  # made by distill() through `emodistill cv`
     m, fold = _fold(prepared)

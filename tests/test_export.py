@@ -14,9 +14,10 @@ from fastapi.testclient import TestClient
 from test_inference import LABELS, build_tiny_model, tone
 from typer.testing import CliRunner
 
+from emodistill.batching import pad_batch
 from emodistill.cli import app
 from emodistill.export import ExportError, OnnxPredictor, export_onnx
-from emodistill.inference import EmoDistill, ModelLoadError, pad_batch
+from emodistill.inference import EmoDistill, ModelLoadError
 from emodistill.serve import create_app
 
 

@@ -279,7 +279,7 @@ def test_summary_counts_overlaps_once():
 
 
 def test_batches_bound_padding():
-    from emodistill.inference import _batches
+    from emodistill.batching import length_batches as _batches
 
     sizes = [100, 95, 90, 70, 69, 10]
     order = list(range(len(sizes)))

@@ -7,7 +7,7 @@ import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from emodistill import report
+from emodistill import _io as report
 from emodistill._io import sweep_stale_tmp, tmp_path_for, write_text_atomic
 
 

@@ -1,4 +1,4 @@
-"""emodistill_loss against the worked cases of DESIGN.md section 1 and its invariants."""
+"""emodistill_loss against the worked cases of docs/student.md ("Losses") and its invariants."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 from emodistill.config import DistillConfig
 from emodistill.models.losses import TERM_KEYS, emodistill_loss
 
-SHARED_VECTORS = Path(__file__).parents[2] / "shared" / "vectors" / "losses.json"
 LOCAL_VECTORS = Path(__file__).parent / "data" / "losses.json"
 
 
@@ -67,19 +66,6 @@ def _check_case(case: dict) -> None:
 @pytest.mark.parametrize("index", range(4))
 def test_worked_cases_committed_copy(index):
     _check_case(_cases(LOCAL_VECTORS)[index])
-
-
-@pytest.mark.parametrize("index", range(4))
-def test_worked_cases_shared(index):
-    if not SHARED_VECTORS.is_file():
-        pytest.skip(f"{SHARED_VECTORS} not present (the committed copy is tested above)")
-    _check_case(_cases(SHARED_VECTORS)[index])
-
-
-def test_committed_copy_matches_shared():
-    if not SHARED_VECTORS.is_file():
-        pytest.skip(f"{SHARED_VECTORS} not present")
-    assert _cases(SHARED_VECTORS) == _cases(LOCAL_VECTORS)
 
 
 def _batch(b=5, c=4, dl=6, dp=3, seed=0):

@@ -193,7 +193,7 @@ def test_request_time_limit_is_503(model_dir):
 
 
 def test_fifo_lock_serves_in_order_and_cancel_passes_on():
-    from emodistill.serve import FifoLock
+    from emodistill.serve_limits import FifoLock
 
     lock = FifoLock()
     first = lock.ticket()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from emodistill.corpora.espeak import ESPEAK_ENV
 from emodistill.corpora.manifest import load_manifest
 from emodistill.corpora.synthetic import (
-    ESPEAK_ENV,
     LABELS,
     SynthError,
     plan_corpus,

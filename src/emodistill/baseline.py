@@ -169,14 +169,9 @@ def run_baseline(
     Returns:
         The results dict written to ``results.json`` (cv format).
     """
+    from emodistill._io import write_json_atomic, write_text_atomic
     from emodistill.features import default_cache_dir
-    from emodistill.report import (
-        aggregate,
-        plot_confusion,
-        results_markdown,
-        write_json_atomic,
-        write_text_atomic,
-    )
+    from emodistill.report import aggregate, plot_confusion, results_markdown
 
     cfg = config or BaselineConfig()
     out = Path(out)

@@ -1,19 +1,21 @@
 """The ``emodistill`` command line: thin wrappers over plain functions, heavy imports deferred.
 
 Each command imports its implementation inside the function so ``emodistill --help`` stays fast.
+This module holds the app and the training commands; ``cli_corpus`` the ``corpus`` group and
+``cli_inference`` the speech-only commands; ``cli_common`` what they share.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+
+from emodistill.cli_common import ConfigOpt, FoldsOpt, console, fail, known_errors
+from emodistill.cli_corpus import corpus_app
+from emodistill.cli_inference import inference_app
+from emodistill.training.variants import BASELINE, FULL  # names only: light (no torch)
 
 app = typer.Typer(
     name="emodistill",
@@ -22,183 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-corpus_app = typer.Typer(help="Prepare corpora as manifest CSVs.", no_args_is_help=True)
-app.add_typer(corpus_app, name="corpus")
-
-console = Console(stderr=True)
-
-ConfigOpt = typer.Option(
-    None, "--config", "-c", help="Preset name (demo, paper-hubert-base, ...) or a YAML file."
-)
-FoldsOpt = typer.Option("all", "--folds", help="'all' or comma-separated fold IDs (test speakers).")
-
-
-#: Exit code of a known error (bad input, bad environment): one line on stderr, no traceback.
-KNOWN_ERROR_EXIT = 2
-
-
-def _fail(message: str, code: int = KNOWN_ERROR_EXIT) -> None:
-    # markup=False: messages quote file names, which may hold [brackets]
-    console.print("[bold red]error:[/] ", end="")
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _known_error(err: BaseException) -> bool:
-    """Errors that are the user's input or environment, not a bug: shown as one line."""
-    from filelock import Timeout
-
-    from emodistill._io import EnvironmentFault
-    from emodistill.assets import AssetError
-    from emodistill.inference import ModelLoadError
-
-    known: tuple[type[BaseException], ...] = (
-        ValueError,  # ManifestError, AudioError, IemocapError, config errors, ...
-        OSError,  # missing files, permissions, disk full
-        EnvironmentFault,
-        ModelLoadError,
-        AssetError,
-        Timeout,
-    )
-    return isinstance(err, known)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def known_errors(fn: F) -> F:
-    """Command decorator: a known error becomes ``error: <message>`` and exit code 2.
-
-    Set ``EMODISTILL_TRACEBACK=1`` to get the traceback instead (for bug reports).
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as err:
-            if os.environ.get("EMODISTILL_TRACEBACK") or not _known_error(err):
-                raise
-            _fail(f"{err}" if str(err) else type(err).__name__)
-
-    return wrapper  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------- corpora
-
-
-@corpus_app.command("iemocap")
-@known_errors
-def corpus_iemocap(
-    root: Path = typer.Argument(..., help="IEMOCAP release folder (holds Session1..Session5)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
-    classes: int = typer.Option(4, "--classes", help="Number of classes (4: neu/hap+exc/ang/sad)."),
-) -> None:
-    """Read the IEMOCAP release layout into a manifest CSV."""
-    from emodistill.corpora.iemocap import IemocapError, prepare_iemocap
-
-    try:
-        prepare_iemocap(root, out, classes=classes, console=console)
-    except (IemocapError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-
-
-def _corpus_command(name: str, title: str) -> None:
-    """Register ``corpus NAME ROOT --out M.csv [--classes 4|all] [--map a=b,...]``."""
-
-    def command(
-        root: Path = typer.Argument(..., help=f"{title} release folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
-        classes: str = typer.Option(
-            "4", "--classes", help="4 (neutral/happy/angry/sad, as the literature) or all."
-        ),
-        label_map: str = typer.Option(
-            "", "--map", help="Rename or drop labels first: excited=happy,frustrated=-"
-        ),
-    ) -> None:
-        from emodistill.corpora.base import CorpusError, prepare_corpus
-        from emodistill.corpora.registry import get_corpus
-
-        try:
-            prepare_corpus(get_corpus(name), root, out, classes, label_map, console=console)
-        except (CorpusError, OSError) as err:
-            _fail(str(err))
-
-    command.__doc__ = f"Read the {title} release layout into a manifest CSV (docs/data.md)."
-    corpus_app.command(name)(command)
-
-
-# Titles only: the loaders themselves are imported when a command runs.
-for _name, _title in (
-    ("emodb", "EmoDB"),
-    ("ravdess", "RAVDESS (speech)"),
-    ("crema-d", "CREMA-D"),
-    ("tess", "TESS"),
-    ("savee", "SAVEE"),
-    ("jl-corpus", "JL-Corpus"),
-    ("esd", "ESD (English)"),
-    ("msp-podcast", "MSP-Podcast"),
-    ("meld", "MELD"),
-):
-    _corpus_command(_name, _title)
-
-
-@corpus_app.command("synth")
-@known_errors
-def corpus_synth(
-    out_dir: Path = typer.Argument(..., help="Folder for wavs and manifest.csv."),
-    utterances: int = typer.Option(1200, "--utterances", "-n", help="Number of utterances."),
-    speakers: int = typer.Option(12, "--speakers", "-k", help="Number of synthetic speakers."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bytes)."),
-    lexical_share: float = typer.Option(
-        None,
-        "--lexical-share",
-        help="Share of sentences carrying emotion words (default 0.7); 0 = words carry nothing.",
-    ),
-) -> None:
-    """Synthesise the demo corpus with espeak-ng (emotion in words and in prosody)."""
-    from emodistill.corpora.synthetic import LEXICAL_SHARE, SynthError, synthesize_corpus
-
-    try:
-        synthesize_corpus(
-            out_dir,
-            utterances=utterances,
-            speakers=speakers,
-            seed=seed,
-            lexical_share=LEXICAL_SHARE if lexical_share is None else lexical_share,
-        )
-    except SynthError as err:
-        _fail(str(err))
-
-
-@corpus_app.command("transcribe")
-@known_errors
-def corpus_transcribe(
-    manifest: Path = typer.Argument(..., help="Manifest CSV without (some) transcripts."),
-    out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write, with transcripts."),
-    model: str = typer.Option(
-        "embedded:whisper-tiny.en",
-        "--model",
-        help="faster-whisper model: embedded id, CTranslate2 folder or hub name (multilingual "
-        "for non-English corpora).",
-    ),
-    compute_type: str = typer.Option("auto", "--compute-type", help="float32, int8, or auto."),
-    language: str = typer.Option(
-        None, "--language", help="ISO 639-1 code (de, zh, ...); needs a multilingual --model."
-    ),
-) -> None:
-    """Fill in transcripts with faster-whisper (training only; inference never needs them)."""
-    from emodistill.assets import AssetError
-    from emodistill.corpora.manifest import ManifestError
-    from emodistill.transcribe import TranscribeError, transcribe_manifest
-
-    try:
-        transcribe_manifest(
-            manifest, out, model=model, compute_type=compute_type, language=language
-        )
-    except (ManifestError, TranscribeError, AssetError, ValueError) as err:
-        _fail(str(err))
-
 
 # --------------------------------------------------------------------------- features
 
@@ -217,7 +42,7 @@ def features(
     try:
         m = load_manifest(manifest)
     except ManifestError as err:
-        _fail(str(err))
+        fail(str(err))
     cache_dir = cache or default_cache_dir(manifest)
     store = extract_features(m, cache_dir, workers=workers)
     st = store.stats
@@ -226,7 +51,7 @@ def features(
         f"({st['extracted']} extracted, {st['cached']} cached, {st['seconds']:.1f} s)"
     )
     if store.errors:  # each bad file was already printed with its reason by extract_features
-        _fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}", code=1)
+        fail(f"{len(store.errors)} file(s) could not be used: {', '.join(store.errors)}", code=1)
 
 
 @app.command("baseline")
@@ -269,7 +94,7 @@ def baseline_cmd(
         cfg = BaselineConfig(classifier=classifier, normalization=normalization)
         res = run_baseline(m, selected, out, cfg, cache_dir=cache, workers=workers, progress=True)
     except (ManifestError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(
         f"baseline UA {100 * res['mean']['ua']:.2f} ± {100 * res['std']['ua']:.2f} over "
         f"{len(res['folds'])} fold(s) (pooled {100 * res['pooled']['ua']:.2f}); wrote {out}"
@@ -337,7 +162,7 @@ def train_teachers_cmd(
     try:
         train_teachers(manifest, out, config=config, folds=folds)
     except (ManifestError, MissingTranscriptsError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 def _variant_enum() -> type[Enum]:
@@ -444,8 +269,8 @@ def sweep_temperature_cmd(
 def compare_cmd(
     first: Path = typer.Argument(..., help="RUN_DIR, or the variant's results.json."),
     second: Path = typer.Argument(None, help="The baseline's results.json (two-file form)."),
-    baseline: str = typer.Option("no_teachers", "--baseline", help="Baseline variant name."),
-    variant: str = typer.Option("full", "--variant", help="Variant compared to the baseline."),
+    baseline: str = typer.Option(BASELINE, "--baseline", help="Baseline variant name."),
+    variant: str = typer.Option(FULL, "--variant", help="Variant compared to the baseline."),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write the JSON."),
 ) -> None:
     """Paired per-(fold, seed) differences, bootstrap CI and Wilcoxon p of a variant against
@@ -460,8 +285,8 @@ def compare_cmd(
 
     from rich.table import Table
 
-    from emodistill.compare import compare_results, results_path, verdict
-    from emodistill.training.layout import compare_path
+    from emodistill.compare import compare_results, verdict
+    from emodistill.training.layout import compare_path, results_path
 
     if second is None:
         a_path, b_path = results_path(first, variant), results_path(first, baseline)
@@ -474,9 +299,9 @@ def compare_cmd(
         b = json.loads(Path(b_path).read_text())
         cmp = compare_results(a, b, variant, baseline)
     except FileNotFoundError as err:
-        _fail(f"{err.filename}: no such results file (run cv for that variant first)")
+        fail(f"{err.filename}: no such results file (run cv for that variant first)")
     except (json.JSONDecodeError, KeyError, ValueError) as err:
-        _fail(f"{a_path} / {b_path}: {err}")
+        fail(f"{a_path} / {b_path}: {err}")
     from emodistill._io import write_json_atomic
 
     write_json_atomic(dest, cmp)
@@ -512,160 +337,9 @@ def demo_cmd(
     run_demo(out, quick=quick)
 
 
-# --------------------------------------------------------------------------- inference
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-@app.command("predict")
-@known_errors
-def predict_cmd(
-    model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
-    audio: list[str] = typer.Argument(
-        ..., help="Audio files, folders or globs (with --stream: - for stdin)."
-    ),
-    format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
-    batch_size: int = typer.Option(8, "--batch-size", "-b"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    segment: bool = typer.Option(False, "--segment", help="Timeline over windows of long audio."),
-    window: float = typer.Option(3.0, "--window", help="Segment window, seconds."),
-    hop: float = typer.Option(1.5, "--hop", help="Segment hop, seconds."),
-    vad: bool = typer.Option(False, "--vad", help="Segment on voice activity, not fixed windows."),
-    backend: str = typer.Option(
-        "torch",
-        "--backend",
-        help="torch, onnx (needs MODEL/model.onnx) or onnx-int8 (needs MODEL/model.int8.onnx).",
-    ),
-    stream: bool = typer.Option(
-        False, "--stream", help="AUDIO '-': WAV or raw 16 kHz s16le PCM on stdin, JSON lines out."
-    ),
-) -> None:
-    """Predict emotion from audio alone: no transcript, no prosodic features."""
-    from emodistill.predict_cli import run_predict
-
-    code = run_predict(
-        model,
-        audio,
-        format=format.value,
-        batch_size=batch_size,
-        device=device,
-        segment=segment,
-        window=window,
-        hop=hop,
-        vad=vad,
-        backend=backend,
-        stream=stream,
-    )
-    raise typer.Exit(code)
-
-
-@app.command("evaluate")
-def evaluate_cmd(
-    model: Path = typer.Argument(..., help="Trained model folder (config.json + weights)."),
-    manifest: Path = typer.Argument(..., help="Manifest CSV of the corpus to evaluate on."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json and report.md."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-) -> None:
-    """Cross-corpus: score a model on another corpus (labels matched by name, rest reported)."""
-    from emodistill.audio import AudioError
-    from emodistill.corpora.manifest import ManifestError, load_manifest
-    from emodistill.cross_corpus import evaluate_model
-    from emodistill.inference import EmoDistill, ModelLoadError
-
-    try:
-        m = load_manifest(manifest)
-        res = evaluate_model(EmoDistill.from_pretrained(model, device=device), m, out, batch_size)
-    except (ManifestError, ModelLoadError, AudioError, ValueError) as err:
-        _fail(str(err))
-    console.print(
-        f"{len(res['labels'])} shared labels ({', '.join(res['labels'])}): WA "
-        f"{100 * res['pooled']['wa']:.2f}, UA {100 * res['pooled']['ua']:.2f}; wrote {out}"
-    )
-
-
-@app.command("export-onnx")
-@known_errors
-def export_onnx_cmd(
-    model: Path = typer.Argument(..., help="Model folder."),
-    out: Path = typer.Argument(..., help="ONNX file to write."),
-    quantize: str = typer.Option(
-        None, "--quantize", help="int8: dynamic int8 weights (write MODEL/model.int8.onnx)."
-    ),
-) -> None:
-    """Export the speech-only model to ONNX (dynamic batch and length)."""
-    from emodistill.export import ExportError, export_onnx
-    from emodistill.inference import ModelLoadError
-
-    try:
-        report = export_onnx(model, out, quantize=quantize)
-    except (ExportError, ModelLoadError) as err:
-        _fail(str(err))
-    if quantize:
-        console.print(
-            f"wrote {report['path']} ({quantize}, opset {report['opset']}; vs the float model on "
-            f"{report['clips']} clips: label agreement {report['label_agreement']:.0%}, max |dp| "
-            f"{report['max_abs_diff']:.1e})"
-        )
-        return
-    console.print(
-        f"wrote {report['path']} (opset {report['opset']}; onnxruntime vs torch max |dp| "
-        f"{report['max_abs_diff']:.1e})"
-    )
-
-
-@app.command("serve")
-@known_errors
-def serve_cmd(
-    model: Path = typer.Argument(..., help="Model folder."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb"),
-    max_seconds: float = typer.Option(600.0, "--max-seconds"),
-    max_concurrent: int = typer.Option(
-        16, "--max-concurrent", help="Requests admitted at once (waiting included); 503 beyond."
-    ),
-    request_timeout: float = typer.Option(
-        60.0, "--request-timeout", help="Seconds per request, waiting included; 503 beyond."
-    ),
-    max_windows: int = typer.Option(1000, "--max-windows", help="Timeline windows per request."),
-    allowed_hosts: str = typer.Option(
-        None,
-        "--allowed-hosts",
-        help="Comma-separated Host headers served ('*': any). Default: loopback names on a "
-        "loopback bind, any otherwise.",
-    ),
-    info_paths: bool = typer.Option(
-        False, "--info-paths", help="Show the model's server path in /info and /health."
-    ),
-    backend: str = typer.Option("torch", "--backend", help="torch, onnx or onnx-int8."),
-) -> None:
-    """HTTP service: POST /predict, WebSocket /stream, GET /health, and a web page at /."""
-    from emodistill.inference import ModelLoadError
-    from emodistill.serve import ServiceLimits, serve
-
-    limits = ServiceLimits(
-        max_concurrent=max_concurrent, request_timeout=request_timeout, max_windows=max_windows
-    )
-    hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()] if allowed_hosts else None
-    try:
-        serve(
-            model,
-            host=host,
-            port=port,
-            max_upload_mb=max_upload_mb,
-            max_seconds=max_seconds,
-            limits=limits,
-            allowed_hosts=hosts,
-            show_paths=info_paths,
-            backend=backend,
-        )
-    except (ModelLoadError, ValueError) as err:
-        _fail(str(err))
+# The speech-only commands, then the corpus group: the order ``emodistill --help`` lists them.
+app.add_typer(inference_app)
+app.add_typer(corpus_app, name="corpus")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Paired statistics of one variant against a baseline over folds x seeds (DESIGN.md section 5).
+"""Paired statistics of one variant against a baseline over folds x seeds (docs/results.md).
 
 Each (fold, seed) run of the variant is paired with the baseline's run on the same fold and
 seed: same speakers, same data order, same schedule, only the method differs. Reported per
@@ -18,7 +18,7 @@ difference shown".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,6 @@ import numpy as np
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 TIE = 1e-9
-
-
-def results_path(run_dir: str | Path, variant: str) -> Path:
-    """A variant's results.json in a run folder (``layout.results_dir``)."""
-    from emodistill.training.layout import results_dir
-    from emodistill.training.variants import VARIANTS, Variant
-
-    v = VARIANTS.get(variant) or Variant(variant)
-    return results_dir(run_dir, v) / "results.json"
 
 
 def runs_of(results: Mapping[str, Any]) -> dict[tuple[str, int], dict[str, float]]:
@@ -133,6 +124,43 @@ def compare_results(
         "variant": [f"{f}/seed{s}" for f, s in a if (f, s) not in b],
         "baseline": [f"{f}/seed{s}" for f, s in b if (f, s) not in a],
     }
+    return out
+
+
+def compare_against_baseline(
+    run_dir: str | Path,
+    results: Mapping[str, Mapping[str, Any] | None],
+    names: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any] | str]:
+    """Every variant of ``results`` (or of ``names``) paired against plain fine-tuning.
+
+    The one comparison of a run folder (``cv``'s ablation and sweep, ``demo``): each result is
+    written to ``RUN_DIR/compare-<variant>-vs-<baseline>.json`` (``layout.compare_path``).
+
+    Returns:
+        variant name -> the :func:`compare_results` dict, or the message of why it could not be
+        paired (no common fold and seed); the baseline itself, variants without results and
+        every variant when the baseline has none are left out.
+    """
+    from emodistill._io import write_json_atomic
+    from emodistill.training.layout import compare_path
+    from emodistill.training.variants import BASELINE
+
+    base = results.get(BASELINE)
+    out: dict[str, dict[str, Any] | str] = {}
+    if not base:
+        return out
+    for name in results if names is None else names:
+        res = results.get(name)
+        if name == BASELINE or not res or "folds" not in res:
+            continue
+        try:
+            cmp = compare_results(res, base, name, BASELINE)
+        except ValueError as err:
+            out[name] = str(err)
+            continue
+        write_json_atomic(compare_path(run_dir, name, BASELINE), cmp)
+        out[name] = cmp
     return out
 
 

@@ -10,7 +10,6 @@ with ``preset: NAME``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -121,7 +120,7 @@ class StudentConfig:
 
 @dataclass
 class DistillConfig:
-    """Loss of DESIGN.md section 1: alpha*CE + beta*L_KD + gamma*L_emb, every choice a field."""
+    """The loss of docs/student.md: alpha*CE + beta*L_KD + gamma*L_emb, every choice a field."""
 
     alpha: float = 1.0
     beta: float = 1.0
@@ -193,7 +192,10 @@ class Config:
         return Config.from_dict(merged)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as JSON (atomically, ``_io``'s one JSON writer)."""
+        from emodistill._io import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
 
 
 def _undot(key: str, value: Any) -> dict[str, Any]:
@@ -269,3 +271,13 @@ def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         config = config.override(overrides)
     return config
+
+
+def resolve_config(
+    config: Config | str | Path | None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """A :class:`Config` from a Config, a preset name, a YAML file or None (``demo``), with
+    ``overrides`` (nested dict or dotted keys) applied."""
+    if isinstance(config, Config):
+        return config.override(dict(overrides)) if overrides else config
+    return load_config(config, dict(overrides) if overrides else None)

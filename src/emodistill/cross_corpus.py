@@ -56,14 +56,9 @@ def evaluate_model(
     Raises:
         ValueError: the model and the corpus share no label (names both label sets).
     """
+    from emodistill._io import write_json_atomic, write_text_atomic
     from emodistill.audio import load_audio
-    from emodistill.report import (
-        aggregate,
-        plot_confusion,
-        results_markdown,
-        write_json_atomic,
-        write_text_atomic,
-    )
+    from emodistill.report import aggregate, plot_confusion, results_markdown
 
     report = label_report(list(model.labels), manifest)
     shared = report["shared"]

@@ -19,8 +19,6 @@ teachers' knowledge alone.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from emodistill._io import read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
-from emodistill.report import pct, read_json, write_json_atomic, write_text_atomic
+from emodistill.model_folder import replace_with_copy
+from emodistill.report import pct
+from emodistill.training.layout import predictions_path, results_path, student_dir
+from emodistill.training.variants import BASELINE, FULL, short_title
 
 #: Corpus size of the full demo (fits the time budget in docs/defaults.md).
 DEMO_UTTERANCES = 720
@@ -38,7 +40,7 @@ DEMO_SPEAKERS = 12
 #: single-teacher students (``no_linguistic_teacher``, ``no_prosodic_teacher``) would double the
 #: student time; ``emodistill cv ... --variant`` runs them on the demo's teachers, and the
 #: demo's report shows them when their results are in the run folder.
-DEMO_VARIANTS = ("no_teachers", "full")
+DEMO_VARIANTS = (BASELINE, FULL)
 EXTRA_VARIANTS = ("no_linguistic_teacher", "no_prosodic_teacher")
 TEACHER_VARIANTS = ("linguistic_teacher_only", "prosodic_teacher_only")
 
@@ -53,15 +55,11 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "student": {"max_seconds": 1.0, "optim": {"epochs": 1, "batch_size": 8}},
 }
 #: ``--quick`` trains only the plain and the full student.
-QUICK_VARIANTS = ("no_teachers", "full")
+QUICK_VARIANTS = DEMO_VARIANTS
 
-COLUMNS = (
-    ("linguistic_teacher_only", "T_L"),
-    ("prosodic_teacher_only", "T_P"),
-    ("no_teachers", "plain"),
-    ("full", "EmoDistill"),
-    ("no_linguistic_teacher", "T_P only"),
-    ("no_prosodic_teacher", "T_L only"),
+#: The demo table's columns in order: (variant, its short label from ``variants``).
+COLUMNS = tuple(
+    (name, short_title(name)) for name in (*TEACHER_VARIANTS, *DEMO_VARIANTS, *EXTRA_VARIANTS)
 )
 
 
@@ -120,7 +118,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         console.print(f"  [yellow]{len(store.errors)} utterance(s) without features[/]")
 
     _stage(console, "3/5", f"teachers T_L and T_P on {len(folds)} speaker-independent folds")
-    train_teachers(manifest_path, out, config=cfg, folds="all")
+    train_teachers(manifest, out, config=cfg, folds=folds)
 
     results: dict[str, dict] = {}
     for variant in TEACHER_VARIANTS:
@@ -129,11 +127,8 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         )
     variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
     seeds = cfg.run_seeds()
-    from emodistill.training.layout import results_dir
 
-    extra = [
-        v for v in EXTRA_VARIANTS if not quick and (results_dir(out, v) / "results.json").is_file()
-    ]
+    extra = [v for v in EXTRA_VARIANTS if not quick and results_path(out, v).is_file()]
     for n, variant in enumerate(variants, 1):
         title = dict(COLUMNS).get(variant, variant)
         _stage(
@@ -153,7 +148,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     _stage(console, "5/5", "paired comparison, report and speech-only model")
     model_fold = _best_validation_fold(out, [f.id for f in folds])
     model_dir = out / "model"
-    _copy_folder(out / model_fold / "student", model_dir)
+    replace_with_copy(student_dir(out, model_fold), model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
     summary["compare"] = _compare_all(out, results, variants)
     summary["breakdown"] = _breakdown(out, manifest_path, folds, cfg, variants)
@@ -175,21 +170,14 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
 
 def _compare_all(out: Path, results: dict[str, dict], variants) -> dict[str, Any]:
     """Paired statistics of every student variant against plain fine-tuning, each written to
-    ``OUT/compare-<variant>-vs-no_teachers.json``."""
-    from emodistill.compare import compare_results
-    from emodistill.training.layout import compare_path
-    from emodistill.training.variants import BASELINE
+    ``OUT/compare-<variant>-vs-no_teachers.json`` (``compare.compare_against_baseline``)."""
+    from emodistill.compare import compare_against_baseline
 
-    out_cmp = {}
-    base = results.get(BASELINE)
-    for variant in variants:
-        res = results.get(variant)
-        if variant == BASELINE or not res or not base:
-            continue
-        cmp = compare_results(res, base, variant, BASELINE)
-        write_json_atomic(compare_path(out, variant, BASELINE), cmp)
-        out_cmp[variant] = cmp
-    return out_cmp
+    compared = compare_against_baseline(out, results, variants)
+    for cmp in compared.values():
+        if isinstance(cmp, str):
+            raise ValueError(cmp)
+    return compared
 
 
 def _verdict(cmp: dict | None) -> str:
@@ -224,7 +212,6 @@ def compare_table(compare: dict[str, Any]) -> Table:
 def _breakdown(out: Path, manifest_path: Path, folds, cfg: Config, variants) -> dict[str, Any]:
     """Test accuracy of every student variant by synthetic sentence type (all folds x seeds)."""
     from emodistill.breakdown import group_accuracy, utterance_groups
-    from emodistill.training.layout import predictions_path
 
     synthesis = manifest_path.parent / "synthesis.json"
     if not synthesis.is_file():
@@ -269,7 +256,7 @@ def _best_validation_fold(out: Path, fold_ids: list[str]) -> str:
     """The fold whose EmoDistill student has the best validation UA (ties: first fold)."""
     best, best_ua = fold_ids[0], float("-inf")
     for fid in fold_ids:
-        path = out / fid / "student" / "predictions.json"
+        path = predictions_path(out, fid)
         if not path.is_file():
             continue
         ua = read_json(path).get("val_ua")
@@ -278,29 +265,13 @@ def _best_validation_fold(out: Path, fold_ids: list[str]) -> str:
     return best
 
 
-def _copy_folder(src: Path, dest: Path) -> None:
-    """Copy the model folder (config.json + model.safetensors) to ``dest``, replacing it whole."""
-    if not (src / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{src}: no model.safetensors (did the student training finish?)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy2(src / name, tmp / name)
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _summary(
     results: dict[str, dict], fold_ids: list[str], model_dir: Path, model_fold: str, cfg: Config
 ) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     for variant, _ in COLUMNS:
         res = results.get(variant) or {}
-        if not res and variant not in ("full", "no_teachers"):
+        if not res and variant not in (FULL, BASELINE):
             continue
         per_fold = {f["fold"]: {"wa": f["wa"], "ua": f["ua"]} for f in res.get("folds", [])}
         columns[variant] = {
@@ -309,7 +280,7 @@ def _summary(
             "std": {k: res["std"][k] for k in ("wa", "ua")} if res else None,
             "pooled": res.get("pooled"),
         }
-    full, plain = columns["full"]["mean"], columns["no_teachers"]["mean"]
+    full, plain = columns[FULL]["mean"], columns[BASELINE]["mean"]
     gain = 100.0 * (full["ua"] - plain["ua"]) if full and plain else float("nan")
     return {
         "folds": fold_ids,

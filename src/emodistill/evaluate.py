@@ -6,7 +6,7 @@ utterances, by :func:`scores_from_confusion`:
 
 * WA (weighted accuracy) = trace(M) / sum(M): plain accuracy over utterances.
 * UA (unweighted accuracy) = mean, over the classes **present in the targets**, of their recall
-  M[c, c] / sum(M[c, :]) (DESIGN.md section 2). A class absent from a fold's test speakers is
+  M[c, c] / sum(M[c, :]) (docs/results.md). A class absent from a fold's test speakers is
   left out, not counted as recall 0: a fold would otherwise be penalised for its speakers'
   label mix.
 * macro-F1 = mean, over the classes present in the targets **or** the predictions, of

@@ -5,8 +5,8 @@ The exported graph takes raw audio, exactly like the torch model:
     inputs   wav (B, N) float32, 16 kHz mono, zero-padded;  lengths (B,) int64 valid samples
     outputs  probabilities (B, C) float32 (softmax);  logits (B, C) float32
 
-Batch and length axes are dynamic. The model folder's ``config.json`` (labels, sample rate,
-encoder) is stored in the ONNX file's metadata under ``emodistill_config``, so an ``.onnx`` file
+Batch and length axes are dynamic. The model folder's config (labels, sample rate, encoder)
+is stored in the ONNX file's metadata under ``emodistill_config``, so an ``.onnx`` file
 is usable on its own. After writing, the export checks that onnxruntime and torch agree on a
 batch of clips of different lengths (max abs difference of probabilities < ``tolerance``).
 
@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from emodistill.inference import ModelLoadError, pad_batch, read_config
+from emodistill._io import atomic_path
+from emodistill.batching import pad_batch
+from emodistill.model_folder import ModelLoadError
 
 #: Quantisation modes of :func:`export_onnx`.
 QUANTIZE_MODES = ("int8",)
@@ -72,7 +74,7 @@ def export_onnx(
     """Export a model folder to ONNX with dynamic batch and length axes.
 
     Args:
-        model_dir: model folder (``config.json`` + ``model.safetensors``).
+        model_dir: a student model folder (:mod:`emodistill.model_folder`).
         out_path: ``.onnx`` file to write (atomically).
         opset: ONNX opset.
         tolerance: largest accepted |p_onnx - p_torch| on the check batch (float export).
@@ -87,8 +89,6 @@ def export_onnx(
         ExportError: the export failed, or onnxruntime and torch disagree by more than
             ``tolerance``.
     """
-    import warnings
-
     import torch
 
     from emodistill.models.student import load_student
@@ -96,72 +96,87 @@ def export_onnx(
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     model_dir, out_path = Path(model_dir), Path(out_path)
-    config = read_config(model_dir)
-    module, _ = load_student(model_dir, map_location="cpu")
+    module, config = load_student(model_dir, map_location="cpu")
     wrapper = _wrapper(module.eval())
     sr = int(config.get("sample_rate", 16000))
     rng = np.random.default_rng(0)
     # Two clips of different lengths: the traced graph must not bake in either.
     example = pad_batch([0.1 * rng.standard_normal(n).astype(np.float32) for n in (sr, sr // 2)])
     args = (torch.from_numpy(example[0]), torch.from_numpy(example[1]))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            # The TorchScript-based exporter: no onnxscript dependency, and it keeps the
-            # length-dependent slicing (Whisper positions, masks) dynamic.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(tmp),
-                input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes={
-                    "wav": {0: "batch", 1: "samples"},
-                    "lengths": {0: "batch"},
-                    "probabilities": {0: "batch"},
-                    "logits": {0: "batch"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        import onnx
-
-        proto = onnx.load(str(tmp))
-        meta = {k: v for k, v in config.items() if k != "training_config"}
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = CONFIG_KEY, json.dumps(meta)
-        onnx.save(proto, str(tmp))
-        diff = parity(wrapper, tmp, sr)
-        if diff > tolerance:
-            raise ExportError(
-                f"{out_path}: onnxruntime and torch disagree (max |dp| = {diff:.2e} > "
-                f"{tolerance:.0e})"
-            )
-        report: dict[str, Any] = {"path": str(out_path), "max_abs_diff": diff, "opset": opset}
-        if quantize == "int8":
-            float_tmp, tmp = tmp, out_path.with_name(f".{out_path.name}.int8.tmp")
-            try:
-                quantize_int8(float_tmp, tmp)
-            finally:
-                float_tmp.unlink(missing_ok=True)
-            check = int8_parity(wrapper, tmp, sr)
-            report.update(
-                quantize="int8",
-                float_max_abs_diff=diff,
-                max_abs_diff=check["max_abs_diff"],
-                label_agreement=check["label_agreement"],
-                clips=check["clips"],
-            )
-        os.replace(tmp, out_path)
+        with atomic_path(out_path, fsync=False) as tmp:
+            check = (tolerance, quantize)
+            return _export_into(tmp, out_path, wrapper, args, config, sr, opset, *check)
     except ExportError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as err:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"{model_dir}: ONNX export failed: {type(err).__name__}: {err}") from err
+
+
+def _export_into(
+    tmp: Path,
+    out_path: Path,
+    wrapper: Any,
+    args: tuple[Any, Any],
+    config: dict[str, Any],
+    sr: int,
+    opset: int,
+    tolerance: float,
+    quantize: str | None,
+) -> dict[str, Any]:
+    """Export into ``tmp`` (renamed to ``out_path`` by the caller), check it, quantise it."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # The TorchScript-based exporter: no onnxscript dependency, and it keeps the
+        # length-dependent slicing (Whisper positions, masks) dynamic.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(tmp),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "wav": {0: "batch", 1: "samples"},
+                "lengths": {0: "batch"},
+                "probabilities": {0: "batch"},
+                "logits": {0: "batch"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    import onnx
+
+    proto = onnx.load(str(tmp))
+    meta = {k: v for k, v in config.items() if k != "training_config"}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CONFIG_KEY, json.dumps(meta)
+    onnx.save(proto, str(tmp))
+    diff = parity(wrapper, tmp, sr)
+    if diff > tolerance:
+        raise ExportError(
+            f"{out_path}: onnxruntime and torch disagree (max |dp| = {diff:.2e} > {tolerance:.0e})"
+        )
+    report: dict[str, Any] = {"path": str(out_path), "max_abs_diff": diff, "opset": opset}
+    if quantize == "int8":
+        float_tmp = tmp.with_name(f"{tmp.name}.float.tmp")
+        os.replace(tmp, float_tmp)
+        try:
+            quantize_int8(float_tmp, tmp)
+        finally:
+            float_tmp.unlink(missing_ok=True)
+        check = int8_parity(wrapper, tmp, sr)
+        report.update(
+            quantize="int8",
+            float_max_abs_diff=diff,
+            max_abs_diff=check["max_abs_diff"],
+            label_agreement=check["label_agreement"],
+            clips=check["clips"],
+        )
     return report
 
 

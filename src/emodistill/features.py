@@ -1,374 +1,74 @@
 """eGeMAPS v02 low-level descriptors (LLDs) with a content-and-settings-keyed on-disk cache.
 
-The prosodic teacher reads, per utterance, a (T, 25) float32 matrix: the 25 eGeMAPS v02 LLDs that
-opensmile computes every 10 ms (``FRAME_RATE`` = 100 frames/s). Measured with opensmile 2.6.0 on
-16 kHz audio: ``T = N // 160 - 4`` for ``N >= 960`` samples (the F0/jitter window is 60 ms, so the
-first 4 hops have no complete frame); shorter signals give a single NaN row, so anything under
-``MIN_SECONDS`` (60 ms) is refused as too short.
-
-Cache layout (``cache_dir``, by default ``<manifest folder>/.emodistill-cache/egemaps``)::
-
-    index.json            (path, size, mtime_ns) -> sha256 of the file's bytes (skip re-hashing)
-    ab/abcdef0123....npy  one (T, 25) float32 entry, named by its key
-
-The key of an entry is ``sha256(audio file bytes) + FeatureSettings``: it does not depend on the
-file's path or name, and changing any extractor setting (feature set, level, opensmile version,
-sample rate, resampler, our feature-code version) gives a different key, so a stale entry is never
-read. Entries and the index are written to a temporary file and moved in place with
-``os.replace``, so a process killed at any moment leaves either a complete entry or none (left-over
-``*.tmp`` files are never read, and swept once they are old). Entries are plain ``.npy`` files
-opened with ``np.load(mmap_mode="r")``: training reads them memory-mapped.
+:func:`extract_features` fills the cache (``feature_cache``) with the output of the extractor
+(``egemaps``), in a process pool, and returns a :class:`FeatureStore`; the public names of
+both modules are importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-from filelock import FileLock
+import numpy as np  # noqa: F401 - entries are numpy .npy files; features.np is patched in tests
 
 from emodistill._io import (
     EnvironmentFault,
-    file_sha256,
     is_environment_error,
     save_npy_atomic,
-    sweep_stale_tmp,
-    write_json_atomic,
 )
-from emodistill.audio import SAMPLE_RATE, AudioError, load_audio, prepare_signal
+from emodistill.audio import AudioError, load_audio
 
 if TYPE_CHECKING:
     from emodistill.corpora.manifest import Manifest, Utterance
 
-#: Number of eGeMAPS v02 low-level descriptors per frame.
-N_LLD = 25
-#: LLD frames per second (10 ms hop).
-FRAME_RATE = 100
-#: Shortest audio that gives at least one complete eGeMAPS frame (60 ms F0 window).
-MIN_SECONDS = 0.06
-#: Bump when the extraction code changes its output: every cache entry then misses.
-FEATURE_CODE_VERSION = 1
-#: Index file name inside the cache folder.
-INDEX_NAME = "index.json"
-#: Folder of the entry locks inside the cache folder.
-LOCK_DIR = ".locks"
-#: Temporary files older than this (seconds) are left-overs of a killed run and are removed.
-STALE_TMP_SECONDS = 600.0
-#: Files modified less than this long (seconds) before hashing are not remembered in the index:
-#: a file rewritten within the mtime granularity with the same size could otherwise keep a stale
-#: hash ("racy" entries, as in git's index).
-RACY_SECONDS = 2.0
-
-
-def _opensmile_version() -> str:
-    # Package metadata, not ``opensmile.__version__``: a warm run need not import opensmile.
-    from importlib.metadata import version
-
-    return version("opensmile")
-
-
-def _resampler_version() -> str:
-    import soxr
-
-    return f"soxr-{soxr.__version__}-HQ"
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    """Everything the content of a cache entry depends on besides the audio bytes.
-
-    Any change gives new cache keys. ``feature_set`` and ``feature_level`` are member names of
-    ``opensmile.FeatureSet`` / ``opensmile.FeatureLevel``.
-    """
-
-    feature_set: str = "eGeMAPSv02"
-    feature_level: str = "LowLevelDescriptors"
-    sample_rate: int = SAMPLE_RATE
-    opensmile_version: str = field(default_factory=_opensmile_version)
-    resampler: str = field(default_factory=_resampler_version)
-    code_version: int = FEATURE_CODE_VERSION
-
-    def digest(self) -> str:
-        """sha256 hex digest of the settings (stable across processes and runs)."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# One opensmile.Smile per process and settings: building it parses the config (a few ms) and
-# opensmile is not documented as thread-safe, so each worker process keeps its own.
-_SMILE: dict[tuple[str, str], Any] = {}
-
-
-def _smile(settings: FeatureSettings) -> Any:
-    import opensmile
-
-    key = (settings.feature_set, settings.feature_level)
-    smile = _SMILE.get(key)
-    if smile is None:
-        smile = opensmile.Smile(
-            feature_set=getattr(opensmile.FeatureSet, settings.feature_set),
-            feature_level=getattr(opensmile.FeatureLevel, settings.feature_level),
-        )
-        _SMILE[key] = smile
-    return smile
-
-
-def egemaps_llds(
-    signal: np.ndarray,
-    sampling_rate: int,
-    settings: FeatureSettings | None = None,
-    name: str = "<array>",
-) -> np.ndarray:
-    """eGeMAPS v02 LLDs of a signal: a pure function of ``signal`` and ``sampling_rate``.
-
-    The signal is first converted to mono float32 at ``settings.sample_rate`` (16 kHz), so any
-    input rate gives the features a cached file would get.
-
-    Args:
-        signal: (N,) or (N, channels) samples.
-        sampling_rate: rate of ``signal`` in Hz.
-        settings: extractor settings (default: eGeMAPSv02 LLDs at 16 kHz).
-        name: what to call the signal in error messages (usually its file path).
-
-    Returns:
-        (T, 25) float32, ``T = N16 // 160 - 4`` where ``N16`` is the length at 16 kHz
-        (about ``duration * FRAME_RATE``).
-
-    Raises:
-        AudioError: empty, non-finite or shorter than ``MIN_SECONDS`` audio, or non-finite
-            features (names ``name``).
-    """
-    settings = settings or FeatureSettings()
-    x = prepare_signal(
-        signal, sampling_rate, settings.sample_rate, name=name, min_seconds=MIN_SECONDS
-    )
-    return _llds_of_prepared(x, settings, name)
-
-
-def _llds_of_prepared(x: np.ndarray, settings: FeatureSettings, name: str) -> np.ndarray:
-    frame = _smile(settings).process_signal(x, settings.sample_rate)
-    feats = np.ascontiguousarray(frame.to_numpy(), dtype=np.float32)
-    if feats.ndim != 2 or feats.shape[0] == 0:
-        raise AudioError(f"{name}: opensmile returned no frames ({feats.shape})")
-    if not np.all(np.isfinite(feats)):
-        # opensmile fills too-short segments with NaN; anything else non-finite is a bug to see.
-        raise AudioError(f"{name}: eGeMAPS features are not finite (audio too short or broken?)")
-    return feats
-
-
-# --------------------------------------------------------------------------- cache files
-
-
-def _entry_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / key[:2] / f"{key}.npy"
-
-
-#: Values per row of the opensmile outputs we cache besides the LLDs: (feature set, level) ->
-#: columns. Entries of any other settings are checked against ``N_LLD`` columns.
-FEATURE_COLUMNS = {("eGeMAPSv02", "Functionals"): 88}
-
-
-def feature_columns(settings: FeatureSettings) -> int:
-    """Columns of one cache entry under ``settings`` (25 LLDs per frame; 88 functionals)."""
-    return FEATURE_COLUMNS.get((settings.feature_set, settings.feature_level), N_LLD)
-
-
-def functional_settings() -> FeatureSettings:
-    """eGeMAPS v02 *functionals*: one (1, 88) row of utterance statistics per file.
-
-    Cached by :func:`extract_features` exactly like the LLDs (same folder, same content hash;
-    the feature level is part of the key, so the two never collide).
-    """
-    return FeatureSettings(feature_level="Functionals")
-
-
-def _entry_frames(path: Path, columns: int = N_LLD) -> int | None:
-    """Frames of a complete, well-formed entry, or ``None`` (missing, truncated or foreign).
-
-    Reads only the ``.npy`` header and compares the file size with what the header promises, so
-    checking thousands of entries costs a few milliseconds each run.
-    """
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                return None
-            offset = f.tell()
-        size = path.stat().st_size
-    except (OSError, ValueError):
-        return None
-    if fortran or dtype != np.dtype("<f4") or len(shape) != 2 or shape[1] != columns:
-        return None
-    if shape[0] < 1 or size != offset + shape[0] * columns * 4:
-        return None
-    return int(shape[0])
-
-
-class _HashIndex:
-    """(absolute path, size, mtime_ns) -> sha256 of content, persisted atomically as JSON."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.entries: dict[str, list] = {}
-        self.changed = False
-        self.hashed = 0
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") == 1 and isinstance(data.get("files"), dict):
-                self.entries = data["files"]
-        except (OSError, ValueError, AttributeError):
-            pass  # missing or damaged index: only costs re-hashing
-
-    def content_hash(self, path: Path) -> str:
-        """sha256 of the file's bytes; raises ``OSError`` if it cannot be read."""
-        st = path.stat()
-        name = str(path)
-        known = self.entries.get(name)
-        if known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns:
-            return str(known[2])
-        digest = file_sha256(path)
-        self.hashed += 1
-        if time.time_ns() - st.st_mtime_ns > RACY_SECONDS * 1e9:
-            self.entries[name] = [st.st_size, st.st_mtime_ns, digest]
-            self.changed = True
-        elif known is not None:
-            del self.entries[name]
-            self.changed = True
-        return digest
-
-    def save(self) -> None:
-        """Write the index, merged with what other processes saved meanwhile (under a lock)."""
-        if not self.changed:
-            return
-        with FileLock(self.path.with_name(f".{self.path.name}.lock")):
-            theirs = _HashIndex(self.path).entries
-            write_json_atomic(self.path, {"version": 1, "files": {**theirs, **self.entries}}, None)
-        self.changed = False
-
-
-def _sweep_stale_tmp(cache_dir: Path, older_than: float = STALE_TMP_SECONDS) -> int:
-    """Remove ``*.tmp`` files a killed run left behind (only old ones: others may be writing)."""
-    return sweep_stale_tmp(cache_dir, "**/.*.tmp", older_than)
-
-
-def _entry_lock(cache_dir: Path, key: str) -> FileLock:
-    """The lock guarding the entry ``key`` (256 lock files, by the key's first two hex digits:
-    processes sharing a cache never extract one entry twice, and the lock files stay few)."""
-    locks = cache_dir / LOCK_DIR
-    locks.mkdir(exist_ok=True)
-    return FileLock(locks / f"{key[:2]}.lock")
-
-
-class FeatureStore:
-    """Read-only view of cached features: ``store[utt_id]`` is a (T, 25) float32 memmap of LLDs
-    (or a (1, 88) row of functionals, with :func:`functional_settings`).
-
-    Attributes:
-        ids: utterance ids with features, in manifest order.
-        errors: ``utt_id -> reason`` for utterances whose audio could not be used (the reason
-            names the file).
-        lengths: ``utt_id -> T`` (frames).
-        stats: counts of the run that built the store: ``extracted`` (computed now), ``cached``
-            (found in the cache), ``failed``, ``hashed`` (files whose content was re-hashed),
-            and ``seconds`` (wall time).
-        cache_dir, settings: where the entries live and how they were computed.
-    """
-
-    def __init__(
-        self,
-        cache_dir: Path,
-        paths: dict[str, Path],
-        lengths: dict[str, int],
-        errors: dict[str, str],
-        settings: FeatureSettings,
-        stats: dict[str, float] | None = None,
-    ):
-        self.cache_dir = Path(cache_dir)
-        self._paths = paths
-        self.lengths = lengths
-        self.errors = errors
-        self.settings = settings
-        self.stats: dict[str, float] = dict(stats or {})
-        self.ids: list[str] = list(paths)
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def __contains__(self, utt_id: object) -> bool:
-        return utt_id in self._paths
-
-    def __iter__(self):
-        return iter(self.ids)
-
-    def path(self, utt_id: str) -> Path:
-        """The ``.npy`` file holding ``utt_id``'s features."""
-        try:
-            return self._paths[utt_id]
-        except KeyError:
-            reason = self.errors.get(utt_id)
-            if reason is not None:
-                raise KeyError(f"no features for {utt_id!r}: {reason}") from None
-            raise KeyError(f"no features for {utt_id!r} (not in the manifest)") from None
-
-    def __getitem__(self, utt_id: str) -> np.ndarray:
-        """(T, 25) float32 read-only memmap of ``utt_id``'s LLDs."""
-        return np.load(self.path(utt_id), mmap_mode="r", allow_pickle=False)
-
-    def normalization_stats(self, ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per-LLD mean and standard deviation over all frames of ``ids``.
-
-        Used to normalise the prosodic teacher's input with training-speaker statistics only.
-        Accumulates in float64. A constant LLD (std 0) gets std 1 so that ``(x - mean) / std``
-        stays finite.
-
-        Returns:
-            (mean (25,), std (25,)) float32.
-
-        Raises:
-            KeyError: an id without features (names it and why).
-            ValueError: ``ids`` is empty.
-        """
-        total = np.zeros(N_LLD, dtype=np.float64)
-        total_sq = np.zeros(N_LLD, dtype=np.float64)
-        count = 0
-        for utt_id in ids:
-            x = np.asarray(self[utt_id], dtype=np.float64)
-            total += x.sum(axis=0)
-            total_sq += np.square(x).sum(axis=0)
-            count += x.shape[0]
-        if count == 0:
-            raise ValueError("normalization_stats: no utterances given")
-        mean = total / count
-        var = np.maximum(total_sq / count - np.square(mean), 0.0)
-        std = np.sqrt(var)
-        std[std <= 1e-8 * np.maximum(1.0, np.abs(mean))] = 1.0
-        return mean.astype(np.float32), std.astype(np.float32)
-
-
-# --------------------------------------------------------------------------- extraction
-
-
-def default_cache_dir(manifest_path: str | Path) -> Path:
-    """``<manifest folder>/.emodistill-cache/egemaps``."""
-    return Path(manifest_path).absolute().parent / ".emodistill-cache" / "egemaps"
-
-
-def entry_key(content_hash: str, settings: FeatureSettings) -> str:
-    """Cache key of an audio content hash under ``settings`` (sha256 hex)."""
-    return hashlib.sha256(f"{content_hash}:{settings.digest()}".encode()).hexdigest()
+from emodistill.egemaps import (
+    FEATURE_CODE_VERSION,
+    FRAME_RATE,
+    MIN_SECONDS,
+    N_LLD,
+    FeatureSettings,
+    egemaps_llds,
+    extract_prepared,
+    feature_columns,
+    functional_settings,
+)
+from emodistill.feature_cache import (
+    INDEX_NAME,
+    LOCK_DIR,
+    STALE_TMP_SECONDS,
+    FeatureStore,
+    _entry_frames,
+    _entry_lock,
+    _entry_path,
+    _HashIndex,
+    _sweep_stale_tmp,
+    default_cache_dir,
+    entry_key,
+)
+
+__all__ = [
+    "FEATURE_CODE_VERSION",
+    "FRAME_RATE",
+    "INDEX_NAME",
+    "LOCK_DIR",
+    "MIN_SECONDS",
+    "N_LLD",
+    "STALE_TMP_SECONDS",
+    "FeatureSettings",
+    "FeatureStore",
+    "default_cache_dir",
+    "egemaps_llds",
+    "entry_key",
+    "extract_features",
+    "feature_columns",
+    "functional_settings",
+]
 
 
 def _extract_one(
@@ -392,7 +92,7 @@ def _extract_one(
                 return frames, 0.0, None
             x = load_audio(path, settings.sample_rate, min_seconds=MIN_SECONDS)
             seconds = x.size / settings.sample_rate
-            feats = _llds_of_prepared(x, settings, path)
+            feats = extract_prepared(x, settings, path)
             save_npy_atomic(entry_path, feats)
             return feats.shape[0], seconds, None
     except AudioError as err:

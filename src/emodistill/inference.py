@@ -1,18 +1,19 @@
 """Speech-only inference: a model folder in, emotion probabilities out.
 
-    >>> from emodistill import EmoDistill                       # doctest: +SKIP
-    >>> m = EmoDistill.from_pretrained("runs/demo/model")       # doctest: +SKIP
-    >>> m.predict("clip.wav").label                             # doctest: +SKIP
+    >>> from emodistill import EmoDistill
+    >>> m = EmoDistill.from_pretrained("runs/demo/model")
+    >>> m.predict("clip.wav").label
     'happy'
 
 Nothing here needs a teacher, a tokenizer, opensmile or the training config: a model folder
-(``config.json`` + ``model.safetensors``, or ``model.onnx`` for the onnxruntime backend) is all.
+(:mod:`emodistill.model_folder`: config + weights, or the ONNX export for the onnxruntime
+backend) is all.
 
 Efficiency choices (see docs/inference.md for the measurements):
 
 * inputs are sorted by length and batched with their neighbours, a batch padding none of its
-  inputs by more than 20 % (:data:`MAX_PADDING`), and the results are put back in the caller's
-  order;
+  inputs by more than 20 % (:data:`emodistill.batching.MAX_PADDING`), and the results are put
+  back in the caller's order;
 * the network runs under ``torch.inference_mode``;
 * inputs longer than the encoder's maximum (30 s; Whisper's positional table ends there) are
   cut into equal windows no longer than that maximum, and the window probabilities are averaged,
@@ -22,12 +23,9 @@ Efficiency choices (see docs/inference.md for the measurements):
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,160 +42,41 @@ from emodistill.audio import (
     audio_info,
     load_audio,
     prepare_signal,
-    source_name,
     stream_audio,
 )
+from emodistill.batching import (
+    Window,
+    length_batches,
+    max_window_seconds,
+    pad_batch,
+    pad_invariant,
+    split_equal,
+)
+from emodistill.model_folder import (
+    ONNX_FILES,
+    ModelLoadError,
+    config_path,
+    copy_model_files,
+    read_config,
+    resolve_model_folder,
+)
+from emodistill.prediction import (
+    FailedPrediction,
+    Prediction,
+    display_name,
+    safe_text,
+    source_display_name,
+)
+from emodistill.progress import terminal_progress
 
-#: Longest single forward pass, in seconds; longer inputs are windowed and averaged.
-DEFAULT_MAX_SECONDS = 30.0
 #: Files longer than this are streamed block by block instead of being read at once.
 STREAM_ABOVE_SECONDS = 600.0
-#: ``config.json`` format tag written by ``models.student.save_student``.
-MODEL_FORMAT = "emodistill-student"
-#: Name of the ONNX file inside a model folder.
-ONNX_NAME = "model.onnx"
-#: Name of the int8 ONNX file inside a model folder (``export-onnx --quantize int8``).
-ONNX_INT8_NAME = "model.int8.onnx"
-#: Backends of :meth:`EmoDistill.from_pretrained`; the ONNX ones and the file each reads.
-BACKENDS = ("torch", "onnx", "onnx-int8")
-ONNX_FILES = {"onnx": ONNX_NAME, "onnx-int8": ONNX_INT8_NAME}
+#: Backends of :meth:`EmoDistill.from_pretrained` (``model_folder.ONNX_FILES``: the ONNX ones
+#: and the file each reads).
+BACKENDS = ("torch", *ONNX_FILES)
 
 #: (wav (B, N) float32, lengths (B,) int64) -> probabilities (B, C) float32
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-class ModelLoadError(RuntimeError):
-    """A model folder (or hub id) that cannot be loaded; the message says which and why."""
-
-
-@dataclass
-class Prediction:
-    """One input's result: the most probable label and every label's probability."""
-
-    file: str | None
-    label: str
-    probabilities: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"file", "label", "probabilities": {label: p}}`` (the JSON contract of ``predict``)."""
-        return {"file": self.file, "label": self.label, "probabilities": dict(self.probabilities)}
-
-
-@dataclass
-class FailedPrediction:
-    """An input that could not be predicted, with the reason."""
-
-    file: str | None
-    error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"file", "error"}`` (the JSON contract of ``predict`` for a bad file)."""
-        return {"file": self.file, "error": self.error}
-
-
-def display_name(path: str | os.PathLike | bytes) -> str:
-    """A printable, valid-UTF-8 name for a path, whatever bytes the file system holds.
-
-    Undecodable bytes (a Latin-1 ``é`` in a UTF-8 world, say) are shown as ``\\xe9`` rather than
-    crashing the print or producing invalid JSON.
-    """
-    raw = os.fsencode(path)
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def source_display_name(source: AudioSource) -> str:
-    """:func:`display_name` of a path; an open file's ``name`` (or ``<upload>``) otherwise."""
-    if isinstance(source, (str, os.PathLike, bytes)):
-        return display_name(source)
-    return source_name(source)
-
-
-def safe_text(text: str) -> str:
-    """``text`` with lone surrogates (from undecodable file names) shown as ``\\xNN``."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _split_equal(n: int, max_len: int) -> list[tuple[int, int]]:
-    """Cut ``n`` samples into the fewest equal windows of at most ``max_len`` samples."""
-    parts = max(1, math.ceil(n / max_len))
-    bounds = np.linspace(0, n, parts + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-@dataclass
-class _Item:
-    owner: int  # index of the input the window belongs to
-    signal: np.ndarray  # (n,) float32 at 16 kHz
-    weight: float = field(default=1.0)
-
-
-def read_config(folder: str | Path) -> dict[str, Any]:
-    """Parse ``folder/config.json`` of a model folder; errors name the folder and the problem."""
-    folder = Path(folder)
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ModelLoadError(f"{folder}: not a model folder (no config.json)")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ModelLoadError(
-            f"{path}: not an emodistill speech-only model (format {found!r}, "
-            f"expected {MODEL_FORMAT!r})"
-        )
-    if not config.get("labels"):
-        raise ModelLoadError(f"{path}: no labels")
-    return config
-
-
-def resolve_model_folder(model: str | os.PathLike) -> Path:
-    """A local model folder for ``model``: a folder as is, or a hub id via ``snapshot_download``.
-
-    Raises:
-        ModelLoadError: neither a folder nor a downloadable hub id (offline: says so).
-    """
-    path = Path(model)
-    if path.is_dir():
-        return path
-    text = str(model)
-    if path.exists() or text.count("/") != 1:
-        raise ModelLoadError(f"{text}: no such model folder")
-    from emodistill.assets import AssetError, check_hub_id
-
-    try:
-        check_hub_id(text)  # a mistyped local path never goes to the hub
-    except AssetError as err:
-        raise ModelLoadError(
-            str(err).replace("no such local folder", "no such model folder")
-        ) from err
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=text))
-    except Exception as err:  # hub client raises many types (offline, 404, auth)
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        hint = " (HF_HUB_OFFLINE is set: only local folders can be loaded)" if offline else ""
-        raise ModelLoadError(
-            f"{text}: not a local folder, and the hub download failed{hint}: "
-            f"{type(err).__name__}: {err}"
-        ) from err
-
-
-def _max_seconds(config: dict[str, Any]) -> float:
-    """Longest single forward pass the encoder accepts (Whisper: its positional table)."""
-    explicit = (config.get("inference") or {}).get("max_seconds")
-    if explicit:
-        return float(explicit)
-    encoder = config.get("encoder") or {}
-    positions = encoder.get("max_source_positions")
-    if positions is None and isinstance(encoder.get("config"), dict):
-        positions = encoder["config"].get("max_source_positions")
-    if positions:
-        # Whisper: 100 mel frames/s, conv stride 2 -> 50 positions/s.
-        return min(DEFAULT_MAX_SECONDS, float(positions) / 50.0)
-    return DEFAULT_MAX_SECONDS
 
 
 class TorchRunner:
@@ -245,8 +124,8 @@ class EmoDistill:
         self.module = module  # the torch network (None for onnx)
         self.labels: list[str] = list(config["labels"])
         self.sample_rate = int(config.get("sample_rate", SAMPLE_RATE))
-        self.max_seconds = _max_seconds(config)
-        self.pad_invariant = _pad_invariant(config)
+        self.max_seconds = max_window_seconds(config)
+        self.pad_invariant = pad_invariant(config)
 
     # ------------------------------------------------------------------ loading / saving
 
@@ -261,7 +140,7 @@ class EmoDistill:
         """Load a model folder (or a hub id, through ``huggingface_hub.snapshot_download``).
 
         Args:
-            model: a folder with ``config.json`` + ``model.safetensors``; with ``backend="onnx"``
+            model: a model folder (config + weights); with ``backend="onnx"``
                 the folder's ``model.onnx`` is used (``"onnx-int8"``: ``model.int8.onnx``), or
                 ``model`` may be an ``.onnx`` file.
             device: ``cpu`` or ``cuda`` (torch backend; onnx picks CUDA if its provider exists).
@@ -292,13 +171,12 @@ class EmoDistill:
                     f"{folder / name}{flag}` first"
                 )
             runner = OnnxPredictor(onnx_file, num_threads=num_threads, device=device)
-            # An exported file carries its config; a folder's config.json wins if present.
-            if (folder / "config.json").is_file() or not runner.config:
+            # An exported file carries its config; a folder's own config wins if present.
+            if config_path(folder).is_file() or not runner.config:
                 config = read_config(folder)
             else:
                 config = runner.config
             return cls(runner, config, path=folder, backend=backend)
-        read_config(folder)  # clear errors for folders that are not model folders
         import torch
 
         from emodistill.models.student import load_student
@@ -307,12 +185,14 @@ class EmoDistill:
             torch.set_num_threads(int(num_threads))
         try:
             module, config = load_student(folder, map_location="cpu")
+        except ModelLoadError:
+            raise
         except (FileNotFoundError, ValueError) as err:
             raise ModelLoadError(f"{folder}: {err}") from err
         return cls(TorchRunner(module, device), config, path=folder, backend="torch", module=module)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the model folder (``config.json`` + ``model.safetensors``; ONNX: + model.onnx)."""
+        """Write the model folder (config + weights; loaded from ONNX: the folder's files)."""
         folder = Path(folder)
         if self.module is not None:
             from emodistill.models.student import save_student
@@ -328,14 +208,7 @@ class EmoDistill:
             return folder
         if self.path is None:
             raise ModelLoadError("this model has no weights in memory or on disk to save")
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "model.safetensors", ONNX_NAME, ONNX_INT8_NAME):
-            src = self.path / name
-            if src.is_file() and src.resolve() != (folder / name).resolve():
-                tmp = folder / f".{name}.tmp"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, folder / name)
-        return folder
+        return copy_model_files(self.path, folder)
 
     # ------------------------------------------------------------------ prediction
 
@@ -399,8 +272,8 @@ class EmoDistill:
         """
         group = group or max(1, 8 * batch_size)
         results: list[Prediction | FailedPrediction] = []
-        bar = _progress(progress, len(paths), "predicting")
-        with bar or _Null():
+        bar = terminal_progress(progress, len(paths))
+        with bar or nullcontext():
             task = bar.add_task("predicting", total=len(paths)) if bar else None
             for start in range(0, len(paths), group):
                 chunk = paths[start : start + group]
@@ -496,17 +369,17 @@ class EmoDistill:
         if not signals:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         max_len = int(self.max_seconds * self.sample_rate)
-        items: list[_Item] = []
+        items: list[Window] = []
         for owner, sig in enumerate(signals):
-            for a, b in _split_equal(sig.size, max_len):
-                items.append(_Item(owner, sig[a:b], float(b - a)))
+            for a, b in split_equal(sig.size, max_len):
+                items.append(Window(owner, sig[a:b], float(b - a)))
         # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
         order = sorted(range(len(items)), key=lambda k: items[k].signal.size, reverse=True)
         item_probs = np.zeros((len(items), len(self.labels)), dtype=np.float64)
-        bar = _progress(progress, len(order), "forward")
-        with bar or _Null():
+        bar = terminal_progress(progress, len(order))
+        with bar or nullcontext():
             task = bar.add_task("forward", total=len(order)) if bar else None
-            for idx in _batches(
+            for idx in length_batches(
                 order, [items[k].signal.size for k in order], batch_size, self.pad_invariant
             ):
                 if check is not None:
@@ -560,58 +433,6 @@ class EmoDistill:
         return f"EmoDistill(path={self.path}, labels={self.labels}, backend={self.backend!r})"
 
 
-def pad_batch(signals: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad signals with zeros: -> wav (B, max N) float32, lengths (B,) int64."""
-    signals = list(signals)
-    lengths = np.array([s.size for s in signals], dtype=np.int64)
-    wav = np.zeros((len(signals), int(lengths.max())), dtype=np.float32)
-    for i, s in enumerate(signals):
-        wav[i, : s.size] = s
-    return wav, lengths
-
-
-def _pad_invariant(config: dict[str, Any]) -> bool:
-    """Whether padding leaves a clip's output unchanged (so unequal lengths may share a batch).
-
-    Whisper encoders mask padding everywhere; wav2vec2-family models only with an attention
-    mask. Group-norm models (HuBERT base, wav2vec2 base) normalise over the padding too, so they
-    are batched with equal-length inputs only: a clip's result never depends on its neighbours.
-    """
-    encoder = config.get("encoder") or {}
-    if encoder.get("kind") == "transformers":
-        return bool(encoder.get("use_attention_mask", False))
-    return True
-
-
-#: A batch never pads its shortest input by more than this fraction of the longest one:
-#: padding is wasted compute (on CPU a padded batch is slower than its clips one by one).
-MAX_PADDING = 0.2
-
-
-def _batches(
-    order: list[int], sizes: list[int], batch_size: int, mix_lengths: bool
-) -> Iterator[list[int]]:
-    """Consecutive runs of ``order`` (sorted by decreasing size) of at most ``batch_size`` items.
-
-    A run is cut where the next item is shorter than ``(1 - MAX_PADDING)`` times the run's
-    first (longest) item; with ``mix_lengths`` False a run only holds items of one size.
-    """
-    batch: list[int] = []
-    longest = 0
-    for k, n in zip(order, sizes, strict=True):
-        if batch and (
-            len(batch) >= batch_size
-            or (n != longest if not mix_lengths else n < (1 - MAX_PADDING) * longest)
-        ):
-            yield batch
-            batch = []
-        if not batch:
-            longest = n
-        batch.append(k)
-    if batch:
-        yield batch
-
-
 def check_audio_file(
     path: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
 ):
@@ -623,24 +444,3 @@ def check_audio_file(
 def _duration(path: str | os.PathLike) -> float:
     info = check_audio_file(path)
     return info.frames / info.samplerate if info.samplerate else 0.0
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _progress(enabled: bool, total: int, what: str):
-    """A rich progress bar on stderr, or None when disabled or not worth showing."""
-    if not enabled or total < 2:
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        return None
-    return Progress(console=console, transient=True)

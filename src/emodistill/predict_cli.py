@@ -31,13 +31,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from emodistill.audio import AudioError
-from emodistill.inference import (
-    EmoDistill,
-    FailedPrediction,
-    ModelLoadError,
-    display_name,
-    safe_text,
-)
+from emodistill.inference import EmoDistill
+from emodistill.model_folder import ModelLoadError
+from emodistill.prediction import FailedPrediction, display_name, safe_text
 
 #: Extensions picked up when a folder is given (a file named explicitly is always tried): the
 #: usual names of the formats ``audio.SUPPORTED_FORMATS`` accepts (which are sniffed from the

@@ -49,3 +49,17 @@ def track(items: Iterable[T], description: str, enabled: bool = True) -> Iterato
         for item in items:
             yield item
             advance(1)
+
+
+def terminal_progress(enabled: bool, total: int):
+    """A transient rich ``Progress`` on stderr (``add_task``/``advance`` it), or None when
+    disabled, not worth showing (fewer than 2 steps) or stderr is not a terminal."""
+    if not enabled or total < 2:
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    return Progress(console=console, transient=True)

@@ -8,7 +8,6 @@ markdown. Plots use matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,63 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from emodistill import _io
-from emodistill._io import atomic_path, write_text_atomic  # noqa: F401 - re-exported (demo)
+from emodistill._io import atomic_path
 from emodistill.evaluate import compute_metrics, mean_std
-
-#: The paper's Table 2 (HuBERT-base, IEMOCAP 4-class), WA / UA in percent (DESIGN.md section 1).
-PAPER_ABLATION: dict[str, tuple[float, float]] = {
-    "full": (75.16, 76.12),
-    "no_logit_kd": (73.94, 74.02),
-    "no_embedding_kd": (73.88, 74.01),
-    "no_prosodic_teacher": (74.09, 72.82),
-    "no_linguistic_teacher": (66.01, 67.27),
-    "no_teachers": (69.92, 70.17),
-    "prosodic_teacher_only": (49.42, 50.08),
-    "linguistic_teacher_only": (71.09, 71.83),
-}
-
-#: Human-readable names of the variants, in the paper's row order.
-VARIANT_TITLES: dict[str, str] = {
-    "full": "EmoDistill (full)",
-    "no_logit_kd": "w/o logit KD",
-    "no_embedding_kd": "w/o embedding KD",
-    "no_prosodic_teacher": "w/o prosodic teacher T_P",
-    "no_linguistic_teacher": "w/o linguistic teacher T_L",
-    "no_teachers": "w/o teachers (plain fine-tune)",
-    "prosodic_teacher_only": "T_P alone",
-    "linguistic_teacher_only": "T_L alone (needs transcripts)",
-}
+from emodistill.training.variants import paper_numbers, variant_title
 
 RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds", "runs")
 
 
 # --------------------------------------------------------------------------- file helpers
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """JSON (indent 2, NaN written as null) written atomically by ``_io``'s one writer (normal
-    permissions, fsync, unique temporary name)."""
-    _io.write_json_atomic(path, _nan_to_none(data), indent=2)
-
-
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file; the error names the file when it is not valid JSON."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
 
 
 def _savefig_atomic(fig: Any, path: Path) -> None:
@@ -236,7 +186,7 @@ def results_markdown(
 ) -> str:
     """``report.md``: per-fold table, mean ± std, pooled, confusion and the paper's numbers."""
     out = [f"# {title}", ""]
-    out.append(f"Variant `{variant}`: {VARIANT_TITLES.get(variant, variant)}.")
+    out.append(f"Variant `{variant}`: {variant_title(variant)}.")
     out.append("WA = accuracy, UA = mean per-class recall, F1 = macro-F1, in percent; every fold")
     out.append("holds out its test speakers.")
     out.append("")
@@ -257,7 +207,7 @@ def results_markdown(
     out += ["## Confusion matrix (pooled over folds)", ""]
     out.append(confusion_markdown(results["confusion"], results["labels"]))
     out.append("")
-    paper = PAPER_ABLATION.get(variant)
+    paper = paper_numbers(variant)
     if paper:
         out += [
             "## Paper, for reference",
@@ -285,10 +235,10 @@ def ablation_markdown(ablation: Mapping[str, Mapping[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, res in ablation.items():
-        paper = PAPER_ABLATION.get(name)
+        paper = paper_numbers(name)
         pw, pu = (f"{paper[0]:.2f}", f"{paper[1]:.2f}") if paper else ("-", "-")
         out.append(
-            f"| {VARIANT_TITLES.get(name, name)} (`{name}`) | {_pm(res, 'wa')} | {_pm(res, 'ua')} "
+            f"| {variant_title(name)} (`{name}`) | {_pm(res, 'wa')} | {_pm(res, 'ua')} "
             f"| {pct(res['pooled']['wa'])} | {pct(res['pooled']['ua'])} | {pw} | {pu} |"
         )
     folds = sorted({f["fold"] for res in ablation.values() for f in res["folds"]})
@@ -371,7 +321,7 @@ def plot_ablation(ablation: Mapping[str, Mapping[str, Any]], path: str | Path) -
         stds = [100 * _nan(ablation[n]["std"][key]) for n in names]
         ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=f"{key.upper()} (ours)",
                color=("#4C72B0", "#DD8452")[k])  # fmt: skip
-    paper_ua = [PAPER_ABLATION.get(n, (np.nan, np.nan))[1] for n in names]
+    paper_ua = [(paper_numbers(n) or (np.nan, np.nan))[1] for n in names]
     ax.plot(x + 0.2, paper_ua, "k_", markersize=18, mew=2, label="UA (paper, IEMOCAP)")
     ax.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
     ax.set_ylabel("%")

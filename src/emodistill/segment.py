@@ -262,7 +262,8 @@ def predict_timeline(
     check_segment_params(window, hop)
     if window > model.max_seconds:
         raise ValueError(f"window {window} s exceeds the model's maximum of {model.max_seconds} s")
-    from emodistill.inference import check_audio_file, source_display_name
+    from emodistill.inference import check_audio_file
+    from emodistill.prediction import source_display_name
 
     name = name if name is not None else source_display_name(path)
     info = check_audio_file(path, limits, name)

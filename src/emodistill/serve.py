@@ -32,71 +32,23 @@ disk, even if the server is killed.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import math
 import os
-import threading
-import time
-import unicodedata
-from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.staticfiles import StaticFiles
 
 from emodistill.audio import (
     SUPPORTED_TEXT,
-    AudioError,
-    AudioLimits,
-    AudioTooLargeError,
-    UnsupportedFormatError,
-    audio_info,
-    load_audio,
 )
-from emodistill.inference import STREAM_ABOVE_SECONDS, EmoDistill, safe_text
+from emodistill.inference import EmoDistill
+from emodistill.serve_limits import Admission, ServiceLimits, UploadLimit
+from emodistill.serve_routes import WEB_DIR, Service, health, index, info, predict_upload
 
-WEB_DIR = Path(__file__).parent / "web"
 #: Multipart framing around the file (boundaries, part headers) allowed on top of the limit.
 MULTIPART_SLACK = 64 * 1024
-#: Decoding budget per second of accepted audio: duration x rate x channels may reach
-#: ``max_seconds`` x this (48 kHz x 4 channels, 96 kHz stereo or 192 kHz mono at full length).
-SAMPLES_PER_SECOND_BUDGET = 192_000
 #: Host names served by default when bound to a loopback address (DNS rebinding defence).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """Per-request and whole-server bounds of the service (each documented in docs/inference.md).
-
-    Attributes:
-        max_upload_mb: largest upload, MiB (413).
-        max_seconds: longest audio, seconds (413).
-        max_concurrent: ``/predict`` requests admitted at once, waiting ones included (503).
-        request_timeout: seconds a request may take, waiting for the model included (503).
-        min_window, min_hop: floors of the segment parameters, seconds (422).
-        max_windows: most timeline windows per request (422).
-    """
-
-    max_upload_mb: float = 20
-    max_seconds: float = 600
-    max_concurrent: int = 16
-    request_timeout: float = 60.0
-    min_window: float = 0.25
-    min_hop: float = 0.1
-    max_windows: int = 1000
-
-    def audio(self) -> AudioLimits:
-        """The decoding limits: ``max_seconds`` and its decoded-sample budget."""
-        return AudioLimits(
-            max_seconds=self.max_seconds,
-            max_samples=int(self.max_seconds * SAMPLES_PER_SECOND_BUDGET),
-        )
 
 
 def default_allowed_hosts(bind_host: str) -> list[str]:
@@ -110,216 +62,6 @@ def default_allowed_hosts(bind_host: str) -> list[str]:
     if bind_host in ("0.0.0.0", "::", ""):
         return ["*"]
     return [bind_host, *LOOPBACK_HOSTS]
-
-
-def client_name(filename: str | None) -> str:
-    """An upload's file name as shown in answers: valid UTF-8, control characters (NUL...)
-    escaped, at most 255 characters.
-
-    >>> print(client_name("a" + chr(0) + "b.wav"), client_name(None))
-    a\\x00b.wav upload
-    """
-    text = safe_text(filename or "upload")
-    text = "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)
-    return text[:255]
-
-
-class FifoLock:
-    """A lock served first come, first served, waited for through a ticket.
-
-    ``threading.Lock`` wakes an arbitrary waiter, and a waiter that polls (to notice its client
-    leaving) can be overtaken again and again: the latency tail grows. A ticket keeps its place.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._queue: deque[threading.Event] = deque()
-        self._held = False
-
-    def ticket(self) -> threading.Event:
-        """A place in the queue; it is set when the lock is this ticket's."""
-        ev = threading.Event()
-        with self._mutex:
-            if self._held:
-                self._queue.append(ev)
-            else:
-                self._held = True
-                ev.set()
-        return ev
-
-    def cancel(self, ticket: threading.Event) -> None:
-        """Give up a place (or, if the lock was just handed over, pass it on)."""
-        with self._mutex:
-            if ticket in self._queue:
-                self._queue.remove(ticket)
-                return
-        self.release()
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._queue:
-                self._queue.popleft().set()  # handed over: stays held
-            else:
-                self._held = False
-
-    def __enter__(self) -> FifoLock:
-        """Wait for a ticket without polling (``with lock:``; the WebSocket stream's windows)."""
-        self.ticket().wait()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class _Abandoned(Exception):
-    """The client went away: nobody will read the answer."""
-
-
-class _TooLarge(Exception):
-    """Raised from inside the request body stream when the upload passes the limit."""
-
-
-def _json_response(status: int, detail: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        *extra,
-    ]
-    return (
-        {"type": "http.response.start", "status": status, "headers": headers},
-        {"type": "http.response.body", "body": body},
-    )
-
-
-class Load:
-    """Counters of the service's work, read by ``/health`` and the admission control."""
-
-    def __init__(self, max_concurrent: int) -> None:
-        self.max_concurrent = max_concurrent
-        self.admitted = 0  # /predict requests inside the app (waiting or running)
-        self.running = 0  # holding the model
-        self.rejected = 0  # 503 at the door
-        self.timed_out = 0  # 503 after the time limit
-        self.abandoned = 0  # client went away mid-request
-        self.mean_seconds = 0.5  # moving average of an admitted request's duration
-
-    def retry_after(self) -> int:
-        """Seconds until a slot is likely free (the moving average times the queue), 1..60."""
-        return int(min(60, max(1, math.ceil(self.mean_seconds * max(1, self.admitted)))))
-
-    def snapshot(self) -> dict[str, int]:
-        return {
-            "admitted": self.admitted,
-            "running": self.running,
-            "max_concurrent": self.max_concurrent,
-            "rejected": self.rejected,
-            "timed_out": self.timed_out,
-            "abandoned": self.abandoned,
-        }
-
-
-class Admission:
-    """ASGI middleware: at most ``load.max_concurrent`` ``POST /predict`` at once, else 503.
-
-    Refused before the body is read, with ``Retry-After``; counted on the event loop, so no lock.
-    """
-
-    def __init__(self, app: Any, load: Load) -> None:
-        self.app = app
-        self.load = load
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        load = self.load
-        if load.admitted >= load.max_concurrent:
-            load.rejected += 1
-            retry = str(load.retry_after()).encode()
-            for message in _json_response(
-                503,
-                f"server busy: {load.admitted} requests in progress (limit "
-                f"{load.max_concurrent}); retry later",
-                [(b"retry-after", retry)],
-            ):
-                await send(message)
-            return
-        load.admitted += 1
-        started = time.monotonic()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            load.admitted -= 1
-            load.mean_seconds = 0.8 * load.mean_seconds + 0.2 * (time.monotonic() - started)
-
-
-_PLACEHOLDER = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>emodistill</title></head>
-<body><h1>emodistill</h1>
-<p>Speech emotion recognition service. POST an audio file as multipart field <code>file</code>
-to <code>/predict</code>; see <a href="docs">/docs</a> and <a href="info">/info</a>.</p>
-</body></html>
-"""
-
-
-class UploadLimit:
-    """ASGI middleware: 413 for ``POST /predict`` bodies over ``limit`` bytes.
-
-    Checks ``Content-Length`` first (no body read at all), and counts streamed bytes for
-    chunked uploads, aborting as soon as the count passes the limit.
-    """
-
-    def __init__(self, app: Any, limit: int, message: str) -> None:
-        self.app = app
-        self.limit = limit
-        self.message = message
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(send)
-            return
-        seen = 0
-        too_large = False
-        rejected = False
-
-        async def counting_receive() -> dict:
-            nonlocal seen, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    too_large = True
-                    raise _TooLarge
-            return message
-
-        async def guarded_send(message: dict) -> None:
-            nonlocal rejected
-            # Whatever the app answers once the body overflowed (FastAPI turns the abort into
-            # a 400 "error parsing the body"), the client gets the 413.
-            if too_large:
-                if not rejected:
-                    rejected = True
-                    await self._reject(send)
-                return
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except _TooLarge:
-            pass
-        if too_large and not rejected:
-            await self._reject(send)
-
-    async def _reject(self, send: Any) -> None:
-        for message in _json_response(413, self.message):
-            await send(message)
 
 
 def create_app(
@@ -353,24 +95,11 @@ def create_app(
     from dataclasses import replace
 
     from emodistill import __version__
-    from emodistill.segment import TooManyWindowsError, check_segment_params, predict_timeline
 
     lim = replace(limits or ServiceLimits(), max_upload_mb=max_upload_mb, max_seconds=max_seconds)
-    audio_limits = lim.audio()
     m = model or EmoDistill.from_pretrained(model_dir, device=device, backend=backend)
-    lock = FifoLock()
-    load = Load(lim.max_concurrent)
-    limit_bytes = int(max_upload_mb * 1024 * 1024)
-    full_name = str(m.path or model_dir)
-    model_name = full_name if show_paths else Path(full_name).name
-
-    def shown(value: Any) -> Any:
-        """A path-like string reduced to its last part unless paths are shown."""
-        if show_paths or not isinstance(value, str):
-            return value
-        if os.path.isabs(value) or value.startswith(("~", ".")):
-            return Path(value).name
-        return value
+    service = Service(m, lim, window, hop, str(m.path or model_dir), show_paths)
+    lock, load = service.lock, service.load
 
     app = FastAPI(
         title="emodistill",
@@ -380,7 +109,7 @@ def create_app(
     # Outermost last: the Host check, then admission, then the upload size.
     app.add_middleware(
         UploadLimit,
-        limit=limit_bytes + MULTIPART_SLACK,
+        limit=service.limit_bytes + MULTIPART_SLACK,
         message=f"upload too large: this server accepts files up to {max_upload_mb:g} MB",
     )
     app.add_middleware(Admission, load=load)
@@ -388,71 +117,11 @@ def create_app(
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.state.service = service
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/info", info, methods=["GET"])
 
-    def run_bounded(work, deadline: float, gone: threading.Event):
-        """Run ``work(check)`` holding the model lock; ``check`` raises past the deadline or
-        once the client is gone. Waits for the lock in short steps so both are seen."""
-
-        def check() -> None:
-            if gone.is_set():
-                raise _Abandoned
-            if time.monotonic() > deadline:
-                raise TimeoutError
-
-        ticket = lock.ticket()
-        try:
-            while not ticket.wait(0.05):
-                check()
-        except BaseException:
-            lock.cancel(ticket)
-            raise
-        try:
-            load.running += 1
-            check()
-            return work(check)
-        finally:
-            load.running -= 1
-            lock.release()
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """Liveness, the loaded model and how busy the server is (never waits for the model)."""
-        return {
-            "status": "ok",
-            "model_loaded": True,
-            "model": model_name,
-            "labels": m.labels,
-            "busy": load.snapshot(),
-        }
-
-    @app.get("/info")
-    async def info() -> dict[str, Any]:
-        """Model facts and server limits (for the web page)."""
-        facts = m.info()
-        out = {
-            "model": model_name,
-            "labels": m.labels,
-            "backbone": facts.get("encoder"),
-            "encoder": facts.get("encoder"),
-            "encoder_source": shown(facts.get("encoder_source")),
-            "sample_rate": m.sample_rate,
-            "backend": m.backend,
-            "max_upload_mb": max_upload_mb,
-            "max_seconds": max_seconds,
-            "max_window_seconds": m.max_seconds,
-            "window": window,
-            "hop": hop,
-            "min_window": lim.min_window,
-            "min_hop": lim.min_hop,
-            "max_windows": lim.max_windows,
-            "max_concurrent": lim.max_concurrent,
-            "request_timeout": lim.request_timeout,
-            "formats": SUPPORTED_TEXT,
-        }
-        if show_paths:
-            out["model_dir"] = full_name
-        return out
-
+    # Bound here only for the defaults of window and hop, which are this app's.
     @app.post("/predict")
     async def predict(
         request: Request,
@@ -463,103 +132,9 @@ def create_app(
         vad: bool = Query(False, description="Segment on voice activity, not fixed windows."),
     ) -> Any:
         """Emotion of one uploaded recording (same JSON as one entry of ``emodistill predict``)."""
-        name = client_name(file.filename)
-        deadline = time.monotonic() + lim.request_timeout
-        segment = segment or vad
-        try:
-            if segment:
-                try:
-                    check_segment_params(window, hop)
-                except ValueError as err:
-                    raise HTTPException(422, str(err)) from err
-                if window < lim.min_window or hop < lim.min_hop:
-                    raise HTTPException(
-                        422,
-                        f"window must be >= {lim.min_window:g} s and hop >= {lim.min_hop:g} s "
-                        f"(got {window:g}, {hop:g})",
-                    )
-            if (file.size or 0) > limit_bytes:
-                raise HTTPException(
-                    413,
-                    f"{name}: upload too large: this server accepts files up to "
-                    f"{max_upload_mb:g} MB",
-                )
-            src = file.file  # Starlette's spooled temporary file: memory, then an unnamed file
-            try:
-                # The header alone refuses bombs, absurd rates and foreign bytes, before any
-                # decoding and without waiting for the model.
-                header = await run_in_threadpool(audio_info, src, audio_limits, name)
-            except UnsupportedFormatError as err:
-                raise HTTPException(415, str(err)) from err
-            except AudioTooLargeError as err:
-                raise HTTPException(413, str(err)) from err
-            except AudioError as err:
-                raise HTTPException(422, str(err)) from err
+        return await predict_upload(service, request, file, segment, window, hop, vad)
 
-            def work(check):
-                if segment:
-                    return predict_timeline(
-                        m,
-                        src,
-                        window,
-                        hop,
-                        vad,
-                        limits=audio_limits,
-                        name=name,
-                        check=check,
-                        max_windows=lim.max_windows,
-                    )
-                if header.duration > STREAM_ABOVE_SECONDS:
-                    return m.predict_long_file(src, limits=audio_limits, name=name, check=check)
-                signal = load_audio(src, m.sample_rate, limits=audio_limits, name=name, check=check)
-                return m._prediction(name, m.predict_proba([signal], check=check)[0])
-
-            gone = threading.Event()
-            job = asyncio.ensure_future(run_in_threadpool(run_bounded, work, deadline, gone))
-            while not job.done():
-                await asyncio.wait({job}, timeout=0.1)
-                if not job.done() and await request.is_disconnected():
-                    gone.set()  # the worker stops at its next check
-            try:
-                result = job.result()
-            except _Abandoned:
-                load.abandoned += 1
-                return Response(status_code=499)  # nobody reads it; for the access log
-            except TimeoutError as err:
-                load.timed_out += 1
-                raise HTTPException(
-                    503,
-                    f"{name}: not done within this server's {lim.request_timeout:g} s per request; "
-                    "retry later",
-                    headers={"Retry-After": str(load.retry_after())},
-                ) from err
-            except AudioTooLargeError as err:
-                raise HTTPException(413, str(err)) from err
-            except (AudioError, TooManyWindowsError, ValueError) as err:
-                raise HTTPException(422, str(err)) from err
-        except HTTPException as err:
-            raise HTTPException(err.status_code, safe_text(str(err.detail)), err.headers) from None
-        finally:
-            await file.close()
-        if segment:
-            summary = result["summary"]
-            return {
-                "file": name,
-                "label": summary["label"],
-                "probabilities": summary["probabilities"],
-                "segments": result["segments"],
-                "summary": summary,
-            }
-        out = result.to_dict()
-        out["file"] = name
-        return out
-
-    @app.get("/", include_in_schema=False)
-    def index():
-        page = WEB_DIR / "index.html"
-        if page.is_file():
-            return FileResponse(page, media_type="text/html")
-        return HTMLResponse(_PLACEHOLDER)
+    app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
 
     from emodistill.stream_server import add_stream_route
 

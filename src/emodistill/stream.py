@@ -1,10 +1,11 @@
 """Live streaming: audio in chunks of any size in, one event per window out, as it completes.
 
-    >>> from emodistill.stream import StreamSession                  # doctest: +SKIP
-    >>> s = StreamSession(model, window=3.0, hop=1.5)                  # doctest: +SKIP
-    >>> s.feed(pcm_bytes)          # raw s16le 16 kHz mono, or a WAV   # doctest: +SKIP
+    >>> from emodistill.stream import StreamSession
+    >>> s = StreamSession(model, window=3.0, hop=1.5)
+    >>> s.feed(pcm_bytes)          # raw s16le 16 kHz mono, or a WAV
     [{'start': 0.0, 'end': 3.0, 'label': 'happy', 'probabilities': {...}}]
-    >>> s.finish()                 # the end-aligned last window       # doctest: +SKIP
+    >>> s.finish()                 # the end-aligned last window
+    [{'start': 1.0, 'end': 4.0, 'label': 'happy', 'probabilities': {...}}]
 
 The windows are ``segment.FixedWindower``'s, the one definition ``predict --segment`` uses too,
 and each window is predicted by the same ``EmoDistill.predict_proba``, so a stream and

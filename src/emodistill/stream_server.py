@@ -28,7 +28,8 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
 from emodistill.audio import AudioError
-from emodistill.inference import EmoDistill, safe_text
+from emodistill.inference import EmoDistill
+from emodistill.prediction import safe_text
 from emodistill.segment import check_segment_params
 from emodistill.stream import StreamSession
 

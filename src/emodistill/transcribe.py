@@ -146,9 +146,9 @@ def transcribe_manifest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from emodistill.audio import AudioError, load_audio
-    from emodistill.corpora.manifest import Manifest, load_manifest, write_manifest
+    from emodistill.corpora.manifest import as_manifest, write_manifest
 
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    m = as_manifest(manifest)
     out = Path(out)
     cache_path = Path(cache_dir or out.absolute().parent / ".emodistill-cache") / "transcripts.json"
     cache = _load_cache(cache_path)

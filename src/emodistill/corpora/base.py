@@ -14,6 +14,7 @@ turns that into a manifest:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -239,15 +240,28 @@ def prepare_corpus(
 
 
 def audio_files(root: Path, suffixes: Sequence[str] = (".wav",)) -> list[Path]:
-    """Audio files below ``root`` (recursive, sorted), without hidden/AppleDouble companions."""
+    """Audio files below ``root`` (recursive, sorted), without hidden/AppleDouble companions.
+
+    Symbolic links are followed, to folders as to files: datasets are often assembled from links
+    (a folder of linked ``Actor_NN`` folders). A real folder reached twice (two links to it, or
+    a link back up the tree) is read once.
+    """
     wanted = {s.lower() for s in suffixes}
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in wanted
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.is_file()
-    )
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        for name in filenames:
+            path = folder / name
+            if not name.startswith(".") and path.suffix.lower() in wanted and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 #: The four classes mapped onto themselves: the 4-class mapping of every corpus whose full set

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from emodistill.corpora.manifest import Manifest, Utterance, canonical_labels, write_manifest
 
-#: Utterances in the standard 4-class setup of the full release (DESIGN.md §2).
+#: Utterances in the standard 4-class setup of the full release (docs/data.md, "IEMOCAP").
 EXPECTED_4CLASS_TOTAL = 5531
 EXPECTED_4CLASS_PER_SESSION = {
     "Ses01": 1085,

@@ -263,3 +263,8 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> None:
                 u.transcript or "",
             ]
             w.writerow([*row, u.split or ""] if with_split else row)
+
+
+def as_manifest(manifest: Manifest | str | Path) -> Manifest:
+    """``manifest`` itself, or the manifest CSV at that path loaded (:func:`load_manifest`)."""
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)

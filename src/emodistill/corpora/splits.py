@@ -2,7 +2,7 @@
 
 Every fold names its test, validation and training speakers; the three sets are disjoint and
 the validation speakers are taken from what would otherwise be training speakers, so model
-selection never sees the test speaker (DESIGN.md §2).
+selection never sees the test speaker (docs/data.md, "Folds").
 
 Schemes:
 

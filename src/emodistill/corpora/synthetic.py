@@ -29,26 +29,31 @@ the order in which workers finish: the same seed gives the same manifest and the
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
-import shutil
-import subprocess
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
-import soundfile as sf
-import soxr
 
-from emodistill._io import write_text_atomic
-from emodistill.audio import SAMPLE_RATE, write_wav
+from emodistill._io import write_json_atomic
 from emodistill.config import LABELS_4
+from emodistill.corpora.espeak import (
+    SynthError,
+    espeak_binary,
+    espeak_version,
+    render_utterance,
+)
+from emodistill.corpora.synthetic_words import (
+    EMOTION_TEMPLATES,
+    LEXICON,
+    NEUTRAL_SENTENCES,
+    fill_template,
+    neutral_sentence,
+)
 
 __all__ = [
     "LABELS",
@@ -69,8 +74,6 @@ __all__ = [
 #: Bump when the corpus recipe changes (recorded in ``synthesis.json``).
 CORPUS_VERSION = 1
 LABELS = LABELS_4
-#: Environment variable naming the espeak-ng executable (default: ``espeak-ng`` on PATH).
-ESPEAK_ENV = "EMODISTILL_ESPEAK"
 
 #: Share of utterances whose sentence carries emotion words; the rest are lexically neutral.
 LEXICAL_SHARE = 0.7
@@ -83,179 +86,6 @@ MISLEADING_WORDS = {
     "angry": {"happy": 0.8, "neutral": 0.2},  # sarcasm: "oh wow, this is wonderful"
     "sad": {"neutral": 0.8, "happy": 0.2},  # masking: "I feel fine about it"
 }
-
-
-class SynthError(RuntimeError):
-    """The corpus cannot be synthesised (espeak-ng missing or failing, bad arguments)."""
-
-
-# --------------------------------------------------------------------------- words
-
-#: Topics shared by every emotion, so they carry no label information.
-TOPICS = (
-    "the new job",
-    "this weekend",
-    "the test results",
-    "the meeting",
-    "your message",
-    "the trip",
-    "the old house",
-    "my brother",
-    "the whole thing",
-    "the news",
-    "the dinner",
-    "our project",
-    "the letter",
-    "the interview",
-)
-#: Fillers shared by every emotion.
-ASIDES = ("to be honest", "if you ask me", "I must say", "believe me", "right now")
-
-#: The emotion lexicon: slot -> words, per emotion (``neutral`` = calm, matter-of-fact wording).
-LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
-    "neutral": {
-        "adj": ("fine", "okay", "calm", "indifferent", "unbothered", "alright", "neutral"),
-        "intj": ("well", "okay", "right", "so"),
-        "excl": (
-            "it is what it is",
-            "nothing special to report",
-            "that seems reasonable",
-            "it went about as expected",
-            "that is just the usual",
-            "it makes no difference to me",
-        ),
-        "verb": ("don't mind", "have no opinion on", "took note of", "am used to"),
-    },
-    "happy": {
-        "adj": ("happy", "glad", "delighted", "thrilled", "excited", "overjoyed", "cheerful"),
-        "intj": ("wow", "yay", "hooray", "oh wonderful"),
-        "excl": (
-            "this is wonderful",
-            "what a lovely surprise",
-            "I can't stop smiling",
-            "this is the best day ever",
-            "this is fantastic news",
-            "I am over the moon",
-        ),
-        "verb": ("love", "adore", "really enjoy", "am so grateful for"),
-    },
-    "angry": {
-        "adj": ("furious", "angry", "annoyed", "outraged", "livid", "fed up", "irritated"),
-        "intj": ("damn it", "unbelievable", "come on", "for heaven's sake"),
-        "excl": (
-            "this is completely unacceptable",
-            "how dare you",
-            "stop lying to me",
-            "this is ridiculous",
-            "I have had enough of this",
-            "get out of my way",
-        ),
-        "verb": ("hate", "can't stand", "am sick of", "resent"),
-    },
-    "sad": {
-        "adj": ("sad", "unhappy", "heartbroken", "miserable", "lonely", "depressed", "gloomy"),
-        "intj": ("oh no", "sigh", "oh dear", "alas"),
-        "excl": (
-            "I miss them so much",
-            "nothing ever works out",
-            "I just feel so empty",
-            "it really hurts",
-            "everything is falling apart",
-            "I can't stop crying",
-        ),
-        "verb": ("miss", "grieve over", "regret", "mourn"),
-    },
-}
-
-#: Templates of the emotional sentences, shared by every emotion (slots from :data:`LEXICON`).
-EMOTION_TEMPLATES = (
-    "I feel {adj} about {topic}.",
-    "I am so {adj} right now.",
-    "{Intj}, {excl}.",
-    "Honestly, {topic} leaves me {adj}.",
-    "You know, I {verb} {topic}.",
-    "{Excl}, {aside}.",
-    "{Intj}, I {verb} {topic}.",
-    "{Intj}, I am {adj} about {topic}.",
-)
-
-#: Lexically neutral sentences: one pool for every label (plus :data:`_NEUTRAL_PARTS` combinations).
-NEUTRAL_SENTENCES = (
-    "Please close the window when you leave.",
-    "The keys are on the kitchen table.",
-    "I need to buy milk and bread.",
-    "We usually take the second street on the left.",
-    "The report has twelve pages.",
-    "She moved to a new apartment in March.",
-    "Turn left at the next corner.",
-    "The store opens at nine.",
-    "Did you put the letters in the box?",
-    "He wrote his name on the form.",
-    "There are four chairs in the room.",
-    "I will call you when I get home.",
-    "The car is parked behind the building.",
-    "We talked about the schedule for next week.",
-    "The meeting is in room three.",
-    "Can you tell me what time it is?",
-    "The file is on the second shelf.",
-    "They painted the fence on Sunday.",
-    "I have to check the calendar first.",
-    "The coffee machine is next to the door.",
-    "Where did you leave the umbrella?",
-    "The plants need water twice a week.",
-    "My phone number has changed.",
-    "We will take the early train.",
-)
-_NEUTRAL_PARTS = (
-    (
-        "The train",
-        "The bus",
-        "My sister",
-        "Your brother",
-        "The doctor",
-        "The package",
-        "Our neighbour",
-        "The teacher",
-        "The manager",
-        "The delivery",
-    ),
-    ("will be here", "came back", "is expected", "was delayed", "got here", "was moved"),
-    (
-        "at seven",
-        "on Tuesday",
-        "tomorrow morning",
-        "after lunch",
-        "next week",
-        "around noon",
-        "this afternoon",
-        "in an hour",
-        "last night",
-    ),
-)
-
-
-def _fill(template: str, words: dict[str, tuple[str, ...]], rng: np.random.Generator) -> str:
-    def pick(options: Sequence[str]) -> str:
-        return options[int(rng.integers(len(options)))]
-
-    slots = {
-        "adj": pick(words["adj"]),
-        "intj": pick(words["intj"]),
-        "excl": pick(words["excl"]),
-        "verb": pick(words["verb"]),
-        "topic": pick(TOPICS),
-        "aside": pick(ASIDES),
-    }
-    slots.update({k.capitalize(): v[0].upper() + v[1:] for k, v in list(slots.items())})
-    return template.format(**slots)
-
-
-def _neutral_sentence(rng: np.random.Generator) -> str:
-    # Half hand-written sentences, half "subject + event + time" combinations (540 of them).
-    if rng.random() < 0.5:
-        return NEUTRAL_SENTENCES[int(rng.integers(len(NEUTRAL_SENTENCES)))]
-    subj, event, time = (part[int(rng.integers(len(part)))] for part in _NEUTRAL_PARTS)
-    return f"{subj} {event} {time}."
 
 
 # --------------------------------------------------------------------------- prosody
@@ -443,9 +273,9 @@ def plan_corpus(
                     p = np.array([other[n] for n in names], dtype=float)
                     word_emotion = names[int(rng.choice(len(names), p=p / p.sum()))]
                 template = EMOTION_TEMPLATES[int(rng.integers(len(EMOTION_TEMPLATES)))]
-                text = _fill(template, LEXICON[word_emotion], rng)
+                text = fill_template(template, LEXICON[word_emotion], rng)
             else:
-                text = _neutral_sentence(rng)
+                text = neutral_sentence(rng)
             # Prosody: speaker's voice + intensity x emotion profile + jitter.
             prof = PROSODY[label]
             a = 0.0
@@ -482,120 +312,9 @@ def plan_corpus(
 
 # --------------------------------------------------------------------------- rendering
 
-#: espeak-ng amplitude (-a): low enough that loud emotions have headroom before the limiter.
-_ESPEAK_AMPLITUDE = 50
-#: Silence threshold for trimming espeak-ng's own leading/trailing silence.
-_TRIM_THRESHOLD = 1e-3
-#: Longest speech (s) before padding: slower renderings are re-spoken faster to keep clips short.
-MAX_SPEECH_SECONDS = 3.5
-
-
-def _espeak_binary() -> str:
-    name = os.environ.get(ESPEAK_ENV, "espeak-ng")
-    found = shutil.which(name)
-    if found is None:
-        raise SynthError(
-            f"espeak-ng not found ({name!r} is not on PATH): install the Debian/Ubuntu package "
-            "`espeak-ng` (sudo apt-get install espeak-ng; macOS: brew install espeak-ng)"
-        )
-    return found
-
-
-def _espeak_command(binary: str, plan: UtterancePlan, rate: int) -> list[str]:
-    ssml = f'<speak><prosody range="{plan.range_pct}%">{escape(plan.transcript)}</prosody></speak>'
-    return [
-        binary,
-        "-m",  # SSML input: pitch range has no command-line flag
-        "-v",
-        plan.voice,
-        "-p",
-        str(plan.pitch),
-        "-s",
-        str(rate),
-        "-a",
-        str(_ESPEAK_AMPLITUDE),
-        "-g",
-        str(plan.gap),
-        "--stdout",
-        ssml,
-    ]
-
-
-def _limit(x: np.ndarray, knee: float = 0.9) -> np.ndarray:
-    """Soft limiter above ``knee`` (an overdriven microphone, not hard digital clipping)."""
-    mag = np.abs(x)
-    over = mag > knee
-    if np.any(over):
-        head = 1.0 - knee
-        x = x.copy()
-        x[over] = np.sign(x[over]) * (knee + head * np.tanh((mag[over] - knee) / head))
-    return x
-
-
-def _speak(binary: str, plan: UtterancePlan, rate: int) -> tuple[np.ndarray, int]:
-    """Run espeak-ng; returns its (N,) float32 output with the silence around it trimmed."""
-    cmd = _espeak_command(binary, plan, rate)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise SynthError(f"espeak-ng failed for utterance {plan.id} ({plan.voice}): {err}") from err
-    stderr = proc.stderr.decode("utf-8", "replace").strip()
-    if proc.returncode != 0 or not proc.stdout:
-        raise SynthError(
-            f"espeak-ng failed for utterance {plan.id} (voice {plan.voice}, "
-            f"exit {proc.returncode}): {stderr or 'no audio and no message'}"
-        )
-    try:
-        wav, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-    except Exception as err:  # soundfile raises several types for garbage input
-        raise SynthError(
-            f"espeak-ng gave unreadable audio for utterance {plan.id} ({err}); stderr: {stderr}"
-        ) from err
-    if wav.ndim == 2:
-        wav = wav.mean(axis=1)
-    voiced = np.flatnonzero(np.abs(wav) > _TRIM_THRESHOLD)
-    if voiced.size == 0:
-        raise SynthError(f"espeak-ng produced silence for utterance {plan.id}: {plan.transcript!r}")
-    return wav[voiced[0] : voiced[-1] + 1], sr
-
-
-def _render(plan: UtterancePlan, binary: str, path: Path) -> tuple[float, int]:
-    """Synthesise one utterance to ``path`` (16 kHz mono PCM_16).
-
-    Returns:
-        (duration in seconds, speaking rate actually used in words per minute).
-    """
-    rate = plan.rate
-    wav, sr = _speak(binary, plan, rate)
-    if wav.size / sr > MAX_SPEECH_SECONDS:
-        # Deterministic (depends on the plan only): re-speak just fast enough to fit.
-        rate = int(math.ceil(rate * wav.size / sr / MAX_SPEECH_SECONDS))
-        wav, sr = _speak(binary, plan, rate)
-    if sr != SAMPLE_RATE:
-        wav = soxr.resample(wav, sr, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    # Vocal effort as spectral tilt: first-order shelf y = x + c (x - x[n-1]); DC gain stays 1.
-    c = np.float32(plan.tilt)
-    wav = wav + c * np.diff(wav, prepend=wav[:1])
-    wav = _limit(wav * np.float32(10 ** (plan.gain_db / 20)))
-    rng = np.random.default_rng(plan.seed)
-    lead, trail = (int(rng.uniform(0.1, 0.3) * SAMPLE_RATE) for _ in range(2))
-    out = np.concatenate(
-        [np.zeros(lead, np.float32), wav.astype(np.float32), np.zeros(trail, np.float32)]
-    )
-    noise = rng.standard_normal(out.size).astype(np.float32) * np.float32(
-        10 ** (plan.noise_db / 20)
-    )
-    out = np.clip(out + noise, -1.0, 1.0)
-    write_wav(path, out, SAMPLE_RATE)
-    return out.size / SAMPLE_RATE, rate
-
 
 def _wav_path(out_dir: Path, plan: UtterancePlan) -> Path:
     return out_dir / "wav" / plan.speaker / f"{plan.id}.wav"
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def synthesize_corpus(
@@ -634,7 +353,7 @@ def synthesize_corpus(
 
     out_dir = Path(out_dir).absolute()
     plans = plan_corpus(utterances, speakers, seed, lexical_share)
-    binary = _espeak_binary()
+    binary = espeak_binary()
     workers = max(1, workers or os.cpu_count() or 1)
     for sp in sorted({p.speaker for p in plans}):
         (out_dir / "wav" / sp).mkdir(parents=True, exist_ok=True)
@@ -647,7 +366,7 @@ def synthesize_corpus(
         console = Console(stderr=True)
 
     def job(plan: UtterancePlan) -> tuple[str, tuple[float, int]]:
-        return plan.id, _render(plan, binary, _wav_path(out_dir, plan))
+        return plan.id, render_utterance(plan, binary, _wav_path(out_dir, plan))
 
     # Threads suffice: the heavy part runs in espeak-ng subprocesses and GIL-free soxr/numpy.
     started = time.perf_counter()
@@ -693,7 +412,7 @@ def synthesize_corpus(
         "prosody": {k: asdict(v) for k, v in PROSODY.items()},
         "jitter": JITTER,
         "intensity": INTENSITY,
-        "espeak": _espeak_version(binary),
+        "espeak": espeak_version(binary),
         "plan": [
             {**asdict(p), "duration": round(rendered[p.id][0], 4), "rate_used": rendered[p.id][1]}
             for p in plans
@@ -702,7 +421,7 @@ def synthesize_corpus(
     recipe["plan_sha256"] = hashlib.sha256(
         json.dumps(recipe["plan"], sort_keys=True).encode()
     ).hexdigest()
-    _write_json(out_dir / "synthesis.json", recipe)
+    write_json_atomic(out_dir / "synthesis.json", recipe, indent=1, sort_keys=True)
     if progress:
         minutes = sum(d for d, _ in rendered.values()) / 60
         console.print(
@@ -710,11 +429,3 @@ def synthesize_corpus(
             f"labels {', '.join(LABELS)} in {time.perf_counter() - started:.1f} s: {manifest}"
         )
     return manifest
-
-
-def _espeak_version(binary: str) -> str:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, timeout=10, check=False)
-        return out.stdout.decode("utf-8", "replace").strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"

@@ -14,9 +14,6 @@ rebuilt with ``AutoModel.from_config`` from the saved transformers config).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from emodistill._io import read_model_config
+from emodistill.model_folder import (
+    BadModelConfig,
+    load_weights,
+    read_config,
+    weights_path,
+    write_model_folder,
+)
 
 MODEL_TYPE = "emodistill-linguistic-teacher"
 
@@ -113,25 +116,24 @@ class LinguisticTeacher(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path, map_location: str = "cpu") -> LinguisticTeacher:
         """Load a teacher saved by :meth:`save_pretrained` (no hub access needed)."""
-        from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = Path(folder)
-        data = read_model_config(folder, MODEL_TYPE, "linguistic teacher")
+        data = read_config(folder, MODEL_TYPE, "linguistic teacher")
         enc_cfg = dict(data["encoder_config"])
         enc_type = enc_cfg.pop("model_type")
         enc_config = AutoConfig.for_model(enc_type, **enc_cfg)
         encoder = AutoModel.from_config(enc_config)
-        # Pass the encoder's config: the folder's own config.json is ours, not a transformers one.
+        # Pass the encoder's config: the folder's own config is ours, not a transformers one.
         tokenizer = AutoTokenizer.from_pretrained(str(folder), config=enc_config)
         model = cls(encoder, LinguisticHeadConfig(**data["head"]), tokenizer)
-        state = load_file(str(folder / "model.safetensors"), device=map_location)
+        state = load_weights(folder, device=map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Buffers some encoders create deterministically (e.g. position_ids) may be absent.
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise ValueError(
-                f"{folder / 'model.safetensors'}: weights do not match the config "
+            raise BadModelConfig(
+                f"{weights_path(folder)}: weights do not match the config "
                 f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
         return model.eval()
@@ -139,16 +141,11 @@ class LinguisticTeacher(nn.Module):
     def save_pretrained(
         self, folder: str | Path, training_config: dict[str, Any] | None = None
     ) -> Path:
-        """Write config.json, model.safetensors and the tokenizer files into ``folder``.
+        """Write the config, the weights and the tokenizer files as the model folder ``folder``.
 
-        Files are written into a temporary sibling folder that then replaces ``folder``, so a
-        crash never leaves a half-written teacher behind.
+        The whole folder is replaced at once (``model_folder.write_model_folder``), so a crash
+        never leaves a half-written teacher behind.
         """
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         enc_cfg = self.encoder.config.to_dict()
         config = {
             "model_type": MODEL_TYPE,
@@ -159,14 +156,15 @@ class LinguisticTeacher(nn.Module):
         }
         if training_config is not None:
             config["training_config"] = training_config
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(str(tmp))
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        tokenizer = self.tokenizer
         # Tied/shared tensors must be cloned for safetensors; contiguous for the same reason.
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        _replace_dir(tmp, folder)
-        return folder
+        return write_model_folder(
+            folder,
+            config,
+            state,
+            extra=None if tokenizer is None else lambda tmp: tokenizer.save_pretrained(str(tmp)),
+        )
 
     # ------------------------------------------------------------------ use
 
@@ -209,22 +207,6 @@ class LinguisticTeacher(nn.Module):
             emb = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         logits = self.classifier(self.dropout(emb))
         return logits, emb
-
-
-def _replace_dir(tmp: Path, folder: Path) -> None:
-    """Move ``tmp`` to ``folder``, replacing an existing ``folder`` (old one removed after)."""
-    import shutil
-
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is an ordinary folder
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)
 
 
 def check_transcripts(utterances: Sequence[Any], manifest_path: str | Path | None) -> None:

@@ -1,4 +1,4 @@
-"""The EmoDistill training loss (DESIGN.md section 1).
+"""The EmoDistill training loss (docs/student.md, "Losses").
 
     p(z, tau)_i = softmax(z / tau)_i
     L_KD  = tau_L^2 * KL(p(z_L, tau_L) || p(z_S, tau_L))

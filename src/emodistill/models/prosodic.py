@@ -7,16 +7,14 @@ computes its training statistics over valid frames only, and the final pooling a
 frames only. In eval mode an utterance therefore gives the same output alone or padded in a batch.
 
 LLDs are normalised inside the network with per-descriptor mean/std fit on the fold's training
-speakers; they are buffers, so they travel in ``model.safetensors``.
+speakers; they are buffers, so they travel in the weights file.
 
-A trained network is saved as a model folder (``config.json`` + ``model.safetensors``) and loads
-back with :meth:`ProsodicResNet.from_pretrained`.
+A trained network is saved as a model folder (:mod:`emodistill.model_folder`: config + weights)
+and loads back with :meth:`ProsodicResNet.from_pretrained`.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emodistill._io import read_model_config
+from emodistill.model_folder import (
+    BadModelConfig,
+    load_weights,
+    read_config,
+    weights_path,
+    write_model_folder,
+)
 
 MODEL_TYPE = "emodistill-prosodic-resnet"
 N_LLD = 25
@@ -34,7 +38,7 @@ N_LLD = 25
 
 @dataclass
 class ProsodicNetConfig:
-    """Architecture of a :class:`ProsodicResNet` (saved in its config.json)."""
+    """Architecture of a :class:`ProsodicResNet` (saved in its model folder's config)."""
 
     labels: list[str] = field(default_factory=list)
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
@@ -174,14 +178,7 @@ class ProsodicNet(nn.Module):
     def save_pretrained(
         self, folder: str | Path, training_config: dict[str, Any] | None = None
     ) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (weights + LLD normalisation stats)."""
-        from safetensors.torch import save_file
-
-        from emodistill.models.linguistic import _replace_dir
-
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        """Write the model folder: config (with the LLD normalisation stats) and weights."""
         config: dict[str, Any] = {
             "model_type": MODEL_TYPE,
             "net": asdict(self.config),
@@ -192,27 +189,20 @@ class ProsodicNet(nn.Module):
         }
         if training_config is not None:
             config["training_config"] = training_config
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        _replace_dir(tmp, folder)
-        return folder
+        return write_model_folder(folder, config, state)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, map_location: str = "cpu") -> ProsodicNet:
         """Load a network saved by :meth:`save_pretrained` (either arch), in eval mode."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
-        data = read_model_config(folder, MODEL_TYPE, "prosodic teacher")
+        data = read_config(folder, MODEL_TYPE, "prosodic teacher")
         model = build_prosodic_net(ProsodicNetConfig(**data["net"]))
-        state = load_file(str(folder / "model.safetensors"), device=map_location)
+        state = load_weights(folder, device=map_location)
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(
-                f"{folder / 'model.safetensors'}: weights do not match: {err}"
-            ) from err
+            raise BadModelConfig(f"{weights_path(folder)}: weights do not match: {err}") from err
         return model.eval()
 
 
@@ -289,7 +279,7 @@ class ProsodicResNet(ProsodicNet):
 class ProsodicFunctionals(ProsodicNet):
     """Prosodic teacher over utterance statistics of the LLDs (``prosodic.arch: functionals``).
 
-    The classic eGeMAPS recipe (functionals + a linear model: DESIGN.md section 5's reference)
+    The classic eGeMAPS recipe (functionals + a linear model: the baseline of docs/data.md)
     as a network with an embedding: per LLD, over the valid frames, the mean, standard
     deviation, 20th/50th/80th percentiles and the mean absolute frame-to-frame change
     (6 x 25 = 150 statistics) -> batch norm -> linear -> e_P (``embedding_dim``) -> ReLU ->

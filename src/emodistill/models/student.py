@@ -8,14 +8,16 @@ recipe) instead of the last layer. With ``trainable_layers = N`` only the top N 
 audio alone that training may cache (``training/prefix_cache.py``). The model computes the
 same thing from audio either way: inference is unchanged.
 
-The only network needed at inference. Its model folder holds ``config.json`` (labels, encoder
-architecture, head sizes, optionally the training config) and ``model.safetensors``; it loads
-with :func:`load_student` without teachers, tokenizer, opensmile, CTranslate2 files or the hub.
+The only network needed at inference. Its model folder (:mod:`emodistill.model_folder`) holds
+the config (labels, encoder architecture, the head dimensions :class:`StudentDims`, optionally
+the training config) and the weights; it loads with :func:`load_student` without teachers,
+tokenizer, opensmile, CTranslate2 files or the hub.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,19 +25,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emodistill._io import atomic_path, write_text_atomic
 from emodistill.audio import SAMPLE_RATE
+from emodistill.model_folder import (
+    FORMAT_VERSION,
+    STUDENT_FORMAT,
+    BadModelConfig,
+    config_path,
+    config_text,
+    load_weights,
+    read_config,
+    weights_path,
+    write_model_files,
+)
 from emodistill.models.encoders import (
     SpeechEncoder,
     build_encoder_from_config,
     load_encoder,
+    parse_trainable_layers,
     valid_mask,
 )
-
-MODEL_FORMAT = "emodistill-student"
-FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from emodistill.models.pooling import (
+    POOLINGS,
+    AttentionPool,
+    masked_mean,
+    pooled_size,
+    weighted_stats,
+)
 
 
 class StudentOutput(NamedTuple):
@@ -53,86 +68,43 @@ def ffn(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
     )
 
 
-def masked_mean(hidden: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
-    """Mean of hidden (B, T, H) over the first lengths[b] frames -> (B, H).
+@dataclass(frozen=True)
+class StudentDims:
+    """The student's head dimensions and options: saved as ``"heads"`` in its config, rebuilt
+    from there (the encoder is described beside it, under ``"encoder"``).
 
-    ``keep`` (B, T) bool, if given, replaces the length mask (frames a time mask dropped).
-    """
-    if keep is None:
-        keep = valid_mask(lengths, hidden.shape[1])
-    mask = keep.to(hidden.dtype)[:, :, None]
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
-def weighted_stats(hidden: Tensor, weights: Tensor) -> Tensor:
-    """Weighted mean and standard deviation over frames: hidden (B, T, H), weights (B, T)
-    summing to 1 over each row's frames -> (B, 2H) = [mean, std]."""
-    w = weights[:, :, None]
-    mean = (w * hidden).sum(dim=1)
-    var = (w * (hidden - mean[:, None, :]).square()).sum(dim=1)
-    return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
-
-
-#: mean / attention: one H-vector per utterance (the paper's mean, or additive attention);
-#: stats / attention_stats: [mean, std] (2H), uniform or attention-weighted over the frames.
-POOLINGS = ("mean", "attention", "stats", "attention_stats")
-
-
-def pooled_size(pooling: str, hidden_size: int) -> int:
-    """Width of the pooled vector for ``pooling``."""
-    return 2 * hidden_size if pooling.endswith("stats") else hidden_size
-
-
-class AttentionPool(nn.Module):
-    """Additive attention pooling: score_t = w^T tanh(W h_t); softmax over valid frames.
-
-    ``forward(hidden (B, T, H), lengths (B,), keep=None) -> (B, H)`` (``(B, 2H)`` = weighted
-    mean and std with ``stats=True``); padded frames (and frames ``keep`` drops) get weight 0,
-    so the result does not depend on padding.
+    >>> dims = StudentDims(num_labels=4, d_linguistic=384, d_prosodic=128)
+    >>> StudentDims.from_dict(dims.to_dict()) == dims
+    True
     """
 
-    def __init__(self, hidden_size: int, attention_hidden: int = 128, stats: bool = False):
-        super().__init__()
-        self.stats = stats
-        self.score = nn.Sequential(
-            nn.Linear(hidden_size, attention_hidden), nn.Tanh(), nn.Linear(attention_hidden, 1)
-        )
+    num_labels: int
+    d_linguistic: int
+    d_prosodic: int
+    projection_hidden: int = 256
+    classifier_hidden: int = 256
+    dropout: float = 0.1
+    pooling: str = "mean"
+    layer_weights: bool = False
+    trainable_layers: int | None = None
+    layer_norm: bool = False
+    pooled_norm: bool = False
 
-    def forward(self, hidden: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
-        if keep is None:
-            keep = valid_mask(lengths, hidden.shape[1])
-        scores = self.score(hidden).squeeze(-1).float()
-        scores = scores.masked_fill(~keep, float("-inf"))
-        weights = torch.softmax(scores, dim=1).to(hidden.dtype)
-        if self.stats:
-            return weighted_stats(hidden, weights)
-        return torch.einsum("bt,bth->bh", weights, hidden)
+    def to_dict(self) -> dict[str, Any]:
+        """The ``"heads"`` entry of a config."""
+        return dataclasses.asdict(self)
 
-
-def parse_trainable_layers(value: Any, num_layers: int) -> int | None:
-    """``student.trainable_layers`` -> number of trainable top layers (None = ``all``).
-
-    ``all`` trains everything (except a frozen CNN front end); an integer N in 0..num_layers
-    trains the top N layers (0 = frozen encoder, heads only).
-    """
-    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
-        return None
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"student.trainable_layers must be 'all' or an integer, got {value!r}"
-        ) from None
-    if not 0 <= n <= num_layers:
-        raise ValueError(
-            f"student.trainable_layers = {n}, but the encoder has {num_layers} layers "
-            f"(0..{num_layers})"
-        )
-    return n
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentDims:
+        """From a config's ``"heads"`` entry (an unknown key is refused)."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown student head key(s) {sorted(unknown)}")
+        return cls(**data)
 
 
 class EmoDistillStudent(nn.Module):
-    """Speech-only student S of DESIGN.md section 1.
+    """Speech-only student S of docs/student.md ("Student").
 
     Args:
         encoder: a :class:`SpeechEncoder` (raw audio in, frame features out).
@@ -152,7 +124,8 @@ class EmoDistillStudent(nn.Module):
             parameters) before the weighted sum, so a layer with a large residual-stream norm
             (the middle layers of Whisper before its final norm) does not dominate the mix.
         trainable_layers: top encoder layers that train (None = all; see
-            :func:`parse_trainable_layers`); the rest is frozen in eval mode.
+            :func:`~emodistill.models.encoders.parse_trainable_layers`); the rest is frozen in
+            eval mode.
     """
 
     def __init__(
@@ -178,19 +151,19 @@ class EmoDistillStudent(nn.Module):
         self.encoder = encoder
         h = encoder.hidden_size
         trainable_layers = parse_trainable_layers(trainable_layers, encoder.num_layers)
-        self.head_config = {
-            "num_labels": int(num_labels),
-            "d_linguistic": int(d_linguistic),
-            "d_prosodic": int(d_prosodic),
-            "projection_hidden": int(projection_hidden),
-            "classifier_hidden": int(classifier_hidden),
-            "dropout": float(dropout),
-            "pooling": pooling,
-            "layer_weights": bool(layer_weights),
-            "trainable_layers": trainable_layers,
-            "layer_norm": bool(layer_norm),
-            "pooled_norm": bool(pooled_norm),
-        }
+        self.dims = StudentDims(
+            num_labels=int(num_labels),
+            d_linguistic=int(d_linguistic),
+            d_prosodic=int(d_prosodic),
+            projection_hidden=int(projection_hidden),
+            classifier_hidden=int(classifier_hidden),
+            dropout=float(dropout),
+            pooling=pooling,
+            layer_weights=bool(layer_weights),
+            trainable_layers=trainable_layers,
+            layer_norm=bool(layer_norm),
+            pooled_norm=bool(pooled_norm),
+        )
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
             encoder.freeze_bottom(encoder.num_layers - trainable_layers)
@@ -212,9 +185,19 @@ class EmoDistillStudent(nn.Module):
         self.proj_prosodic = ffn(p, projection_hidden, d_prosodic, dropout)
         self.classifier = ffn(d_linguistic + d_prosodic, classifier_hidden, num_labels, dropout)
 
+    @classmethod
+    def from_dims(cls, encoder: SpeechEncoder, dims: StudentDims) -> EmoDistillStudent:
+        """The student of ``dims`` around ``encoder`` (random head weights)."""
+        return cls(encoder, **dataclasses.asdict(dims))
+
+    @property
+    def head_config(self) -> dict[str, Any]:
+        """``dims`` as the dict saved under ``"heads"`` in the model folder's config."""
+        return self.dims.to_dict()
+
     @property
     def num_labels(self) -> int:
-        return self.head_config["num_labels"]
+        return self.dims.num_labels
 
     @property
     def frozen_layers(self) -> int | None:
@@ -236,7 +219,7 @@ class EmoDistillStudent(nn.Module):
             hidden, keep = self.augment(hidden, frame_lengths)
         if self.pool is not None:
             return self.pool(hidden, frame_lengths, keep)
-        if self.head_config["pooling"] == "stats":
+        if self.dims.pooling == "stats":
             if keep is None:
                 keep = valid_mask(frame_lengths, hidden.shape[1])
             w = keep.to(hidden.dtype)
@@ -245,7 +228,7 @@ class EmoDistillStudent(nn.Module):
 
     def _mix(self, states: list[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
-        if self.head_config.get("layer_norm"):
+        if self.dims.layer_norm:
             states = [F.layer_norm(s, s.shape[-1:]) for s in states]
         return sum(w * s for w, s in zip(weights, states, strict=True))
 
@@ -363,21 +346,19 @@ def save_student(
     training_config: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``folder/config.json`` and ``folder/model.safetensors`` (each atomically).
+    """Write the model folder's config and weights (each atomically; other files stay).
 
     Args:
         model: the student.
         folder: created if missing; existing files of the same names are replaced.
         labels: class names in logit order (length = ``num_labels``).
         training_config: the full ``Config.to_dict()`` used to train it (optional).
-        extra: more top-level keys for config.json (e.g. metrics, fold); may not override the
+        extra: more top-level keys for the config (e.g. metrics, fold); may not override the
             format keys.
 
     Returns:
         the folder.
     """
-    from safetensors.torch import save_file
-
     labels = [str(x) for x in labels]
     if len(labels) != model.num_labels:
         raise ValueError(f"{len(labels)} labels given for a model with {model.num_labels} outputs")
@@ -385,24 +366,18 @@ def save_student(
     clash = _RESERVED & set(extra) | ({"training_config"} & set(extra))
     if clash:
         raise ValueError(f"extra may not set reserved config key(s) {sorted(clash)}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "format": MODEL_FORMAT,
+        "format": STUDENT_FORMAT,
         "format_version": FORMAT_VERSION,
         "labels": labels,
         "sample_rate": SAMPLE_RATE,
         "encoder": model.encoder.config_dict(),
-        "heads": dict(model.head_config),
+        "heads": model.dims.to_dict(),
         "training_config": training_config,
         **extra,
     }
-    text = json.dumps(config, indent=2, default=_json_default) + "\n"
-    state = _state_for_saving(model)
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    write_text_atomic(folder / CONFIG_NAME, text)
-    return folder
+    text = config_text(config, default=_json_default)
+    return write_model_files(folder, text, _state_for_saving(model))
 
 
 def _json_default(value: Any) -> Any:
@@ -416,31 +391,15 @@ def _json_default(value: Any) -> Any:
 
 
 def read_student_config(folder: str | Path) -> dict[str, Any]:
-    """config.json of a student model folder, checked for format and version."""
-    path = Path(folder) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (not an emodistill model folder?)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from err
-    if config.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: format is {config.get('format')!r}, expected {MODEL_FORMAT!r}")
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format_version {config['format_version']} is newer than this emodistill "
-            f"supports ({FORMAT_VERSION}); upgrade emodistill"
-        )
-    for key in ("labels", "encoder", "heads"):
-        if key not in config:
-            raise ValueError(f"{path}: missing key {key!r}")
-    return config
+    """The config of a student model folder, checked for format, version and keys
+    (:func:`emodistill.model_folder.read_config`)."""
+    return read_config(folder)
 
 
 def student_from_config(config: dict[str, Any]) -> EmoDistillStudent:
-    """The architecture described by a model folder's config.json, with random weights."""
+    """The architecture described by a model folder's config, with random weights."""
     encoder = build_encoder_from_config(config["encoder"])
-    return EmoDistillStudent(encoder, **config["heads"])
+    return EmoDistillStudent.from_dims(encoder, StudentDims.from_dict(config["heads"]))
 
 
 def load_student(
@@ -451,19 +410,16 @@ def load_student(
     Returns:
         (model in eval mode on ``map_location``, config dict).
     """
-    from safetensors.torch import load_file
-
     folder = Path(folder)
-    config = read_student_config(folder)
-    weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: no such file")
+    config = read_config(folder)
     model = student_from_config(config)
-    state = load_file(str(weights), device=str(map_location))
+    state = load_weights(folder, device=str(map_location))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{weights}: weights do not match {folder / CONFIG_NAME}: {err}") from err
+        raise BadModelConfig(
+            f"{weights_path(folder)}: weights do not match {config_path(folder)}: {err}"
+        ) from err
     model.to(map_location)
     model.eval()
     return model, config
@@ -471,10 +427,10 @@ def load_student(
 
 __all__ = [
     "EmoDistillStudent",
+    "StudentDims",
     "StudentOutput",
     "build_student",
     "load_student",
-    "masked_mean",
     "read_student_config",
     "save_student",
     "student_from_config",

@@ -19,25 +19,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emodistill._io import folder_lock
-from emodistill.config import Config, load_config
-from emodistill.corpora.manifest import Manifest, load_manifest
+from emodistill._io import folder_lock, read_json, write_json_atomic, write_text_atomic
+from emodistill.config import Config, resolve_config
+from emodistill.corpora.manifest import Manifest, as_manifest
+from emodistill.corpora.splits import Fold
 from emodistill.report import (
     ablation_markdown,
     aggregate_runs,
     plot_ablation,
     plot_confusion,
     plot_sweep,
-    read_json,
     results_markdown,
     sweep_markdown,
     teaching_markdown,
     teaching_of,
-    write_json_atomic,
-    write_text_atomic,
 )
 from emodistill.training.distill import distill
-from emodistill.training.layout import predictions_path, results_dir
+from emodistill.training.layout import (
+    ablation_path,
+    confusion_path,
+    predictions_path,
+    report_path,
+    results_path,
+    run_config_path,
+    sweep_path,
+    teaching_path,
+)
 from emodistill.training.variants import (
     BASELINE,
     VARIANTS,
@@ -45,19 +52,6 @@ from emodistill.training.variants import (
     get_variant,
     sweep_variant,
 )
-
-
-def resolve_config(
-    config: Config | str | Path | None, overrides: Mapping[str, Any] | None = None
-) -> Config:
-    """A :class:`Config` from a Config, a preset name, a YAML file or None (``demo``)."""
-    if isinstance(config, Config):
-        return config.override(dict(overrides)) if overrides else config
-    return load_config(config, dict(overrides) if overrides else None)
-
-
-def _manifest(manifest: Manifest | str | Path) -> Manifest:
-    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
 
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
@@ -79,9 +73,9 @@ def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tupl
 
 
 def ensure_teachers(
-    manifest: Manifest, run_dir: Path, cfg: Config, fold_ids: Sequence[str], progress: bool = True
+    manifest: Manifest, run_dir: Path, cfg: Config, folds: Sequence[Fold], progress: bool = True
 ) -> None:
-    """Train (or reuse) both teachers and their cached outputs for ``fold_ids``.
+    """Train (or reuse) both teachers and their cached outputs for ``folds``.
 
     Always goes through ``train_teachers``: it reuses a fold's teachers only when they were
     trained with this config's teacher sections (and refreshes a stale output cache), so a
@@ -89,9 +83,7 @@ def ensure_teachers(
     """
     from emodistill.training.teachers import train_teachers
 
-    if manifest.path is None:
-        raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
-    train_teachers(manifest.path, run_dir, config=cfg, folds=",".join(fold_ids), progress=progress)
+    train_teachers(manifest, run_dir, config=cfg, folds=folds, progress=progress)
 
 
 def aggregate_run(
@@ -108,7 +100,7 @@ def aggregate_run(
     taught each student: :func:`~emodistill.report.teaching_of`). Returns the results, or None
     when no fold of this variant has predictions yet.
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config)
     v = get_variant(variant)
     run_dir = Path(run_dir)
@@ -127,11 +119,10 @@ def aggregate_run(
         return None
     results = aggregate_runs(preds, m.labels)
     teaching = teaching_of(preds)
-    out = results_dir(run_dir, v)
-    with folder_lock(out / "results.json", f"the results of {v.name}"):  # one set of files
-        write_json_atomic(out / "results.json", results)
+    with folder_lock(results_path(run_dir, v), f"the results of {v.name}"):  # one set of files
+        write_json_atomic(results_path(run_dir, v), results)
         if teaching:
-            write_json_atomic(out / "teaching.json", teaching)
+            write_json_atomic(teaching_path(run_dir, v), teaching)
         heading = title or f"Cross-validation: {v.name}"
         notes = [
             f"Config: `{cfg.name}`; fold scheme `{cfg.folds.scheme}`; "
@@ -141,9 +132,9 @@ def aggregate_run(
             notes.append(teaching_markdown(teaching))
         paper_row = v.name if v.name in VARIANTS else ""
         write_text_atomic(
-            out / "report.md", results_markdown(results, heading, paper_row, missing, notes)
+            report_path(run_dir, v), results_markdown(results, heading, paper_row, missing, notes)
         )
-        plot_confusion(results["confusion"], results["labels"], out / "confusion.png", heading)
+        plot_confusion(results["confusion"], results["labels"], confusion_path(run_dir, v), heading)
     return results
 
 
@@ -169,7 +160,7 @@ def cross_validate(
         out: RUN_DIR.
         config: preset name, YAML file, Config, or None (``demo``).
         folds: ``"all"`` or comma-separated fold ids (as ``train-teachers``).
-        variant: a Table 2 variant name (:data:`~emodistill.training.distill.VARIANTS`) or a
+        variant: a Table 2 variant name (:data:`~emodistill.training.variants.VARIANTS`) or a
             :class:`Variant`.
         overrides: dotted config overrides (``{"trainer.devices": "4"}``).
         progress, callbacks, trainer_overrides: passed to :func:`distill`.
@@ -182,18 +173,18 @@ def cross_validate(
         The aggregated results over every fold of the variant found on disk (see
         :func:`aggregate_run`); ``{}`` on DDP ranks other than 0.
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config, overrides)
     if seeds is not None:
         cfg = cfg.override({"seeds": [int(s) for s in seeds]})
     v = get_variant(variant)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.json").is_file():
-        write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    if not run_config_path(run_dir).is_file():
+        write_json_atomic(run_config_path(run_dir), cfg.to_dict())
     _, selected = _select(m, cfg, folds)
     if v.teachers_needed(cfg.distill) and not teachers_ready:
-        ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+        ensure_teachers(m, run_dir, cfg, selected, progress)
     rank0 = True
     for fold in selected:
         for seed in [cfg.seed] if v.teacher is not None else cfg.run_seeds():
@@ -230,50 +221,46 @@ def ablate(
     Writes ``RUN_DIR/ablation.json`` (variant name -> that variant's results.json content),
     ``ablation.md`` (beside the paper's numbers) and ``ablation.png``.
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config)
     if seeds is not None:
         cfg = cfg.override({"seeds": [int(s) for s in seeds]})
     names = list(variants or VARIANTS)
     run_dir = Path(out)
     _, selected = _select(m, cfg, folds)
-    ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    ensure_teachers(m, run_dir, cfg, selected, progress)
     ablation = {
         name: _cv_on_ready_teachers(m, run_dir, cfg, selected, name, progress, trainer_overrides)
         for name in names
     }
-    write_json_atomic(run_dir / "ablation.json", ablation)
-    md = ablation_markdown(ablation) + compare_against_baseline(run_dir, ablation)
-    write_text_atomic(run_dir / "ablation.md", md)
-    plot_ablation(ablation, run_dir / "ablation.png")
+    write_json_atomic(ablation_path(run_dir, ".json"), ablation)
+    md = ablation_markdown(ablation) + compare_markdown_against_baseline(run_dir, ablation)
+    write_text_atomic(ablation_path(run_dir, ".md"), md)
+    plot_ablation(ablation, ablation_path(run_dir, ".png"))
     return ablation
 
 
-def compare_against_baseline(run_dir: Path, results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Paired statistics of every variant in ``results`` against plain fine-tuning: printed,
-    written to ``RUN_DIR/compare-<variant>-vs-no_teachers.json``, and returned as markdown."""
+def compare_markdown_against_baseline(
+    run_dir: Path, results: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """Paired statistics of every variant in ``results`` against plain fine-tuning
+    (:func:`emodistill.compare.compare_against_baseline`, which writes the JSON files):
+    printed, and returned as markdown."""
     from rich.console import Console
 
-    from emodistill.compare import compare_markdown, compare_results
-    from emodistill.training.layout import compare_path
+    from emodistill.compare import compare_against_baseline, compare_markdown
 
-    base = results.get(BASELINE)
-    if not base:
+    if not results.get(BASELINE):
         return (
             f"\n\nNo paired comparison: `{BASELINE}` (plain fine-tuning) was not run in "
             f"this folder (`emodistill cv ... --variant {BASELINE}`).\n"
         )
     console = Console(stderr=True)
     parts = ["", "", "## Paired against plain fine-tuning", ""]
-    for name, res in results.items():
-        if name == BASELINE or not res or "folds" not in res:
+    for name, cmp in compare_against_baseline(run_dir, results).items():
+        if isinstance(cmp, str):
+            parts += [f"`{name}`: {cmp}", ""]
             continue
-        try:
-            cmp = compare_results(res, base, name, BASELINE)
-        except ValueError as err:
-            parts += [f"`{name}`: {err}", ""]
-            continue
-        write_json_atomic(compare_path(run_dir, name, BASELINE), cmp)
         text = compare_markdown(cmp)
         console.print(text, markup=False, highlight=False)
         parts += [text, ""]
@@ -311,26 +298,26 @@ def sweep_temperature(
     Writes ``RUN_DIR/sweep_<teacher>.json`` (``{"teacher", "values", "results": [results.json
     content + "tau" + "variant", ...]}``), ``.md`` and a line plot ``.png`` (UA and WA vs tau).
     """
-    m = _manifest(manifest)
+    m = as_manifest(manifest)
     cfg = resolve_config(config)
     run_dir = Path(out)
     values = [float(t) for t in values]
     if not values:
         raise ValueError("sweep_temperature: no temperatures given")
     _, selected = _select(m, cfg, folds)
-    ensure_teachers(m, run_dir, cfg, [f.id for f in selected], progress)
+    ensure_teachers(m, run_dir, cfg, selected, progress)
     rows = []
     for tau in values:
         v = sweep_variant(teacher, tau)
         res = _cv_on_ready_teachers(m, run_dir, cfg, selected, v, progress, trainer_overrides)
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
-    write_json_atomic(run_dir / f"sweep_{teacher}.json", sweep)
-    base = results_dir(run_dir, BASELINE) / "results.json"
+    write_json_atomic(sweep_path(run_dir, teacher, ".json"), sweep)
+    base = results_path(run_dir, BASELINE)
     paired = {row["variant"]: row for row in rows}
     if base.is_file():
         paired[BASELINE] = read_json(base)
-    md = sweep_markdown(sweep) + compare_against_baseline(run_dir, paired)
-    write_text_atomic(run_dir / f"sweep_{teacher}.md", md)
-    plot_sweep(sweep, run_dir / f"sweep_{teacher}.png")
+    md = sweep_markdown(sweep) + compare_markdown_against_baseline(run_dir, paired)
+    write_text_atomic(sweep_path(run_dir, teacher, ".md"), md)
+    plot_sweep(sweep, sweep_path(run_dir, teacher, ".png"))
     return sweep

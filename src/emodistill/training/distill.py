@@ -1,4 +1,4 @@
-"""Distil the speech-only student from the cached teachers of one fold (DESIGN.md section 1).
+"""Distil the speech-only student from the cached teachers of one fold (docs/student.md).
 
 The teachers never run here: their logits and embeddings were written once per fold by
 ``train_teachers`` and are read row by row from the cache (``training/teacher_cache.py``), so a
@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from emodistill._io import folder_lock
+from emodistill._io import folder_lock, read_json
 from emodistill.config import TEACHER_KINDS, Config
 from emodistill.corpora.manifest import Manifest
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
-from emodistill.report import read_json
 from emodistill.training.common import (
     last_checkpoint,
     make_optim_trainer,
@@ -35,20 +34,16 @@ from emodistill.training.common import (
     seed_everything,
 )
 from emodistill.training.data import (
-    AUDIO_CACHE_BYTES,
     EVAL_MAX_SECONDS,
     DistillDataset,
-    LengthGroupedBatchSampler,
-    collate_batch,
     make_loader,
     too_short_for_training,
 )
-from emodistill.training.layout import predictions_path, student_dir, variant_dir, work_dir
+from emodistill.training.layout import predictions_path, student_dir, work_dir
 from emodistill.training.module import StudentModule
 from emodistill.training.predictions import (
     check_reusable,
     config_key,
-    load_predictions,
     predict,
     teacher_predictions,
     write_predictions,
@@ -61,45 +56,17 @@ from emodistill.training.teacher_weighting import (
     weight_reasons,
 )
 from emodistill.training.variants import (
-    VARIANTS,
+    BASELINE,
     Variant,
-    describe_variants,
     get_variant,
-    variant_distill_config,
 )
 
-TEACHERS = TEACHER_KINDS
-_load_teachers = load_fold_teachers  # older name, kept for callers
 if TYPE_CHECKING:
     from emodistill.corpora.splits import Fold
 
 console = Console(stderr=True)
 
-__all__ = [
-    "AUDIO_CACHE_BYTES",
-    "EVAL_MAX_SECONDS",
-    "TEACHERS",
-    "VARIANTS",
-    "DistillDataset",
-    "LengthGroupedBatchSampler",
-    "StudentModule",
-    "Variant",
-    "collate_batch",
-    "config_key",
-    "describe_variants",
-    "distill",
-    "get_variant",
-    "load_predictions",
-    "make_loader",
-    "predict",
-    "predictions_path",
-    "student_dir",
-    "teacher_predictions",
-    "variant_dir",
-    "variant_distill_config",
-    "work_dir",
-    "write_predictions",
-]
+__all__ = ["distill", "prefix_cache_dir"]
 
 
 def prefix_cache_dir(manifest: Manifest, run_dir: Path) -> Path:
@@ -295,7 +262,7 @@ def _train_student(
         dcfg,
         optim,
         n_classes,
-        logit_teachers=v.logit_teachers or TEACHERS,
+        logit_teachers=v.logit_teachers or TEACHER_KINDS,
         class_weights=class_weights,
         seed=cfg.seed,
         teacher_weights=weights,
@@ -352,17 +319,13 @@ def _train_student(
     return result
 
 
-#: The variant whose validation UA the ``student`` teacher-weighting rule compares against.
-PLAIN_VARIANT = "no_teachers"
-
-
 def _plain_student_val_ua(
     manifest: Manifest, fold: Fold, cfg: Config, seed: int, run_dir: Path, progress: bool
 ) -> float:
     """Validation UA of the plain student (same fold, ``seed`` and student settings; ``cfg``
     is the run's config before the seed is applied), training it first if the run folder has
     none yet; a later ``--variant no_teachers`` reuses it instead of training it again."""
-    plain = distill(manifest, fold, cfg, run_dir, PLAIN_VARIANT, seed=seed, progress=progress)
+    plain = distill(manifest, fold, cfg, run_dir, BASELINE, seed=seed, progress=progress)
     if plain.get("val_ua") is None:
         raise ValueError(f"fold {fold.id}: the plain student (seed {seed}) has no validation UA")
     return float(plain["val_ua"])

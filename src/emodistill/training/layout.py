@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emodistill.training.variants import Variant, get_variant
+from emodistill.config import TEACHER_KINDS
+from emodistill.model_folder import CONFIG_NAME
+from emodistill.training.variants import VARIANTS, Variant, get_variant
+
+
+def run_config_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/config.json``: the full config a run was started with."""
+    return Path(run_dir) / CONFIG_NAME
 
 
 def results_dir(run_dir: str | Path, variant: str | Variant = "full") -> Path:
@@ -65,6 +72,79 @@ def work_dir(
 ) -> Path:
     """Training state (checkpoints, CSV logs) of a student: beside, not inside, the model."""
     return variant_dir(run_dir, fold_id, variant, seed) / "student_train"
+
+
+def results_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """A variant's ``results.json`` (a name outside Table 2, such as a sweep point, too)."""
+    if isinstance(variant, str):
+        variant = VARIANTS.get(variant) or Variant(variant)
+    return results_dir(run_dir, variant) / "results.json"
+
+
+def _teacher_kind(kind: str) -> str:
+    if kind not in TEACHER_KINDS:
+        raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
+    return kind
+
+
+def teacher_dir(fold_dir: str | Path, kind: str) -> Path:
+    """``<fold_dir>/teachers/<kind>``: the teacher's model folder."""
+    return Path(fold_dir) / "teachers" / _teacher_kind(kind)
+
+
+def teacher_outputs_dir(fold_dir: str | Path, kind: str) -> Path:
+    """``<fold_dir>/teachers/outputs/<kind>``: the teacher's cached outputs."""
+    return Path(fold_dir) / "teachers" / "outputs" / _teacher_kind(kind)
+
+
+def teacher_work_dir(fold_dir: str | Path, kind: str) -> Path:
+    """``<fold_dir>/teachers/train/<kind>``: training state and ``result.json``."""
+    return Path(fold_dir) / "teachers" / "train" / _teacher_kind(kind)
+
+
+def teacher_result_path(fold_dir: str | Path, kind: str) -> Path:
+    """``<fold_dir>/teachers/train/<kind>/result.json``: the trained teacher's test result."""
+    return teacher_work_dir(fold_dir, kind) / "result.json"
+
+
+def teacher_metrics_path(fold_dir: str | Path) -> Path:
+    """``<fold_dir>/teachers/metrics.json``: both teachers' test metrics."""
+    return Path(fold_dir) / "teachers" / "metrics.json"
+
+
+def report_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """A variant's ``report.md`` (beside its results.json)."""
+    return results_path(run_dir, variant).with_name("report.md")
+
+
+def confusion_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """A variant's ``confusion.png`` (beside its results.json)."""
+    return results_path(run_dir, variant).with_name("confusion.png")
+
+
+def teaching_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+    """A variant's ``teaching.json`` (which teachers taught each student; beside results.json)."""
+    return results_path(run_dir, variant).with_name("teaching.json")
+
+
+def ablation_path(run_dir: str | Path, suffix: str) -> Path:
+    """``RUN_DIR/ablation<suffix>`` (``.json``, ``.md``, ``.png``)."""
+    return Path(run_dir) / f"ablation{suffix}"
+
+
+def sweep_path(run_dir: str | Path, teacher: str, suffix: str) -> Path:
+    """``RUN_DIR/sweep_<teacher><suffix>`` (``.json``, ``.md``, ``.png``)."""
+    return Path(run_dir) / f"sweep_{_teacher_kind(teacher)}{suffix}"
+
+
+def teachers_summary_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/teachers.json``: every fold's teacher metrics, mean and std."""
+    return Path(run_dir) / "teachers.json"
+
+
+def all_teacher_metrics(run_dir: str | Path) -> list[Path]:
+    """Every fold's ``teachers/metrics.json`` under ``RUN_DIR``, sorted."""
+    return sorted(Path(run_dir).glob("*/teachers/metrics.json"))
 
 
 def compare_path(run_dir: str | Path, variant: str, baseline: str) -> Path:

@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from emodistill._io import write_json_atomic
+from emodistill._io import read_json, write_json_atomic
 from emodistill.config import Config
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.evaluate import compute_metrics
-from emodistill.report import read_json
 from emodistill.training.data import DistillDataset, collate_batch
 from emodistill.training.layout import predictions_path
 from emodistill.training.teacher_cache import load_fold_teachers

@@ -30,27 +30,11 @@ import numpy as np
 import torch
 
 from emodistill._io import save_npy_atomic, write_json_atomic
+from emodistill.model_folder import model_files, read_config
 from emodistill.progress import progress_bar
+from emodistill.training.layout import teacher_dir, teacher_outputs_dir
 
-KINDS = ("linguistic", "prosodic")
 CACHE_VERSION = 1
-
-
-def teacher_dir(fold_dir: str | Path, kind: str) -> Path:
-    """``<fold_dir>/teachers/<kind>``: the teacher's model folder."""
-    _check_kind(kind)
-    return Path(fold_dir) / "teachers" / kind
-
-
-def outputs_dir(fold_dir: str | Path, kind: str) -> Path:
-    """``<fold_dir>/teachers/outputs/<kind>``: the cached outputs."""
-    _check_kind(kind)
-    return Path(fold_dir) / "teachers" / "outputs" / kind
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"teacher kind must be one of {KINDS}, got {kind!r}")
 
 
 @dataclass
@@ -105,22 +89,19 @@ class TeacherOutputs:
 
 
 def load_teacher(folder: str | Path, map_location: str = "cpu") -> torch.nn.Module:
-    """A trained teacher from its model folder (kind read from its config.json), in eval mode."""
+    """A trained teacher from its model folder (kind read from its config), in eval mode."""
     from emodistill.models.linguistic import MODEL_TYPE as LING
     from emodistill.models.linguistic import LinguisticTeacher
     from emodistill.models.prosodic import MODEL_TYPE as PROS
     from emodistill.models.prosodic import ProsodicResNet
 
     folder = Path(folder)
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{folder}: no teacher here (config.json missing)")
-    model_type = json.loads(cfg_path.read_text()).get("model_type")
+    model_type = read_config(folder, "any", "teacher").get("model_type")
     if model_type == LING:
         return LinguisticTeacher.from_pretrained(folder, map_location=map_location)
     if model_type == PROS:
         return ProsodicResNet.from_pretrained(folder, map_location=map_location)
-    raise ValueError(f"{cfg_path}: unknown model_type {model_type!r}")
+    raise ValueError(f"{model_files(folder)[0]}: unknown model_type {model_type!r}")
 
 
 def load_fold_teachers(fold_dir: str | Path, kinds: Sequence[str]) -> dict[str, TeacherOutputs]:
@@ -142,7 +123,7 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
     Raises:
         FileNotFoundError: nothing (complete) cached; the message says which command makes it.
     """
-    folder = outputs_dir(fold_dir, kind)
+    folder = teacher_outputs_dir(fold_dir, kind)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(
@@ -169,8 +150,8 @@ def cache_key(kind: str, model_folder: str | Path, utterances: Sequence[Any], fe
     model_folder = Path(model_folder)
     h = hashlib.blake2b(digest_size=20)
     h.update(f"emodistill-teacher-cache-v{CACHE_VERSION}:{kind}\0".encode())
-    for name in ("config.json", "model.safetensors"):
-        with open(model_folder / name, "rb") as fh:
+    for path in model_files(model_folder):
+        with open(path, "rb") as fh:
             for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
                 h.update(chunk)
         h.update(b"\0")
@@ -284,7 +265,7 @@ def write_teacher_outputs(
         The cached :class:`TeacherOutputs` (memory-mapped), identical to a fresh forward pass.
     """
     model_folder = teacher_dir(fold_dir, kind)
-    folder = outputs_dir(fold_dir, kind)
+    folder = teacher_outputs_dir(fold_dir, kind)
     key = cache_key(kind, model_folder, utterances, features)
     if not force and (folder / "meta.json").is_file():
         try:
@@ -308,7 +289,7 @@ def write_teacher_outputs(
     write_json_atomic(folder / "ids.json", [u.id for u in utterances])
     _save_npy_atomic(folder / "logits.npy", logits)
     _save_npy_atomic(folder / "embeddings.npy", emb)
-    labels = json.loads((model_folder / "config.json").read_text()).get("labels", [])
+    labels = read_config(model_folder, "any").get("labels", [])
     meta = {
         "key": key,
         "kind": kind,

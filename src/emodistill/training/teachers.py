@@ -1,4 +1,4 @@
-"""Training the two teachers per fold: Lightning modules, data, ``train_teacher(s)``.
+"""Training the two teachers per fold: ``train_teacher`` (one fold) and ``train_teachers``.
 
 Per fold (``fold_dir = RUN_DIR/<fold.id>``)::
 
@@ -23,165 +23,46 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from emodistill._io import folder_lock, write_json_atomic
-from emodistill.config import Config, OptimConfig, load_config
-from emodistill.evaluate import SERMetrics, compute_metrics, mean_std
+from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
+from emodistill.corpora.manifest import Manifest, as_manifest
+from emodistill.corpora.splits import Fold
+from emodistill.evaluate import compute_metrics, mean_std
+from emodistill.model_folder import is_model_folder, read_config
 from emodistill.training.common import (
     class_weights_of,
-    configure_adamw,
     last_checkpoint,
     make_optim_trainer,
     seed_everything,
     total_steps,
 )
-from emodistill.training.teacher_cache import (
-    KINDS,
-    pad_llds,
+from emodistill.training.layout import (
+    all_teacher_metrics,
     teacher_dir,
-    write_teacher_outputs,
+    teacher_metrics_path,
+    teacher_result_path,
+    teacher_work_dir,
+    teachers_dir,
+    teachers_summary_path,
 )
+from emodistill.training.teacher_cache import write_teacher_outputs
+from emodistill.training.teacher_data import (
+    LLDDataset,
+    TextCollator,
+    TextDataset,
+    collate_llds,
+    prosodic_features,
+    with_features,
+)
+from emodistill.training.teacher_module import TeacherModule
 
 console = Console(stderr=True)
-
-
-# --------------------------------------------------------------------------- Lightning module
-
-
-class TeacherModule(L.LightningModule):
-    """Cross-entropy training of an injected teacher network, validated on UA.
-
-    Args:
-        net: ``LinguisticTeacher`` or ``ProsodicResNet``: ``net(**batch["inputs"])`` returns
-            (logits (B, C), embedding (B, D)).
-        optim: learning rate, weight decay, warm-up ratio.
-        num_steps: optimizer steps of the whole run (for the LR schedule).
-        class_weights: (C,) cross-entropy weights, or None.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        optim: OptimConfig,
-        num_steps: int,
-        num_classes: int,
-        class_weights: torch.Tensor | None = None,
-    ):
-        super().__init__()
-        self.net = net
-        self.optim = optim
-        self.num_steps = num_steps
-        if class_weights is not None:
-            self.register_buffer("class_weights", class_weights.float())
-        else:
-            self.class_weights = None
-        self.val_metrics = SERMetrics(num_classes)
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net(**inputs)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits, _ = self(batch["inputs"])
-        loss = F.cross_entropy(logits.float(), batch["labels"], weight=self.class_weights)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits, _ = self(batch["inputs"])
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        self.log("val_loss", loss, on_epoch=True, prog_bar=False, sync_dist=True)
-        self.val_metrics.update(logits.argmax(dim=1), batch["labels"])
-
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        self.log_dict({f"val_{k}": v for k, v in values.items()}, prog_bar=True)
-        self.val_metrics.reset()
-
-    def configure_optimizers(self):
-        return configure_adamw(self.net.parameters(), self.optim, self.num_steps)
-
-
-# --------------------------------------------------------------------------- data
-
-
-class TextDataset(Dataset):
-    """(transcript, class index) pairs."""
-
-    def __init__(self, utterances: Sequence[Any], labels: Sequence[str]):
-        index = {lab: i for i, lab in enumerate(labels)}
-        self.items = [(u.transcript, index[u.label]) for u in utterances]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[str, int]:
-        return self.items[i]
-
-
-class TextCollator:
-    """Tokenises a batch: ``{"inputs": {input_ids (B, L), attention_mask (B, L)}, labels (B,)}``."""
-
-    def __init__(self, tokenizer: Any, max_length: int):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, batch: list[tuple[str, int]]) -> dict[str, Any]:
-        enc = self.tokenizer(
-            [t for t, _ in batch],
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return {
-            "inputs": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
-            "labels": torch.tensor([y for _, y in batch], dtype=torch.long),
-        }
-
-
-class LLDDataset(Dataset):
-    """(LLDs (T, 25), class index); training crops a random window of at most ``max_frames``."""
-
-    def __init__(
-        self,
-        utterances: Sequence[Any],
-        labels: Sequence[str],
-        features: Any,
-        max_frames: int | None = None,
-        train: bool = False,
-    ):
-        index = {lab: i for i, lab in enumerate(labels)}
-        self.ids = [u.id for u in utterances]
-        self.targets = [index[u.label] for u in utterances]
-        self.features = features
-        self.max_frames = max_frames
-        self.train = train
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        x = self.features[self.ids[i]]
-        if self.train and self.max_frames and x.shape[0] > self.max_frames:
-            start = int(torch.randint(0, x.shape[0] - self.max_frames + 1, ()).item())
-            x = x[start : start + self.max_frames]
-        return np.asarray(x, dtype=np.float32), self.targets[i]
-
-
-def collate_llds(batch: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
-    """``{"inputs": {llds (B, T, 25), lengths (B,)}, "labels": (B,)}`` with zero padding."""
-    llds, lengths = pad_llds([x for x, _ in batch])
-    return {
-        "inputs": {"llds": llds, "lengths": lengths},
-        "labels": torch.tensor([y for _, y in batch], dtype=torch.long),
-    }
 
 
 # --------------------------------------------------------------------------- one teacher
@@ -192,7 +73,7 @@ def _kind_section(cfg: Config, kind: str):
         return cfg.linguistic
     if kind == "prosodic":
         return cfg.prosodic
-    raise ValueError(f"teacher kind must be one of {KINDS}, got {kind!r}")
+    raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
 
 
 def _relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -213,47 +94,14 @@ def _cuda_device(cfg: Config) -> str:
     return "cuda" if on_cuda else "cpu"
 
 
-def _feature_store(manifest, features, cfg: Config | None = None):
-    """The LLD store the prosodic teacher reads: cached eGeMAPS LLDs, per-speaker normalised
-    when ``cfg.prosodic.speaker_norm`` (a store that is already normalised is kept)."""
-    from emodistill.speaker_norm import SpeakerNormalizedFeatures
-
-    if features is None:
-        from emodistill.features import default_cache_dir, extract_features
-
-        if manifest.path is None:
-            raise ValueError("the manifest has no path: pass features=extract_features(...)")
-        features = extract_features(manifest, default_cache_dir(manifest.path), workers=1)
-    if cfg is not None and cfg.prosodic.speaker_norm:
-        if not isinstance(features, SpeakerNormalizedFeatures):
-            features = SpeakerNormalizedFeatures(
-                features, {u.id: u.speaker for u in manifest.utterances}
-            )
-    return features
-
-
-def _with_features(utterances: Sequence[Any], features: Any, what: str) -> list[Any]:
-    kept = [u for u in utterances if u.id in features]
-    if len(kept) < len(utterances):
-        console.print(
-            f"[yellow]warning:[/] {len(utterances) - len(kept)} {what} utterance(s) have no "
-            "features (unusable audio) and are left out"
-        )
-    return kept
-
-
 def teacher_done(
     fold_dir: str | Path, kind: str, cfg: Config | None = None, data: str | None = None
 ) -> bool:
     """True when ``kind``'s model folder and test result exist (and match ``cfg``, if given,
     and were trained on the fold data ``data`` = ``fold_fingerprint``, if given)."""
     folder = teacher_dir(fold_dir, kind)
-    result = Path(fold_dir) / "teachers" / "train" / kind / "result.json"
-    if not (
-        (folder / "config.json").is_file()
-        and (folder / "model.safetensors").is_file()
-        and result.is_file()
-    ):
+    result = teacher_result_path(fold_dir, kind)
+    if not (is_model_folder(folder) and result.is_file()):
         return False
     if cfg is None:
         return True
@@ -265,7 +113,7 @@ def teacher_done(
                 "rows, audio or speaker split); retraining"
             )
             return False
-    saved = json.loads((folder / "config.json").read_text()).get("training_config") or {}
+    saved = read_config(folder, "any").get("training_config") or {}
     return _relevant_config(saved, kind) == _relevant_config(cfg.to_dict(), kind)
 
 
@@ -310,7 +158,7 @@ def train_teacher(
     section = _kind_section(cfg, kind)
     optim: OptimConfig = section.optim
     fold_dir = Path(out_dir)
-    work_dir = fold_dir / "teachers" / "train" / kind
+    work_dir = teacher_work_dir(fold_dir, kind)
     labels = list(manifest.labels)
     train, val, test = fold_utterances(manifest, fold)
     if not train or not val:
@@ -321,10 +169,10 @@ def train_teacher(
     if kind == "linguistic":
         check_transcripts(train + val + test, manifest.path)
     else:
-        features = _feature_store(manifest, features, cfg)
-        train = _with_features(train, features, "training")
-        val = _with_features(val, features, "validation")
-        test = _with_features(test, features, "test")
+        features = prosodic_features(manifest, features, cfg)
+        train = with_features(train, features, "training")
+        val = with_features(val, features, "validation")
+        test = with_features(test, features, "test")
 
     seed_everything(cfg.seed)
     if kind == "linguistic":
@@ -437,18 +285,12 @@ def train_teacher(
 # --------------------------------------------------------------------------- all folds
 
 
-def _load_cfg(config: Config | str | Path | None) -> Config:
-    if isinstance(config, Config):
-        return config
-    return load_config(config)
-
-
 def train_teachers(
-    manifest_path: str | Path,
+    manifest: Manifest | str | Path,
     out: str | Path,
     config: Config | str | Path | None = None,
-    folds: str = "all",
-    kinds: Sequence[str] = KINDS,
+    folds: str | Sequence[Fold] = "all",
+    kinds: Sequence[str] = TEACHER_KINDS,
     progress: bool = True,
     workers: int = 1,
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -458,10 +300,12 @@ def train_teachers(
     same config) are skipped; a fold interrupted mid-training resumes from its checkpoint.
 
     Args:
-        manifest_path: manifest CSV (with transcripts for the linguistic teacher).
+        manifest: a loaded :class:`Manifest` (from a CSV: its folder holds the feature cache) or
+            the manifest CSV (with transcripts for the linguistic teacher).
         out: run folder ``RUN_DIR``.
         config: a Config, preset name, YAML file, or None (demo).
-        folds: ``"all"`` or comma-separated fold ids (test speaker/session names).
+        folds: the :class:`Fold` objects to train, or ``"all"`` or comma-separated fold ids
+            (test speaker/session names) of the config's folds.
         kinds: which teachers (default both).
         workers: feature-extraction processes.
 
@@ -469,7 +313,6 @@ def train_teachers(
         ``{fold_id: {"linguistic": {"wa", "ua", "f1"}, "prosodic": {...}}}``; also written to
         ``RUN_DIR/teachers.json`` with mean and std over the folds.
     """
-    from emodistill.corpora.manifest import load_manifest
     from emodistill.corpora.splits import (
         fold_fingerprint,
         fold_utterances,
@@ -479,39 +322,43 @@ def train_teachers(
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.models.linguistic import check_transcripts
 
-    cfg = _load_cfg(config)
-    manifest = load_manifest(manifest_path)
+    cfg = resolve_config(config)
+    named = manifest.path if isinstance(manifest, Manifest) else manifest  # as the user gave it
+    manifest = as_manifest(manifest)
+    if manifest.path is None:
+        raise ValueError("training teachers needs a manifest loaded from a CSV file (path is None)")
     if "linguistic" in kinds:  # fail before any training, naming the manifest
-        check_transcripts(manifest.utterances, manifest_path)
-    all_folds = make_folds(
-        manifest,
-        scheme=cfg.folds.scheme,
-        groups=cfg.folds.groups,
-        val_speakers=cfg.folds.val_speakers,
-        seed=cfg.folds.seed,
-    )
-    chosen = select_folds(all_folds, folds)
+        check_transcripts(manifest.utterances, named)
+    if isinstance(folds, str):
+        all_folds = make_folds(
+            manifest,
+            scheme=cfg.folds.scheme,
+            groups=cfg.folds.groups,
+            val_speakers=cfg.folds.val_speakers,
+            seed=cfg.folds.seed,
+        )
+        chosen = select_folds(all_folds, folds)
+    else:
+        chosen = list(folds)
     features = None
     if "prosodic" in kinds:
         features = extract_features(
-            manifest, default_cache_dir(manifest_path), workers=workers, progress=progress
+            manifest, default_cache_dir(manifest.path), workers=workers, progress=progress
         )
-        features = _feature_store(manifest, features, cfg)
+        features = prosodic_features(manifest, features, cfg)
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for n, fold in enumerate(chosen, 1):
         fold_dir = out / fold.id
-        metrics_path = fold_dir / "teachers" / "metrics.json"
+        metrics_path = teacher_metrics_path(fold_dir)
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
         fingerprint = fold_fingerprint(manifest, fold)
         # A second process on this run folder waits, then reuses these teachers.
-        with folder_lock(fold_dir / "teachers", f"fold {fold.id}'s teachers"):
+        with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
             for kind in kinds:
                 if teacher_done(fold_dir, kind, cfg, fingerprint):
-                    res = json.loads(
-                        (fold_dir / "teachers" / "train" / kind / "result.json").read_text()
-                    )
+                    res = json.loads(teacher_result_path(fold_dir, kind).read_text())
                     # Cached outputs are keyed: this recomputes only if missing or stale.
                     train, val, test = fold_utterances(manifest, fold)
                     utts = train + val + test
@@ -580,7 +427,7 @@ def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
     """``RUN_DIR/teachers.json``: every fold's metrics (all folds on disk) and mean/std."""
     folds_on_disk: dict[str, Any] = {}
-    for path in sorted(out.glob("*/teachers/metrics.json")):
+    for path in all_teacher_metrics(out):
         folds_on_disk[path.parent.parent.name] = json.loads(path.read_text())
     folds_on_disk.update(results)
     summary: dict[str, Any] = {"folds": folds_on_disk, "mean": {}, "std": {}}
@@ -590,7 +437,7 @@ def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], k
             mean, std = mean_std(values)
             summary["mean"].setdefault(kind, {})[metric] = mean
             summary["std"].setdefault(kind, {})[metric] = std
-    write_json_atomic(out / "teachers.json", summary)
+    write_json_atomic(teachers_summary_path(out), summary)
     for kind in kinds:
         mean, std = summary["mean"].get(kind, {}), summary["std"].get(kind, {})
         if mean:

@@ -25,6 +25,7 @@ class Variant:
         teacher: when set, no student is trained: the fold's test predictions are that
             teacher's own (from its cached outputs).
         paper: the paper's (WA, UA) in percent for this row, if it has one.
+        short: a column label for narrow tables (the demo's); the name when empty.
     """
 
     name: str
@@ -33,6 +34,7 @@ class Variant:
     logit_teachers: tuple[str, ...] | None = None
     teacher: str | None = None
     paper: tuple[float, float] | None = None
+    short: str = ""
 
     def distill_config(self, base: DistillConfig) -> DistillConfig:
         """``base`` with this variant's overrides applied."""
@@ -60,7 +62,7 @@ _PLAIN = {"use_linguistic": False, "use_prosodic": False, "beta": 0.0, "gamma": 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("full", "EmoDistill (full)", paper=(75.16, 76.12)),
+        Variant("full", "EmoDistill (full)", paper=(75.16, 76.12), short="EmoDistill"),
         Variant("no_logit_kd", "w/o logit KD", {"logit_kd": False}, paper=(73.94, 74.02)),
         Variant(
             "no_embedding_kd", "w/o embedding KD", {"embedding_kd": False}, paper=(73.88, 74.01)
@@ -70,27 +72,44 @@ VARIANTS: dict[str, Variant] = {
             "w/o prosodic teacher T_P",
             {"use_prosodic": False},
             paper=(74.09, 72.82),
+            short="T_L only",
         ),
         Variant(
             "no_linguistic_teacher",
             "w/o linguistic teacher T_L",
             {"use_linguistic": False},
             paper=(66.01, 67.27),
+            short="T_P only",
         ),
         # Plain fine-tuning: alpha * CE only.
-        Variant("no_teachers", "w/o teachers (plain fine-tune)", _PLAIN, paper=(69.92, 70.17)),
-        Variant("prosodic_teacher_only", "T_P alone", teacher="prosodic", paper=(49.42, 50.08)),
+        Variant(
+            "no_teachers",
+            "w/o teachers (plain fine-tune)",
+            _PLAIN,
+            paper=(69.92, 70.17),
+            short="plain",
+        ),
+        Variant(
+            "prosodic_teacher_only",
+            "T_P alone",
+            teacher="prosodic",
+            paper=(49.42, 50.08),
+            short="T_P",
+        ),
         Variant(
             "linguistic_teacher_only",
             "T_L alone (needs transcripts)",
             teacher="linguistic",
             paper=(71.09, 71.83),
+            short="T_L",
         ),
     )
 }
 
 #: The variant every other is compared against.
 BASELINE = "no_teachers"
+#: The method itself (the run folder's top-level results).
+FULL = "full"
 
 
 def get_variant(variant: str | Variant) -> Variant:
@@ -108,10 +127,26 @@ def variant_distill_config(base: DistillConfig, variant: str | Variant) -> Disti
     return get_variant(variant).distill_config(base)
 
 
+def short_title(name: str) -> str:
+    """A variant's column label (:attr:`Variant.short`; the name for other names)."""
+    v = VARIANTS.get(name)
+    return (v.short or v.name) if v is not None else name
+
+
 def variant_title(name: str) -> str:
     """The row title of a variant name (the name itself for sweep points and unknown names)."""
     v = VARIANTS.get(name)
     return v.title if v is not None else name
+
+
+def paper_numbers(name: str) -> tuple[float, float] | None:
+    """The paper's (WA, UA) in percent for a variant name; None for other names.
+
+    >>> paper_numbers("full"), paper_numbers("sweep_prosodic_tau2")
+    ((75.16, 76.12), None)
+    """
+    v = VARIANTS.get(name)
+    return v.paper if v is not None else None
 
 
 def sweep_variant(teacher: str, tau: float) -> Variant:
