@@ -107,6 +107,21 @@ ROWS = {
     "tiny-last-attnstats-bn": dict(
         enc="tiny", layers="last", pooling="attention_stats", pooled_norm=True
     ),
+    "tiny-last-stats-bn-20ep": dict(
+        enc="tiny", layers="last", pooling="stats", pooled_norm=True, epochs=20
+    ),
+    "tiny-last-stats-bn-30ep-kd": dict(  # CE 0.25, KD and embedding 0.75 (mtkd4ser's ratio)
+        enc="tiny",
+        layers="last",
+        pooling="stats",
+        pooled_norm=True,
+        epochs=30,
+        alpha=0.25,
+        beta=0.75,
+    ),
+    "tiny-last-stats-bn-30ep-mixup": dict(
+        enc="tiny", layers="last", pooling="stats", pooled_norm=True, epochs=30, mixup=0.4
+    ),
     "base-last-stats-bn": dict(enc="base", layers="last", pooling="stats", pooled_norm=True),
     "base-mixln-stats-bn": dict(
         enc="base", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True
@@ -192,6 +207,8 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         student.augment = StateAugment(row.get("time_mask", 0.0), row.get("channel_mask", 0.0))
     weights = None
     dcfg = cfg.distill
+    if "alpha" in row:
+        dcfg = dataclasses.replace(dcfg, alpha=row["alpha"], beta=row["beta"], gamma=row["beta"])
     if variant == "plain":
         dcfg = dataclasses.replace(dcfg, use_linguistic=False, use_prosodic=False)
     else:
