@@ -12,8 +12,8 @@ weighting rule and ``compare.cluster_bootstrap_ci`` -- in a bare loop over state
 (no Lightning, no per-epoch disk reads), so a 6-fold x 2-seed row costs seconds to minutes
 instead of the pipeline's minutes. Checkpoint selection is on validation UA, as in ``distill``.
 Settings are chosen with it on development data (another synth seed, RAVDESS), never on the
-demo's test speakers. ``trainable_layers >= 1`` rows need the real pipeline
-(``emodistill cv``) and are not run here.
+demo's test speakers. ``trainable`` rows train the top encoder layer(s) too, from the
+cached output of the layer below (what the pipeline's prefix cache does).
 
     PYTHONPATH=src python bench/student_search.py --manifest DEV/manifest.csv --run RUN \\
         --config demo --seeds 0,1 --rows tiny-last-attn,tiny-mix-ln-stats
@@ -122,6 +122,22 @@ ROWS = {
     "tiny-last-stats-bn-30ep-mixup": dict(
         enc="tiny", layers="last", pooling="stats", pooled_norm=True, epochs=30, mixup=0.4
     ),
+    # the top encoder layer trains too (from the cached output of the layer below)
+    "tiny-top1-stats-bn": dict(
+        enc="tiny", layers="last", trainable=1, pooling="stats", pooled_norm=True, lr=3e-4
+    ),
+    "tiny-top1-stats-bn-30ep": dict(
+        enc="tiny",
+        layers="last",
+        trainable=1,
+        pooling="stats",
+        pooled_norm=True,
+        lr=3e-4,
+        epochs=30,
+    ),
+    "tiny-top1-attn-bn": dict(
+        enc="tiny", layers="last", trainable=1, pooling="attention", pooled_norm=True, lr=3e-4
+    ),
     "base-last-stats-bn": dict(enc="base", layers="last", pooling="stats", pooled_norm=True),
     "base-mixln-stats-bn": dict(
         enc="base", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True
@@ -147,12 +163,19 @@ def load_states(manifest, encoder: str, max_seconds: float):
     }
 
 
-def batches(items, states, labels, teachers, kinds, last_only, batch_size, gen=None):
+def state_slice(row, num_layers: int) -> slice:
+    """Which of the cached (L + 1) states a row's student reads: its prefix (the input of its
+    first trainable layer, or every state up to there with a layer mix)."""
+    first = num_layers - int(row.get("trainable", 0))
+    return slice(0 if row["layers"] == "mix" else first, first + 1)
+
+
+def batches(items, states, labels, teachers, kinds, sel, batch_size, gen=None):
     order = torch.randperm(len(items), generator=gen) if gen is not None else range(len(items))
     order = list(order)
     for s in range(0, len(order), batch_size):
         ids = [items[int(i)] for i in order[s : s + batch_size]]
-        arrays = [states[i][-1:] if last_only else states[i] for i in ids]
+        arrays = [states[i][sel] for i in ids]
         prefix, frames = collate_prefix(arrays)
         batch = {
             "prefix": prefix,
@@ -170,11 +193,11 @@ def batches(items, states, labels, teachers, kinds, last_only, batch_size, gen=N
         yield ids, batch
 
 
-def evaluate(student, items, states, labels, last_only, n_classes):
+def evaluate(student, items, states, labels, sel, n_classes):
     student.eval()
     preds = []
     with torch.no_grad():
-        for _ids, batch in batches(items, states, labels, {}, (), last_only, 64):
+        for _ids, batch in batches(items, states, labels, {}, (), sel, 64):
             out = student.from_prefix(batch["prefix"], batch["frame_lengths"])
             preds += out.logits.argmax(-1).tolist()
     student.train()
@@ -193,14 +216,16 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     scfg = dataclasses.replace(
         cfg.student,
         encoder=ENCODERS[row["enc"]],
-        trainable_layers=0,
+        trainable_layers=int(row.get("trainable", 0)),
         layer_weights=row["layers"] == "mix",
         layer_norm=row.get("layer_norm", False),
         pooled_norm=row.get("pooled_norm", False),
         pooling=row["pooling"],
     )
     epochs = int(row.get("epochs", cfg.student.optim.epochs))
-    optim = dataclasses.replace(cfg.student.optim, epochs=epochs)
+    optim = dataclasses.replace(
+        cfg.student.optim, epochs=epochs, lr=float(row.get("lr", cfg.student.optim.lr))
+    )
     torch.manual_seed(seed)
     student = build_student(scfg, n_classes, d_l, d_p)
     if row.get("time_mask") or row.get("channel_mask"):
@@ -230,22 +255,20 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     opt = configure_adamw(params, optim, steps)
     optimizer, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     gen = torch.Generator().manual_seed(seed)
-    last_only = row["layers"] == "last"
+    sel = state_slice(row, student.encoder.num_layers)
     best = (-1.0, 0.0)
     student.train()
     for _ in range(epochs):
-        for _, batch in batches(
-            train, states, labels, teachers, kinds, last_only, optim.batch_size, gen
-        ):
+        for _, batch in batches(train, states, labels, teachers, kinds, sel, optim.batch_size, gen):
             out = module.mixup_loss(batch) if module.mixup > 0 else module.loss(batch)
             optimizer.zero_grad()
             out.total.backward()
             torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
             optimizer.step()
             sched.step()
-        v = evaluate(student, val, states, labels, last_only, n_classes)
+        v = evaluate(student, val, states, labels, sel, n_classes)
         if v > best[0]:
-            best = (v, evaluate(student, test, states, labels, last_only, n_classes))
+            best = (v, evaluate(student, test, states, labels, sel, n_classes))
     return best[0], best[1], weights
 
 
