@@ -39,6 +39,7 @@ from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
 from emodistill.training.common import configure_adamw, total_steps
 from emodistill.training.distill import prefix_cache_dir
+from emodistill.training.layout import fold_dir, teacher_result_path
 from emodistill.training.module import StudentModule
 from emodistill.training.prefix_cache import PrefixCache, collate_prefix
 from emodistill.training.teacher_cache import load_fold_teachers
@@ -301,7 +302,7 @@ def main() -> None:
     for kind in ("linguistic", "prosodic"):
         uas = []
         for f in folds:
-            r = json.loads((run / f.id / "teachers" / "train" / kind / "result.json").read_text())
+            r = json.loads(teacher_result_path(fold_dir(run, f.id), kind).read_text())
             uas.append(r["ua"])
         teacher_ua[kind] = 100 * float(np.mean(uas))
     print(

@@ -47,6 +47,7 @@ from emodistill.training.layout import (
 )
 from emodistill.training.variants import (
     BASELINE,
+    FULL,
     VARIANTS,
     Variant,
     get_variant,
@@ -90,7 +91,7 @@ def aggregate_run(
     manifest: Manifest | str | Path,
     run_dir: str | Path,
     config: Config | str | Path | None = None,
-    variant: str | Variant = "full",
+    variant: str | Variant = FULL,
     title: str | None = None,
 ) -> dict[str, Any] | None:
     """Aggregate every fold of ``variant`` found under ``run_dir`` and write its reports.
@@ -143,7 +144,7 @@ def cross_validate(
     out: str | Path,
     config: Config | str | Path | None = None,
     folds: str | Sequence[str] = "all",
-    variant: str | Variant = "full",
+    variant: str | Variant = FULL,
     overrides: Mapping[str, Any] | None = None,
     *,
     progress: bool = True,

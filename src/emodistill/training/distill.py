@@ -57,6 +57,7 @@ from emodistill.training.teacher_weighting import (
 )
 from emodistill.training.variants import (
     BASELINE,
+    FULL,
     Variant,
     get_variant,
 )
@@ -82,7 +83,7 @@ def distill(
     fold: Any,
     cfg: Config,
     run_dir: str | Path,
-    variant: str | Variant = "full",
+    variant: str | Variant = FULL,
     *,
     seed: int | None = None,
     progress: bool = True,

@@ -276,7 +276,7 @@ def train_teacher(
         data=fold_fingerprint(manifest, fold),
         best_checkpoint=best_path.name if best_path.is_file() else None,
     )
-    write_json_atomic(work_dir / "result.json", result)
+    write_json_atomic(teacher_result_path(fold_dir, kind), result)
     if not keep_checkpoints:
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     return result
