@@ -33,7 +33,7 @@ import torch
 from emodistill.compare import cluster_bootstrap_ci
 from emodistill.config import StudentConfig, load_config
 from emodistill.corpora.manifest import load_manifest
-from emodistill.corpora.splits import fold_utterances, make_folds
+from emodistill.corpora.splits import config_folds, fold_utterances
 from emodistill.evaluate import compute_metrics
 from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
@@ -294,8 +294,7 @@ def main() -> None:
     if args.weighting:
         cfg = cfg.override({"distill.teacher_weighting": args.weighting})
     manifest = load_manifest(args.manifest)
-    fc = cfg.folds
-    folds = make_folds(manifest, fc.scheme, fc.groups, fc.val_speakers, fc.seed)
+    folds = config_folds(manifest, cfg.folds)
     seeds = [int(s) for s in args.seeds.split(",")]
     run = Path(args.run)
     teacher_ua = {}

@@ -80,7 +80,7 @@ def prefix_cache_dir(manifest: Manifest, run_dir: Path) -> Path:
 
 def distill(
     manifest: Manifest,
-    fold: Any,
+    fold: Fold,
     cfg: Config,
     run_dir: str | Path,
     variant: str | Variant = FULL,
