@@ -372,8 +372,10 @@ def row_model(kind: str, arg: str, folder: Path):
     if kind == "student":
         from safetensors import safe_open
 
+        from emodistill.model_folder import weights_path
+
         # Count from the file: loading the torch module too would inflate ONNX rows' RSS.
-        with safe_open(str(folder / "model.safetensors"), "np") as f:
+        with safe_open(str(weights_path(folder)), "np") as f:
             params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
         return EmoDistill.from_pretrained(folder, backend=arg), params
     from emodistill.config import StudentConfig
@@ -450,13 +452,14 @@ def run_row(args: argparse.Namespace) -> None:
 
 def main_compare(args: argparse.Namespace) -> None:
     from emodistill.export import export_onnx
+    from emodistill.model_folder import ONNX_INT8_NAME, ONNX_NAME
 
     work = Path(tempfile.mkdtemp(prefix="emodistill-compare-"))
     try:
         paths = synth_corpus(work / "audio", args.clips)
         build_student_folder(work / "model")
-        export_onnx(work / "model", work / "model" / "model.onnx")
-        report = export_onnx(work / "model", work / "model" / "model.int8.onnx", quantize="int8")
+        export_onnx(work / "model", work / "model" / ONNX_NAME)
+        report = export_onnx(work / "model", work / "model" / ONNX_INT8_NAME, quantize="int8")
         print(
             f"int8 export parity on {report['clips']} clips: label agreement "
             f"{report['label_agreement']:.0%}, max |dp| {report['max_abs_diff']:.1e}"

@@ -42,8 +42,9 @@ def main() -> None:
     from emodistill.evaluate import compute_metrics
     from emodistill.export import OnnxPredictor, export_onnx, quantize_int8
     from emodistill.inference import EmoDistill
+    from emodistill.model_folder import ONNX_NAME, config_path
 
-    cfg = json.loads((args.model / "config.json").read_text())
+    cfg = json.loads(config_path(args.model).read_text())
     labels = cfg["labels"]
     test_speakers = set(cfg.get("test_speakers") or [])
     m = load_manifest(args.manifest)
@@ -69,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
         shutil.copytree(args.model, folder, ignore=shutil.ignore_patterns("*.onnx"))
-        float_path = folder / "model.onnx"
+        float_path = folder / ONNX_NAME
         export_onnx(folder, float_path)
         paths = {"ONNX float": float_path}
         for name, kw in MODES.items():

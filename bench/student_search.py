@@ -31,18 +31,20 @@ import numpy as np
 import torch
 
 from emodistill.compare import cluster_bootstrap_ci
-from emodistill.config import StudentConfig, load_config
+from emodistill.config import TEACHER_KINDS, StudentConfig, load_config
 from emodistill.corpora.manifest import load_manifest
-from emodistill.corpora.splits import fold_utterances, make_folds
+from emodistill.corpora.splits import config_folds, fold_utterances
 from emodistill.evaluate import compute_metrics
 from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
+from emodistill.training import layout
 from emodistill.training.common import configure_adamw, total_steps
 from emodistill.training.distill import prefix_cache_dir
 from emodistill.training.module import StudentModule
 from emodistill.training.prefix_cache import PrefixCache, collate_prefix
 from emodistill.training.teacher_cache import load_fold_teachers
 from emodistill.training.teacher_weighting import teacher_validation_ua, teacher_weights
+from emodistill.training.variants import FULL
 
 ENCODERS = {"tiny": "embedded:whisper-tiny.en", "base": "embedded:whisper-base"}
 
@@ -209,7 +211,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     labels = {u.id: manifest.label_index(u.label) for u in manifest.utterances}
     train, val, test = ([u.id for u in p] for p in fold_utterances(manifest, fold))
     n_classes = len(manifest.labels)
-    kinds = ("linguistic", "prosodic") if variant == "full" else ()
+    kinds = TEACHER_KINDS if variant == FULL else ()
     teachers = load_fold_teachers(fold_dir, kinds) if kinds else {}
     d_l = teachers["linguistic"].embeddings.shape[1] if teachers else 384
     d_p = teachers["prosodic"].embeddings.shape[1] if teachers else 128
@@ -293,15 +295,14 @@ def main() -> None:
     if args.weighting:
         cfg = cfg.override({"distill.teacher_weighting": args.weighting})
     manifest = load_manifest(args.manifest)
-    fc = cfg.folds
-    folds = make_folds(manifest, fc.scheme, fc.groups, fc.val_speakers, fc.seed)
+    folds = config_folds(manifest, cfg.folds)
     seeds = [int(s) for s in args.seeds.split(",")]
     run = Path(args.run)
     teacher_ua = {}
     for kind in ("linguistic", "prosodic"):
         uas = []
         for f in folds:
-            r = json.loads((run / f.id / "teachers" / "train" / kind / "result.json").read_text())
+            r = json.loads(layout.teacher_result_path(layout.fold_dir(run, f.id), kind).read_text())
             uas.append(r["ua"])
         teacher_ua[kind] = 100 * float(np.mean(uas))
     print(
@@ -324,7 +325,7 @@ def main() -> None:
         for f in folds:
             for seed in seeds:
                 pv, pt, _ = train_one(cfg, row, f, run / f.id, manifest, states, seed, "plain")
-                _, ft, w = train_one(cfg, row, f, run / f.id, manifest, states, seed, "full", pv)
+                _, ft, w = train_one(cfg, row, f, run / f.id, manifest, states, seed, FULL, pv)
                 plain.append(100 * pt)
                 full.append(100 * ft)
                 clusters.append(f.id)

@@ -44,3 +44,16 @@ def test_sweep_removes_only_old_temp_files(tmp_path):
     os.utime(old, (past, past))
     assert sweep_stale_tmp(tmp_path) == 1
     assert not old.exists() and new.exists()
+
+
+def test_model_config_goes_through_the_one_json_text():
+    """A model folder's config: NaN as null like every JSON file, bytes as before otherwise."""
+    import json
+
+    from emodistill.model_folder import config_text
+
+    config = {"labels": ["happy", "sad"], "val_ua": float("nan"), "name": "é"}
+    text = config_text(config)
+    assert json.loads(text)["val_ua"] is None and "NaN" not in text
+    plain = {"labels": ["happy"], "d": 256, "name": "é"}
+    assert config_text(plain) == json.dumps(plain, indent=2) + "\n"  # the earlier bytes

@@ -5,9 +5,10 @@ process killed at any moment leaves either the complete old file, the complete n
 (before the first write) nothing; never a half-written one. Temporary names start with ``.`` and
 end in ``.tmp``, so no reader mistakes them for real entries.
 
-JSON is written by :func:`write_json_atomic` only: a float NaN (a metric undefined on a fold,
-say) is written as ``null``, never as the ``NaN`` token that strict JSON readers (browsers, jq)
-refuse; :func:`read_json` reads it back (``None``).
+JSON is written by :func:`write_json_atomic` only (a model folder's config by
+:mod:`emodistill.model_folder`, with the same :func:`json_text`): a float NaN (a metric undefined
+on a fold, say) is written as ``null``, never as the ``NaN`` token that strict JSON readers
+(browsers, jq) refuse; :func:`read_json` reads it back (``None``).
 """
 
 from __future__ import annotations
@@ -135,21 +136,40 @@ def nan_to_null(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(
-    path: str | Path, data: Any, indent: int | None = 2, sort_keys: bool = False
-) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None; keys
-    sorted with ``sort_keys``). NaN is written as ``null`` (:func:`nan_to_null`).
+def json_text(
+    data: Any,
+    indent: int | None = 2,
+    sort_keys: bool = False,
+    default: Callable[[Any], Any] | None = None,
+    ensure_ascii: bool = False,
+) -> str:
+    """``data`` as the JSON text every JSON file gets: NaN as ``null``, a newline at the end.
+
+    Indented unless ``indent`` is None (then compact); keys sorted with ``sort_keys``;
+    ``default`` converts what JSON cannot hold (as in :func:`json.dumps`).
+
+    >>> json_text({"ua": float("nan"), "labels": ["sad"]}, indent=None)
+    '{"ua":null,"labels":["sad"]}\\n'
     """
     separators = (",", ":") if indent is None else None
     text = json.dumps(
         nan_to_null(data),
         indent=indent,
         separators=separators,
-        ensure_ascii=False,
+        ensure_ascii=ensure_ascii,
         sort_keys=sort_keys,
+        default=default,
     )
-    write_text_atomic(path, text + "\n")
+    return text + "\n"
+
+
+def write_json_atomic(
+    path: str | Path, data: Any, indent: int | None = 2, sort_keys: bool = False
+) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (indented unless ``indent`` is None; keys
+    sorted with ``sort_keys``). NaN is written as ``null`` (:func:`nan_to_null`).
+    """
+    write_text_atomic(path, json_text(data, indent, sort_keys))
 
 
 def read_json(path: str | Path) -> Any:

@@ -115,19 +115,13 @@ def probe_cmd(
     """Linear probe per encoder layer (mean-pooled frozen states), same folds as cv: probe.png."""
     from emodistill.config import load_config
     from emodistill.corpora.manifest import load_manifest
-    from emodistill.corpora.splits import make_folds, select_folds
+    from emodistill.corpora.splits import config_folds, select_folds
     from emodistill.probe import run_probe
     from emodistill.training.distill import prefix_cache_dir
 
     cfg = load_config(config)
     m = load_manifest(manifest)
-    fc = cfg.folds
-    selected = select_folds(
-        make_folds(
-            m, scheme=fc.scheme, groups=fc.groups, val_speakers=fc.val_speakers, seed=fc.seed
-        ),
-        folds,
-    )
+    selected = select_folds(config_folds(m, cfg.folds), folds)
     enc = encoder or cfg.student.encoder
     res = run_probe(
         m, selected, out, enc, prefix_cache_dir(m, out), max_seconds=cfg.student.max_seconds

@@ -31,7 +31,13 @@ from emodistill.config import Config, load_config
 from emodistill.model_folder import replace_with_copy
 from emodistill.report import pct
 from emodistill.training.layout import predictions_path, results_path, student_dir
-from emodistill.training.variants import BASELINE, FULL, short_title
+from emodistill.training.variants import (
+    BASELINE,
+    FULL,
+    ONE_TEACHER_LEFT_OUT,
+    TEACHERS_ALONE,
+    short_title,
+)
 
 #: Corpus size of the full demo (fits the time budget in docs/defaults.md).
 DEMO_UTTERANCES = 720
@@ -41,8 +47,8 @@ DEMO_SPEAKERS = 12
 #: student time; ``emodistill cv ... --variant`` runs them on the demo's teachers, and the
 #: demo's report shows them when their results are in the run folder.
 DEMO_VARIANTS = (BASELINE, FULL)
-EXTRA_VARIANTS = ("no_linguistic_teacher", "no_prosodic_teacher")
-TEACHER_VARIANTS = ("linguistic_teacher_only", "prosodic_teacher_only")
+EXTRA_VARIANTS = ONE_TEACHER_LEFT_OUT
+TEACHER_VARIANTS = TEACHERS_ALONE
 
 #: ``--quick``: a smoke run of every stage (seconds to a few minutes on 2 cores).
 QUICK_UTTERANCES = 32
@@ -160,7 +166,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     gain = summary["gain_ua"]
     console.print(
         f"EmoDistill vs plain fine-tuning, mean UA over folds: {gain:+.2f} points "
-        f"({_verdict(summary['compare'].get('full'))}). "
+        f"({_verdict(summary['compare'].get(FULL))}). "
         f"Speech-only model: [bold]{model_dir}[/] (fold {model_fold}, best validation UA). "
         f"Report: {out / 'demo.md'}. Time: {summary['seconds'] / 60:.1f} min."
     )
@@ -345,7 +351,7 @@ def demo_markdown(summary: dict[str, Any], quick: bool = False) -> str:
     lines += [
         "",
         f"EmoDistill − plain student, mean UA: **{summary['gain_ua']:+.2f}** points "
-        f"({_verdict(summary.get('compare', {}).get('full'))}).",
+        f"({_verdict(summary.get('compare', {}).get(FULL))}).",
         "",
         f"Fold values are means over seeds {summary.get('seeds')}.",
         "",

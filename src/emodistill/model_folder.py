@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from emodistill._io import atomic_folder, atomic_path, write_text_atomic
+from emodistill._io import atomic_folder, atomic_path, json_text, write_text_atomic
 
 #: The model's description (JSON). transformers and CTranslate2 folders use the same name.
 CONFIG_NAME = "config.json"
@@ -155,8 +155,11 @@ def _save_weights(state: Mapping[str, Any], path: Path) -> None:
 
 
 def config_text(config: Mapping[str, Any], default: Callable[[Any], Any] | None = None) -> str:
-    """The config as written: JSON, indent 2, newline at the end."""
-    return json.dumps(config, indent=2, default=default) + "\n"
+    """The config as written: :func:`emodistill._io.json_text`, indent 2, ASCII escapes.
+
+    ASCII escapes keep the bytes of folders written before (a teacher cache hashes them).
+    """
+    return json_text(config, default=default, ensure_ascii=True)
 
 
 def write_model_files(folder: str | Path, config_json: str, state: Mapping[str, Any]) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 
 from emodistill._io import atomic_path
 from emodistill.evaluate import compute_metrics, mean_std
-from emodistill.training.variants import paper_numbers, variant_title
+from emodistill.training.variants import FULL, paper_numbers, variant_title
 
 RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds", "runs")
 
@@ -180,7 +180,7 @@ def confusion_markdown(confusion: Sequence[Sequence[int]], labels: Sequence[str]
 def results_markdown(
     results: Mapping[str, Any],
     title: str = "Cross-validation results",
-    variant: str = "full",
+    variant: str = FULL,
     missing: Sequence[str] = (),
     notes: Sequence[str] = (),
 ) -> str:

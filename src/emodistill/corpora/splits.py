@@ -23,8 +23,12 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from emodistill.corpora.manifest import Manifest, Utterance
+
+if TYPE_CHECKING:
+    from emodistill.config import FoldConfig
 
 SCHEMES = ("speaker", "session", "groups", "official")
 #: ``split`` column values accepted by the ``official`` scheme, and what they mean.
@@ -228,6 +232,13 @@ def make_folds(
     if scheme == "official":
         return official_split(manifest)
     raise ValueError(f"unknown fold scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+
+
+def config_folds(manifest: Manifest, fc: FoldConfig) -> list[Fold]:
+    """Every fold of a config's ``folds:`` section (the one place a config becomes folds)."""
+    return make_folds(
+        manifest, scheme=fc.scheme, groups=fc.groups, val_speakers=fc.val_speakers, seed=fc.seed
+    )
 
 
 def select_folds(folds: list[Fold], spec: str) -> list[Fold]:

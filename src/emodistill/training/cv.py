@@ -47,6 +47,7 @@ from emodistill.training.layout import (
 )
 from emodistill.training.variants import (
     BASELINE,
+    FULL,
     VARIANTS,
     Variant,
     get_variant,
@@ -56,12 +57,9 @@ from emodistill.training.variants import (
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
     """Every fold of the config's scheme (the selection never changes fold definitions)."""
-    from emodistill.corpora.splits import make_folds
+    from emodistill.corpora.splits import config_folds
 
-    f = cfg.folds
-    return make_folds(
-        manifest, scheme=f.scheme, groups=f.groups, val_speakers=f.val_speakers, seed=f.seed
-    )
+    return config_folds(manifest, cfg.folds)
 
 
 def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tuple[list, list]:
@@ -90,7 +88,7 @@ def aggregate_run(
     manifest: Manifest | str | Path,
     run_dir: str | Path,
     config: Config | str | Path | None = None,
-    variant: str | Variant = "full",
+    variant: str | Variant = FULL,
     title: str | None = None,
 ) -> dict[str, Any] | None:
     """Aggregate every fold of ``variant`` found under ``run_dir`` and write its reports.
@@ -143,7 +141,7 @@ def cross_validate(
     out: str | Path,
     config: Config | str | Path | None = None,
     folds: str | Sequence[str] = "all",
-    variant: str | Variant = "full",
+    variant: str | Variant = FULL,
     overrides: Mapping[str, Any] | None = None,
     *,
     progress: bool = True,

@@ -57,6 +57,7 @@ from emodistill.training.teacher_weighting import (
 )
 from emodistill.training.variants import (
     BASELINE,
+    FULL,
     Variant,
     get_variant,
 )
@@ -79,10 +80,10 @@ def prefix_cache_dir(manifest: Manifest, run_dir: Path) -> Path:
 
 def distill(
     manifest: Manifest,
-    fold: Any,
+    fold: Fold,
     cfg: Config,
     run_dir: str | Path,
-    variant: str | Variant = "full",
+    variant: str | Variant = FULL,
     *,
     seed: int | None = None,
     progress: bool = True,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from emodistill.config import TEACHER_KINDS
 from emodistill.model_folder import CONFIG_NAME
-from emodistill.training.variants import VARIANTS, Variant, get_variant
+from emodistill.training.variants import FULL, VARIANTS, Variant, get_variant
 
 
 def run_config_path(run_dir: str | Path) -> Path:
@@ -23,10 +23,10 @@ def run_config_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CONFIG_NAME
 
 
-def results_dir(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+def results_dir(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """``RUN_DIR`` for ``full``, else ``RUN_DIR/variants/<variant>``."""
     name = get_variant(variant).name
-    return Path(run_dir) if name == "full" else Path(run_dir) / "variants" / name
+    return Path(run_dir) if name == FULL else Path(run_dir) / "variants" / name
 
 
 def fold_dir(run_dir: str | Path, fold_id: str) -> Path:
@@ -40,25 +40,25 @@ def teachers_dir(run_dir: str | Path, fold_id: str) -> Path:
 
 
 def variant_dir(
-    run_dir: str | Path, fold_id: str, variant: str | Variant = "full", seed: int | None = None
+    run_dir: str | Path, fold_id: str, variant: str | Variant = FULL, seed: int | None = None
 ) -> Path:
     """``RUN_DIR/<fold>`` for ``full``, else ``RUN_DIR/<fold>/variants/<variant>``; a seed other
     than the config's own (``seed=None``) adds ``seeds/<seed>``."""
     name = get_variant(variant).name
     base = fold_dir(run_dir, fold_id)
-    base = base if name == "full" else base / "variants" / name
+    base = base if name == FULL else base / "variants" / name
     return base if seed is None else base / "seeds" / str(int(seed))
 
 
 def student_dir(
-    run_dir: str | Path, fold_id: str, variant: str | Variant = "full", seed: int | None = None
+    run_dir: str | Path, fold_id: str, variant: str | Variant = FULL, seed: int | None = None
 ) -> Path:
     """The fold's speech-only model folder: ``RUN_DIR/<fold>/student`` for ``full``."""
     return variant_dir(run_dir, fold_id, variant, seed) / "student"
 
 
 def predictions_path(
-    run_dir: str | Path, fold_id: str, variant: str | Variant = "full", seed: int | None = None
+    run_dir: str | Path, fold_id: str, variant: str | Variant = FULL, seed: int | None = None
 ) -> Path:
     """Where the fold's test-speaker predictions of ``variant`` (and seed) live."""
     v = get_variant(variant)
@@ -68,13 +68,13 @@ def predictions_path(
 
 
 def work_dir(
-    run_dir: str | Path, fold_id: str, variant: str | Variant = "full", seed: int | None = None
+    run_dir: str | Path, fold_id: str, variant: str | Variant = FULL, seed: int | None = None
 ) -> Path:
     """Training state (checkpoints, CSV logs) of a student: beside, not inside, the model."""
     return variant_dir(run_dir, fold_id, variant, seed) / "student_train"
 
 
-def results_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+def results_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """A variant's ``results.json`` (a name outside Table 2, such as a sweep point, too)."""
     if isinstance(variant, str):
         variant = VARIANTS.get(variant) or Variant(variant)
@@ -112,17 +112,17 @@ def teacher_metrics_path(fold_dir: str | Path) -> Path:
     return Path(fold_dir) / "teachers" / "metrics.json"
 
 
-def report_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+def report_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """A variant's ``report.md`` (beside its results.json)."""
     return results_path(run_dir, variant).with_name("report.md")
 
 
-def confusion_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+def confusion_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """A variant's ``confusion.png`` (beside its results.json)."""
     return results_path(run_dir, variant).with_name("confusion.png")
 
 
-def teaching_path(run_dir: str | Path, variant: str | Variant = "full") -> Path:
+def teaching_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """A variant's ``teaching.json`` (which teachers taught each student; beside results.json)."""
     return results_path(run_dir, variant).with_name("teaching.json")
 

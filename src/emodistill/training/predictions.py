@@ -12,6 +12,7 @@ import torch
 from emodistill._io import read_json, write_json_atomic
 from emodistill.config import Config
 from emodistill.corpora.manifest import Manifest, Utterance
+from emodistill.corpora.splits import Fold
 from emodistill.evaluate import compute_metrics
 from emodistill.training.data import DistillDataset, collate_batch
 from emodistill.training.layout import predictions_path
@@ -128,7 +129,7 @@ def write_predictions(
 
 
 def teacher_predictions(
-    manifest: Manifest, fold: Any, cfg: Config, run_dir: str | Path, variant: str | Variant
+    manifest: Manifest, fold: Fold, cfg: Config, run_dir: str | Path, variant: str | Variant
 ) -> dict[str, Any]:
     """A teacher-only variant: the teacher's own test-speaker predictions, from its cache."""
     from emodistill.corpora.splits import fold_fingerprint, fold_utterances

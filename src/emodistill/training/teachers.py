@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -61,6 +61,9 @@ from emodistill.training.teacher_data import (
     with_features,
 )
 from emodistill.training.teacher_module import TeacherModule
+
+if TYPE_CHECKING:
+    from emodistill.features import FeatureStore
 
 console = Console(stderr=True)
 
@@ -119,11 +122,11 @@ def teacher_done(
 
 def train_teacher(
     kind: str,
-    manifest,
-    fold,
+    manifest: Manifest,
+    fold: Fold,
     cfg: Config,
     out_dir: str | Path,
-    features=None,
+    features: FeatureStore | None = None,
     progress: bool = True,
     keep_checkpoints: bool = False,
     callbacks: Sequence[Any] = (),
@@ -276,7 +279,7 @@ def train_teacher(
         data=fold_fingerprint(manifest, fold),
         best_checkpoint=best_path.name if best_path.is_file() else None,
     )
-    write_json_atomic(work_dir / "result.json", result)
+    write_json_atomic(teacher_result_path(fold_dir, kind), result)
     if not keep_checkpoints:
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     return result
@@ -314,9 +317,9 @@ def train_teachers(
         ``RUN_DIR/teachers.json`` with mean and std over the folds.
     """
     from emodistill.corpora.splits import (
+        config_folds,
         fold_fingerprint,
         fold_utterances,
-        make_folds,
         select_folds,
     )
     from emodistill.features import default_cache_dir, extract_features
@@ -330,14 +333,7 @@ def train_teachers(
     if "linguistic" in kinds:  # fail before any training, naming the manifest
         check_transcripts(manifest.utterances, named)
     if isinstance(folds, str):
-        all_folds = make_folds(
-            manifest,
-            scheme=cfg.folds.scheme,
-            groups=cfg.folds.groups,
-            val_speakers=cfg.folds.val_speakers,
-            seed=cfg.folds.seed,
-        )
-        chosen = select_folds(all_folds, folds)
+        chosen = select_folds(config_folds(manifest, cfg.folds), folds)
     else:
         chosen = list(folds)
     features = None

@@ -110,6 +110,10 @@ VARIANTS: dict[str, Variant] = {
 BASELINE = "no_teachers"
 #: The method itself (the run folder's top-level results).
 FULL = "full"
+#: The two students that leave one teacher out (Table 2): T_P only, then T_L only.
+ONE_TEACHER_LEFT_OUT = ("no_linguistic_teacher", "no_prosodic_teacher")
+#: The two teachers evaluated alone (their own test predictions, no student).
+TEACHERS_ALONE = ("linguistic_teacher_only", "prosodic_teacher_only")
 
 
 def get_variant(variant: str | Variant) -> Variant:
