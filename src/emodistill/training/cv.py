@@ -56,12 +56,9 @@ from emodistill.training.variants import (
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
     """Every fold of the config's scheme (the selection never changes fold definitions)."""
-    from emodistill.corpora.splits import make_folds
+    from emodistill.corpora.splits import config_folds
 
-    f = cfg.folds
-    return make_folds(
-        manifest, scheme=f.scheme, groups=f.groups, val_speakers=f.val_speakers, seed=f.seed
-    )
+    return config_folds(manifest, cfg.folds)
 
 
 def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tuple[list, list]:
