@@ -150,6 +150,10 @@ def test_cli_clipped_and_silent_only_exit_0_default_out(tmp_path):
     result = CliRunner().invoke(app, ["corpus", "check", str(manifest)], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     assert "clipped" in result.output and "silent" in result.output
+    # The per-speaker table: speaker | neutral | happy | total.
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in result.output.splitlines()]
+    rows = {c[0]: c[1:] for c in cells if c and c[0] in ("s1", "s2")}
+    assert rows == {"s1": ["2", "2", "4"], "s2": ["2", "2", "4"]}, result.output
     out = default_out_dir(manifest)
     assert out == manifest.parent / "corpus_check"
     data = json.loads((out / "check.json").read_text())

@@ -151,6 +151,7 @@ def corpus_check(
     from emodistill.corpora.check_report import (
         default_out_dir,
         problems_table,
+        speakers_table,
         summary_table,
         unreadable_message,
         write_check,
@@ -162,10 +163,9 @@ def corpus_check(
     result = check_corpus(m, workers=workers, progress=True)
     paths = write_check(result, out if out is not None else default_out_dir(manifest))
     stdout = Console()
-    stdout.print(summary_table(result))
-    problems = problems_table(result)
-    if problems is not None:
-        stdout.print(problems)
+    for table in (summary_table(result), speakers_table(result), problems_table(result)):
+        if table is not None:
+            stdout.print(table)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", markup=False)
     if result.unreadable:
         fail(unreadable_message(result, paths["json"]))

@@ -28,6 +28,8 @@ SPEAKERS_PLOT = "classes_per_speaker.png"
 MAX_SPEAKERS_PLOTTED = 60
 #: Bad files listed per problem in the terminal; check.json always lists all of them.
 MAX_LISTED = 20
+#: The per-speaker table is printed up to this many speakers (a plot and check.json beyond).
+MAX_SPEAKERS_LISTED = 30
 
 
 def default_out_dir(manifest: str | Path) -> Path:
@@ -108,6 +110,25 @@ def summary_table(check: CorpusCheck) -> Any:
     table.add_row("silent", f"{len(data['silent'])} (RMS < {SILENCE_DBFS:g} dBFS)")
     table.add_row("too short", f"{len(data['too_short'])} (< {1000 * TOO_SHORT_SECONDS:.0f} ms)")
     table.add_row("unreadable", str(len(data["unreadable"])))
+    return table
+
+
+def speakers_table(check: CorpusCheck, limit: int = MAX_SPEAKERS_LISTED) -> Any | None:
+    """Utterances per speaker and class (a rich ``Table``), or None above ``limit`` speakers."""
+    from rich.table import Table
+
+    per_speaker = check.classes_per_speaker()
+    if not per_speaker or len(per_speaker) > limit:
+        return None
+    table = Table(title="classes per speaker")
+    table.add_column("speaker", style="bold")
+    for lab in check.labels:
+        table.add_column(lab, justify="right")
+    table.add_column("total", justify="right")
+    for speaker, counts in per_speaker.items():
+        # A 0 in red: the speaker's fold cannot test (or train on) that class from them.
+        cells = [str(k) if k else "[red]0[/]" for k in counts.values()]
+        table.add_row(speaker, *cells, str(sum(counts.values())))
     return table
 
 
