@@ -25,6 +25,7 @@ def bad_manifest(tmp_path):
         ["train-teachers", "{m}", "--out", "{o}"],
         ["features", "{m}"],
         ["corpus", "transcribe", "{m}", "--out", "{o}/t.csv"],
+        ["corpus", "check", "{m}", "--out", "{o}"],
     ],
 )
 def test_bad_manifest_is_one_line_and_exit_2(command, bad_manifest, tmp_path):

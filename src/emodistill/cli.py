@@ -140,6 +140,28 @@ def probe_cmd(
 # --------------------------------------------------------------------------- training
 
 
+@app.command("folds")
+@known_errors
+def folds_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    config: str = ConfigOpt,
+    task: int = typer.Option(
+        None,
+        "--task",
+        help="Print only the fold of this 0-based array task (e.g. $SLURM_ARRAY_TASK_ID).",
+    ),
+) -> None:
+    """List the config's fold ids, one per line, in the order array tasks 0..n-1 run them."""
+    from emodistill.config import resolve_config
+    from emodistill.corpora.manifest import load_manifest
+    from emodistill.corpora.splits import config_folds, fold_for_task
+
+    # Folds depend on the rows only: no need to stat every audio file in every array task.
+    folds = config_folds(load_manifest(manifest, check_files=False), resolve_config(config).folds)
+    for fold in folds if task is None else [fold_for_task(folds, task)]:
+        typer.echo(fold.id)
+
+
 @app.command("train-teachers")
 @known_errors
 def train_teachers_cmd(

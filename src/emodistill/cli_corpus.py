@@ -1,5 +1,5 @@
 """``emodistill corpus ...``: prepare corpora as manifest CSVs (one command per public corpus,
-the synthetic demo corpus, speech-recognition transcripts)."""
+the synthetic demo corpus, speech-recognition transcripts) and check them."""
 
 from __future__ import annotations
 
@@ -126,3 +126,46 @@ def corpus_transcribe(
         )
     except (ManifestError, TranscribeError, AssetError, ValueError) as err:
         fail(str(err))
+
+
+@corpus_app.command("check")
+@known_errors
+def corpus_check(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for check.json and the plots (default: <manifest stem>_check/ beside it).",
+    ),
+    workers: int = typer.Option(4, "--workers", "-j", help="Parallel decoding threads."),
+) -> None:
+    """Read every audio file once: summary table, bad files named, check.json and plots.
+
+    Exits 2 when a file is unreadable; clipped, silent or too short files are reported and
+    the exit status is 0 (docs/data.md, "Checking a corpus").
+    """
+    from rich.console import Console
+
+    from emodistill.corpora.check import check_corpus
+    from emodistill.corpora.check_report import (
+        default_out_dir,
+        problems_table,
+        speakers_table,
+        summary_table,
+        unreadable_message,
+        write_check,
+    )
+    from emodistill.corpora.manifest import load_manifest
+
+    # Missing files are the check's to report, with the others, not the loader's to refuse.
+    m = load_manifest(manifest, check_files=False)
+    result = check_corpus(m, workers=workers, progress=True)
+    paths = write_check(result, out if out is not None else default_out_dir(manifest))
+    stdout = Console()
+    for table in (summary_table(result), speakers_table(result), problems_table(result)):
+        if table is not None:
+            stdout.print(table)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", markup=False)
+    if result.unreadable:
+        fail(unreadable_message(result, paths["json"]))

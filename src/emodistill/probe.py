@@ -109,13 +109,9 @@ def probe_layers(
 
 def plot_probe(result: dict[str, Any], path: str | Path, title: str) -> Path:
     """UA per layer (mean over folds, error bars = std over folds) -> ``path`` (PNG)."""
-    import matplotlib
+    from emodistill.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from emodistill._io import atomic_path
-
+    plt = pyplot()
     layers = [r["layer"] for r in result["layers"]]
     mean = [100 * r["mean"] for r in result["layers"]]
     std = [100 * r["std"] for r in result["layers"]]
@@ -130,9 +126,7 @@ def plot_probe(result: dict[str, Any], path: str | Path, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    path = save_figure(fig, path, dpi=110, tight=False)
     plt.close(fig)
     return path
 

@@ -15,19 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from emodistill._io import atomic_path
 from emodistill.evaluate import compute_metrics, mean_std
+from emodistill.plotting import pyplot as _pyplot  # the one home of pyplot-on-Agg
+from emodistill.plotting import save_figure as _savefig_atomic
 from emodistill.training.variants import FULL, paper_numbers, variant_title
 
 RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds", "runs")
-
-
-# --------------------------------------------------------------------------- file helpers
-
-
-def _savefig_atomic(fig: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:  # the temporary name ends in .tmp: say the format
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -272,15 +265,6 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- plots
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_confusion(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -234,11 +235,37 @@ def make_folds(
     raise ValueError(f"unknown fold scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
 
 
-def config_folds(manifest: Manifest, fc: FoldConfig) -> list[Fold]:
-    """Every fold of a config's ``folds:`` section (the one place a config becomes folds)."""
+def config_folds(manifest: Manifest, settings: FoldConfig) -> list[Fold]:
+    """Every fold of a config's ``folds:`` section (the one place a config becomes folds): what
+    ``cv``, ``train-teachers``, ``probe`` and the bench run and ``emodistill folds`` lists (the
+    fold definitions never depend on which folds a run selects)."""
     return make_folds(
-        manifest, scheme=fc.scheme, groups=fc.groups, val_speakers=fc.val_speakers, seed=fc.seed
+        manifest,
+        scheme=settings.scheme,
+        groups=settings.groups,
+        val_speakers=settings.val_speakers,
+        seed=settings.seed,
     )
+
+
+def fold_for_task(folds: Sequence[Fold], task: int) -> Fold:
+    """The fold an array job's task runs: task ``i`` (0-based, Slurm's ``SLURM_ARRAY_TASK_ID``
+    under ``--array=0-<n-1>``) runs ``folds[i]``, so tasks ``0..n-1`` run every fold once.
+
+    >>> folds = [Fold(s, (s,), (), ()) for s in ("a", "b", "c")]
+    >>> [fold_for_task(folds, i).id for i in range(3)]
+    ['a', 'b', 'c']
+
+    Raises:
+        ValueError: ``task`` outside ``0..n-1`` (an ``--array`` range wider than the folds):
+            the message gives the valid range.
+    """
+    if not 0 <= task < len(folds):
+        raise ValueError(
+            f"array task {task} has no fold: there are {len(folds)} folds, so the tasks are "
+            f"0-{len(folds) - 1} (submit with --array=0-{len(folds) - 1})"
+        )
+    return folds[task]
 
 
 def select_folds(folds: list[Fold], spec: str) -> list[Fold]:
