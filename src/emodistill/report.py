@@ -25,7 +25,8 @@ RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds",
 # --------------------------------------------------------------------------- file helpers
 
 
-def _savefig_atomic(fig: Any, path: Path) -> None:
+def savefig_atomic(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure to ``path`` atomically (the format from its suffix)."""
     with atomic_path(path) as tmp:  # the temporary name ends in .tmp: say the format
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
@@ -274,7 +275,8 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display): every plot of a run starts here."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,7 +289,7 @@ def plot_confusion(
     confusion: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
     """Row-normalised confusion matrix heat map with counts, saved as PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(confusion, dtype=np.float64)
     rows = counts.sum(axis=1, keepdims=True)
     norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
@@ -305,14 +307,14 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall")
     ax.set_title(title or "Confusion matrix (pooled)")
     path = Path(path)
-    _savefig_atomic(fig, path)
+    savefig_atomic(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_ablation(ablation: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
     """Grouped bars: mean WA and UA (with std error bars) per variant, paper UA as markers."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(ablation)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5))
@@ -329,14 +331,14 @@ def plot_ablation(ablation: Mapping[str, Mapping[str, Any]], path: str | Path) -
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("Ablation: mean over folds")
     path = Path(path)
-    _savefig_atomic(fig, path)
+    savefig_atomic(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_sweep(sweep: Mapping[str, Any], path: str | Path) -> Path:
     """UA and WA (mean ± std over folds) against the temperature, log-x axis."""
-    plt = _pyplot()
+    plt = pyplot()
     taus = [row["tau"] for row in sweep["results"]]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, marker in (("ua", "o-"), ("wa", "s--")):
@@ -352,7 +354,7 @@ def plot_sweep(sweep: Mapping[str, Any], path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.set_title(f"Temperature sweep, {sweep['teacher']} teacher")
     path = Path(path)
-    _savefig_atomic(fig, path)
+    savefig_atomic(fig, path)
     plt.close(fig)
     return path
 
