@@ -45,6 +45,7 @@ from emodistill.training.layout import (
     report_path,
     results_path,
     run_config_path,
+    student_dir,
     sweep_path,
     teaching_path,
     work_dir,
@@ -143,7 +144,23 @@ def aggregate_run(
             report_path(run_dir, v), results_markdown(results, heading, paper_row, missing, notes)
         )
         plot_confusion(results["confusion"], results["labels"], confusion_path(run_dir, v), heading)
+    write_model_cards(run_dir, m, cfg, v, list(preds))
     return results
+
+
+def write_model_cards(
+    run_dir: Path, manifest: Manifest, cfg: Config, v: Variant, runs: Sequence[tuple[str, int]]
+) -> None:
+    """(Re)write the model card of every (fold, seed) student of ``v`` in ``runs`` from the
+    run's files (``emodistill.model_card``); teacher-only variants have no student folder."""
+    from emodistill.model_card import write_model_card
+
+    if v.teacher is not None:
+        return
+    for fold_id, seed in runs:
+        folder = student_dir(run_dir, fold_id, v, None if seed == cfg.seed else seed)
+        if folder.is_dir():
+            write_model_card(folder, run_dir, manifest)
 
 
 def _plot_curves(
@@ -264,6 +281,9 @@ def ablate(
     write_json_atomic(ablation_path(run_dir, ".json"), ablation)
     md = ablation_markdown(ablation) + compare_markdown_against_baseline(run_dir, ablation)
     write_text_atomic(ablation_path(run_dir, ".md"), md)
+    for name, res in ablation.items():  # the cards now have their paired comparison
+        runs = [(r["fold"], r["seed"]) for r in res.get("runs", [])]
+        write_model_cards(run_dir, m, cfg, get_variant(name), runs)
     plot_ablation(ablation, ablation_path(run_dir, ".png"))
     return ablation
 
