@@ -238,7 +238,10 @@ def _summary(facts: Mapping[str, Any]) -> str:
         how = "distilled with EmoDistill from a linguistic and a prosodic teacher"
     else:
         how = f"EmoDistill variant `{variant}` ({variant_title(variant)})"
-    parts = [f"Speech-only emotion recognition ({labels}), {how}; encoder {facts['encoder']}"]
+    encoder, (base, _) = facts["encoder"], _base_model(facts["encoder"])
+    if base and base != encoder:  # an embedded copy: name the upstream model too
+        encoder = f"{base} ({encoder})"
+    parts = [f"Speech-only emotion recognition ({labels}), {how}; encoder {encoder}"]
     results = facts.get("results")
     if results:
         parts.append(
