@@ -177,6 +177,14 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     model, config = load_student(out / "model")
     assert config["labels"] == ["neutral", "happy", "angry", "sad"]
     assert config["training_config"]["student"]["encoder"] == "embedded:whisper-tiny.en"
+    # Its card, from the run's own files: synthetic corpus (synthesis.json), Whisper tiny.en.
+    from emodistill.model_card import card_summary, split_front_matter
+
+    front, body = split_front_matter((out / "model" / "README.md").read_text())
+    assert front["base_model"] == "openai/whisper-tiny.en" and front["license"] == "mit"
+    assert card_summary(out / "model").endswith("espeak-ng speech only: not for real voices.")
+    assert "Paired against plain fine-tuning" in body  # the demo compares with no_teachers
+    assert (out / "curves.png").is_file() and (out / "g1" / "student" / "README.md").is_file()
     # A re-run reuses everything and gives the same table.
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
     assert again.exit_code == 0, again.output

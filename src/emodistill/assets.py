@@ -22,6 +22,16 @@ EMBEDDED = {
     ),
 }
 
+#: Upstream hub id and license of encoders a model card names as its ``base_model``: the
+#: embedded ids (the packages ship converted copies of these) and the presets' hub ids.
+BASE_MODELS = {
+    "embedded:whisper-tiny.en": ("openai/whisper-tiny.en", "mit"),
+    "embedded:whisper-base": ("openai/whisper-base", "mit"),
+    "embedded:all-minilm-l6-v2": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0"),
+    "facebook/hubert-base-ls960": ("facebook/hubert-base-ls960", "apache-2.0"),
+    "facebook/hubert-large-ll60k": ("facebook/hubert-large-ll60k", "apache-2.0"),
+}
+
 #: The two packages that split Systran/faster-whisper-base's model.bin: (module, part file,
 #: exact size in bytes). Part 1 also ships the small files.
 WHISPER_BASE_PARTS: tuple[tuple[str, str, int], ...] = (

@@ -144,7 +144,13 @@ class DistillConfig:
 
 @dataclass
 class TrainerConfig:
-    """Lightning trainer settings (devices, precision, DDP)."""
+    """Lightning trainer settings (devices, precision, DDP, logging).
+
+    ``logger``: ``csv`` writes every stage's ``logs/metrics.csv`` (losses, validation metrics,
+    the learning rate; the run report's ``curves.png`` is drawn from these);
+    ``tensorboard`` also writes TensorBoard event files into ``tensorboard/`` beside it (needs
+    ``pip install 'emodistill[tensorboard]'``). The CSV logs are written either way.
+    """
 
     accelerator: str = "auto"
     devices: str = "auto"
@@ -154,6 +160,7 @@ class TrainerConfig:
     num_workers: int = 0
     limit_train_batches: float = 1.0
     log_every_n_steps: int = 10
+    logger: str = "csv"  # csv | tensorboard (csv logs are always kept; docs/results.md)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from emodistill._io import read_json, write_json_atomic, write_text_atomic
 from emodistill.config import Config, load_config
+from emodistill.model_card import write_model_card
 from emodistill.model_folder import replace_with_copy
 from emodistill.report import pct
 from emodistill.training.layout import predictions_path, results_path, student_dir
@@ -157,6 +158,8 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     replace_with_copy(student_dir(out, model_fold), model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
     summary["compare"] = _compare_all(out, results, variants)
+    # After the comparison, so the card has it; from the run's files (synthesis.json included).
+    write_model_card(model_dir, out, manifest)
     summary["breakdown"] = _breakdown(out, manifest_path, folds, cfg, variants)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(out / "demo.json", summary)
@@ -218,8 +221,9 @@ def compare_table(compare: dict[str, Any]) -> Table:
 def _breakdown(out: Path, manifest_path: Path, folds, cfg: Config, variants) -> dict[str, Any]:
     """Test accuracy of every student variant by synthetic sentence type (all folds x seeds)."""
     from emodistill.breakdown import group_accuracy, utterance_groups
+    from emodistill.corpora.synthetic import SYNTHESIS_NAME
 
-    synthesis = manifest_path.parent / "synthesis.json"
+    synthesis = manifest_path.parent / SYNTHESIS_NAME
     if not synthesis.is_file():
         return {}
     groups = utterance_groups(synthesis)

@@ -52,6 +52,7 @@ from emodistill.batching import (
     pad_invariant,
     split_equal,
 )
+from emodistill.model_card import card_summary, carry_model_card
 from emodistill.model_folder import (
     ONNX_FILES,
     ModelLoadError,
@@ -192,7 +193,7 @@ class EmoDistill:
         return cls(TorchRunner(module, device), config, path=folder, backend="torch", module=module)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the model folder (config + weights; loaded from ONNX: the folder's files)."""
+        """Write the model folder: config, weights (from ONNX: the folder's files) and card."""
         folder = Path(folder)
         if self.module is not None:
             from emodistill.models.student import save_student
@@ -205,10 +206,12 @@ class EmoDistill:
                 training_config=self.config.get("training_config"),
                 extra=extra or None,
             )
-            return folder
-        if self.path is None:
+        elif self.path is None:
             raise ModelLoadError("this model has no weights in memory or on disk to save")
-        return copy_model_files(self.path, folder)
+        else:
+            copy_model_files(self.path, folder)
+        carry_model_card(self.path, folder)
+        return folder
 
     # ------------------------------------------------------------------ prediction
 
@@ -417,7 +420,7 @@ class EmoDistill:
         )
 
     def info(self) -> dict[str, Any]:
-        """Model facts for people and pages: labels, encoder type, sample rate, folder."""
+        """Model facts for people and pages: labels, encoder, rate, folder, card summary."""
         encoder = self.config.get("encoder") or {}
         return {
             "path": str(self.path) if self.path else None,
@@ -427,6 +430,7 @@ class EmoDistill:
             "encoder_source": encoder.get("source"),
             "backend": self.backend,
             "max_window_seconds": self.max_seconds,
+            "summary": card_summary(self.path) if self.path else None,
         }
 
     def __repr__(self) -> str:

@@ -40,8 +40,11 @@ ONNX_NAME = "model.onnx"
 ONNX_INT8_NAME = "model.int8.onnx"
 #: ONNX backends of ``EmoDistill.from_pretrained`` and the file each reads.
 ONNX_FILES = {"onnx": ONNX_NAME, "onnx-int8": ONNX_INT8_NAME}
+#: The model card of a student folder (Hugging Face convention; ``emodistill.model_card``).
+#: Optional: a folder without one (written before cards existed) loads the same.
+CARD_NAME = "README.md"
 #: Every file a student folder may hold (what copying a folder carries).
-STUDENT_FILES = (CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME)
+STUDENT_FILES = (CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, CARD_NAME)
 
 
 class ModelLoadError(RuntimeError):
@@ -64,6 +67,11 @@ def config_path(folder: str | Path) -> Path:
 def weights_path(folder: str | Path) -> Path:
     """``folder/model.safetensors``."""
     return Path(folder) / WEIGHTS_NAME
+
+
+def card_path(folder: str | Path) -> Path:
+    """``folder/README.md``: the model card."""
+    return Path(folder) / CARD_NAME
 
 
 def is_model_folder(folder: str | Path) -> bool:

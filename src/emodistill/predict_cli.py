@@ -249,6 +249,9 @@ def run_predict(
         return 2
     if stream:
         return run_stream(m, sys.stdin.buffer, window, hop, format)
+    summary = m.info().get("summary")
+    if format == "table" and summary:  # stderr: stdout is only the table (or JSON/CSV)
+        err.print(f"model: {safe_text(summary)}", markup=False, soft_wrap=True)
     try:
         entries = predict_entries(
             m, audio, batch_size, segment, window, hop, vad, progress=format == "table"

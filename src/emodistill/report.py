@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from emodistill.evaluate import compute_metrics, mean_std
-from emodistill.plotting import pyplot as _pyplot  # the one home of pyplot-on-Agg
-from emodistill.plotting import save_figure as _savefig_atomic
+from emodistill.plotting import pyplot, save_figure
 from emodistill.training.variants import FULL, paper_numbers, variant_title
 
 RESULT_KEYS = ("folds", "mean", "std", "pooled", "labels", "confusion", "seeds", "runs")
@@ -271,7 +270,7 @@ def plot_confusion(
     confusion: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
     """Row-normalised confusion matrix heat map with counts, saved as PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(confusion, dtype=np.float64)
     rows = counts.sum(axis=1, keepdims=True)
     norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
@@ -289,14 +288,14 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall")
     ax.set_title(title or "Confusion matrix (pooled)")
     path = Path(path)
-    _savefig_atomic(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_ablation(ablation: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
     """Grouped bars: mean WA and UA (with std error bars) per variant, paper UA as markers."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(ablation)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5))
@@ -313,14 +312,14 @@ def plot_ablation(ablation: Mapping[str, Mapping[str, Any]], path: str | Path) -
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("Ablation: mean over folds")
     path = Path(path)
-    _savefig_atomic(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_sweep(sweep: Mapping[str, Any], path: str | Path) -> Path:
     """UA and WA (mean ± std over folds) against the temperature, log-x axis."""
-    plt = _pyplot()
+    plt = pyplot()
     taus = [row["tau"] for row in sweep["results"]]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, marker in (("ua", "o-"), ("wa", "s--")):
@@ -336,7 +335,7 @@ def plot_sweep(sweep: Mapping[str, Any], path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.set_title(f"Temperature sweep, {sweep['teacher']} teacher")
     path = Path(path)
-    _savefig_atomic(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -152,6 +152,7 @@ async def info(request: Request) -> dict[str, Any]:
         "encoder_source": s.shown(facts.get("encoder_source")),
         "sample_rate": s.model.sample_rate,
         "backend": s.model.backend,
+        "summary": facts.get("summary"),  # the model card's one line (None: no card)
         "max_upload_mb": s.max_upload_mb,
         "max_seconds": s.max_seconds,
         "max_window_seconds": s.model.max_seconds,

@@ -62,6 +62,7 @@ __all__ = [
     "MISLEADING_SHARE",
     "NEUTRAL_SENTENCES",
     "PROSODY",
+    "SYNTHESIS_NAME",
     "VOICES",
     "EmotionProsody",
     "SpeakerVoice",
@@ -70,6 +71,10 @@ __all__ = [
     "plan_corpus",
     "synthesize_corpus",
 ]
+
+#: The recipe file a synthetic corpus leaves beside its manifest (every utterance's plan); its
+#: presence marks a corpus as synthetic (``breakdown``, the demo, ``model_card``).
+SYNTHESIS_NAME = "synthesis.json"
 
 #: Bump when the corpus recipe changes (recorded in ``synthesis.json``).
 CORPUS_VERSION = 1
@@ -421,7 +426,7 @@ def synthesize_corpus(
     recipe["plan_sha256"] = hashlib.sha256(
         json.dumps(recipe["plan"], sort_keys=True).encode()
     ).hexdigest()
-    write_json_atomic(out_dir / "synthesis.json", recipe, indent=1, sort_keys=True)
+    write_json_atomic(out_dir / SYNTHESIS_NAME, recipe, indent=1, sort_keys=True)
     if progress:
         minutes = sum(d for d, _ in rendered.values()) / 60
         console.print(

@@ -1,7 +1,8 @@
 """Shared training plumbing: seeding, the Lightning ``Trainer`` factory, AdamW + schedule.
 
 Every stage (teachers, student) trains through :func:`make_trainer` so checkpoints, early
-stopping on validation UA, CSV logs, progress bars and precision choices are the same everywhere.
+stopping on validation UA, CSV logs (with the learning rate), progress bars and precision choices
+are the same everywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import numpy as np
 import torch
 
 from emodistill.config import OptimConfig, TrainerConfig
+from emodistill.training.layout import LOGS_NAME, TENSORBOARD_NAME
+
+#: Values of ``trainer.logger``.
+LOGGERS = ("csv", "tensorboard")
 
 #: Metric that selects checkpoints and stops training (mean per-class recall on validation).
 MONITOR = "val_ua"
@@ -60,7 +65,7 @@ def make_trainer(
     grad_clip: float | None = None,
     accumulate_grad_batches: int = 1,
     progress: bool = True,
-    logger_name: str = "logs",
+    logger_name: str = LOGS_NAME,
     **overrides: Any,
 ):
     """A ``lightning.Trainer`` writing into ``out_dir``.
@@ -68,13 +73,14 @@ def make_trainer(
     Callbacks: ``ModelCheckpoint`` (``best.ckpt`` on ``monitor``, mode max) and a second one
     writing ``last.ckpt`` every epoch for resuming, both in ``out_dir/checkpoints``;
     ``EarlyStopping`` on ``monitor`` (skipped when ``patience`` is None or <= 0); a progress bar
-    (rich on a terminal, TQDM otherwise). Logs go to
-    ``out_dir/<logger_name>/metrics.csv`` via ``CSVLogger``. Extra keyword arguments override any
-    Trainer argument (the tests pass e.g. ``limit_val_batches``).
+    (rich on a terminal, TQDM otherwise); :func:`learning_rate_callback` (an ``lr`` column).
+    Logs go to ``out_dir/<logger_name>/metrics.csv`` via ``CSVLogger`` (always; the report's
+    curves read it) and, with ``cfg.logger == "tensorboard"``, to ``out_dir/tensorboard/``
+    too. Extra keyword arguments override any Trainer argument (the tests pass e.g.
+    ``limit_val_batches``).
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +103,7 @@ def make_trainer(
             save_top_k=1,
             enable_version_counter=False,
         ),
+        learning_rate_callback(),
     ]
     if patience is not None and patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
@@ -113,7 +120,7 @@ def make_trainer(
         limit_train_batches=cfg.limit_train_batches,
         log_every_n_steps=cfg.log_every_n_steps,
         callbacks=callbacks,
-        logger=CSVLogger(str(out_dir), name=logger_name, version=""),
+        logger=make_loggers(cfg, out_dir, logger_name),
         enable_progress_bar=progress,
         enable_model_summary=False,
         gradient_clip_val=grad_clip if grad_clip else None,
@@ -126,6 +133,53 @@ def make_trainer(
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
     return L.Trainer(**kwargs)
+
+
+def make_loggers(cfg: TrainerConfig, out_dir: str | Path, logger_name: str = LOGS_NAME) -> list:
+    """``CSVLogger`` into ``out_dir/<logger_name>/`` and, for ``cfg.logger == "tensorboard"``,
+    a ``TensorBoardLogger`` into ``out_dir/tensorboard/``.
+
+    Raises:
+        ValueError: ``cfg.logger`` is not one of :data:`LOGGERS`.
+        ImportError: ``tensorboard`` asked for but not installed (says how to install it).
+    """
+    from lightning.pytorch.loggers import CSVLogger
+
+    if cfg.logger not in LOGGERS:
+        raise ValueError(f"trainer.logger must be one of {', '.join(LOGGERS)}; got {cfg.logger!r}")
+    loggers: list[Any] = [CSVLogger(str(out_dir), name=logger_name, version="")]
+    if cfg.logger == "tensorboard":
+        import importlib.util
+
+        # Lightning's TensorBoardLogger takes tensorboard or tensorboardX; checked here so the
+        # error says which emodistill extra provides it, before any training starts.
+        if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+            raise ImportError(
+                "trainer.logger is 'tensorboard' but the tensorboard package is not installed: "
+                "pip install 'emodistill[tensorboard]' (or set trainer.logger: csv)"
+            )
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out_dir), name=TENSORBOARD_NAME, version=""))
+    return loggers
+
+
+def learning_rate_callback():
+    """A Lightning callback logging the learning rate of each training step as ``lr``.
+
+    Every parameter group follows the same warm-up/cosine schedule (:func:`configure_adamw`), so
+    the first group's rate is the run's: one ``lr`` column rather than one per group (what
+    ``LearningRateMonitor`` would write).
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class LearningRate(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            # The rate this step's optimizer update uses (the scheduler steps after it).
+            lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+            pl_module.log("lr", lr, on_step=True, on_epoch=False, batch_size=1)
+
+    return LearningRate()
 
 
 def make_optim_trainer(

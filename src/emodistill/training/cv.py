@@ -6,7 +6,8 @@ results are always aggregated from *every* fold found on disk for the variant, s
 that each run ``cv --folds ID`` followed by one more ``cv`` run (any ``--folds``) give the full
 report. Layout (see also ``docs/ARCHITECTURE.md``)::
 
-    RUN_DIR/results.json, report.md, confusion.png        variant "full"
+    RUN_DIR/results.json, report.md, confusion.png,       variant "full"
+            curves.png
     RUN_DIR/variants/<variant>/results.json, ...          other variants and sweep points
     RUN_DIR/ablation.json, ablation.md, ablation.png      ablate()
     RUN_DIR/sweep_<teacher>.json, .md, .png               sweep_temperature()
@@ -38,12 +39,16 @@ from emodistill.training.distill import distill
 from emodistill.training.layout import (
     ablation_path,
     confusion_path,
+    curves_path,
+    metrics_csv_path,
     predictions_path,
     report_path,
     results_path,
     run_config_path,
+    student_dir,
     sweep_path,
     teaching_path,
+    work_dir,
 )
 from emodistill.training.variants import (
     BASELINE,
@@ -93,9 +98,10 @@ def aggregate_run(
 ) -> dict[str, Any] | None:
     """Aggregate every fold of ``variant`` found under ``run_dir`` and write its reports.
 
-    Writes ``results.json`` (keys: folds, mean, std, pooled, labels, confusion), ``report.md``
-    and ``confusion.png`` into :func:`results_dir` (and ``teaching.json``, which teachers
-    taught each student: :func:`~emodistill.report.teaching_of`). Returns the results, or None
+    Writes ``results.json`` (keys: folds, mean, std, pooled, labels, confusion), ``report.md``,
+    ``confusion.png`` and, for a student variant, ``curves.png`` (``emodistill.curves``) into
+    :func:`results_dir` (and ``teaching.json``, which teachers taught each student:
+    :func:`~emodistill.report.teaching_of`). Returns the results, or None
     when no fold of this variant has predictions yet.
     """
     m = as_manifest(manifest)
@@ -128,12 +134,51 @@ def aggregate_run(
         ]
         if teaching:
             notes.append(teaching_markdown(teaching))
+        curves = _plot_curves(run_dir, cfg, v, list(preds), heading)
+        if curves:
+            notes.append(curves)
         paper_row = v.name if v.name in VARIANTS else ""
         write_text_atomic(
             report_path(run_dir, v), results_markdown(results, heading, paper_row, missing, notes)
         )
         plot_confusion(results["confusion"], results["labels"], confusion_path(run_dir, v), heading)
+    write_model_cards(run_dir, m, cfg, v, list(preds))
     return results
+
+
+def write_model_cards(
+    run_dir: Path, manifest: Manifest, cfg: Config, v: Variant, runs: Sequence[tuple[str, int]]
+) -> None:
+    """(Re)write the model card of every (fold, seed) student of ``v`` in ``runs`` from the
+    run's files (``emodistill.model_card``); teacher-only variants have no student folder."""
+    from emodistill.model_card import write_model_card
+
+    if v.teacher is not None:
+        return
+    for fold_id, seed in runs:
+        folder = student_dir(run_dir, fold_id, v, None if seed == cfg.seed else seed)
+        if folder.is_dir():
+            write_model_card(folder, run_dir, manifest)
+
+
+def _plot_curves(
+    run_dir: Path, cfg: Config, v: Variant, runs: Sequence[tuple[str, int]], title: str
+) -> str:
+    """Draw the variant's ``curves.png`` from its students' ``metrics.csv`` logs and return the
+    report's section on it; ``""`` for a teacher-only variant or when no log exists."""
+    from emodistill.curves import curves_markdown, plot_curves, read_epochs
+
+    if v.teacher is not None:
+        return ""
+    logs = {}
+    for fold_id, seed in runs:
+        wdir = work_dir(run_dir, fold_id, v, None if seed == cfg.seed else seed)
+        if metrics_csv_path(wdir).is_file():
+            logs[f"{fold_id}, seed {seed}"] = metrics_csv_path(wdir)
+    if not logs:
+        return ""
+    image = plot_curves([read_epochs(p) for p in logs.values()], curves_path(run_dir, v), title)
+    return curves_markdown(logs, image, report_path(run_dir, v))
 
 
 def cross_validate(
@@ -234,6 +279,9 @@ def ablate(
     write_json_atomic(ablation_path(run_dir, ".json"), ablation)
     md = ablation_markdown(ablation) + compare_markdown_against_baseline(run_dir, ablation)
     write_text_atomic(ablation_path(run_dir, ".md"), md)
+    for name, res in ablation.items():  # the cards now have their paired comparison
+        runs = [(r["fold"], r["seed"]) for r in res.get("runs", [])]
+        write_model_cards(run_dir, m, cfg, get_variant(name), runs)
     plot_ablation(ablation, ablation_path(run_dir, ".png"))
     return ablation
 

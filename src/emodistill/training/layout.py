@@ -1,12 +1,13 @@
 """Every path inside a run folder, in one place (see docs/ARCHITECTURE.md)::
 
-RUN_DIR/config.json, results.json, report.md, confusion.png     variant "full"
+RUN_DIR/config.json, results.json, report.md, confusion.png, curves.png   variant "full"
 RUN_DIR/variants/<variant>/results.json, ...                    other variants
 RUN_DIR/compare-<variant>-vs-<baseline>.json                    paired statistics
 RUN_DIR/<fold>/teachers/{linguistic,prosodic,outputs,train}/    teachers of a fold
 RUN_DIR/<fold>/student/ (+ predictions.json)                    full, seed = config seed
 RUN_DIR/<fold>/variants/<variant>/student/                      other variants
 RUN_DIR/<fold>/.../seeds/<seed>/student/                        other seeds
+RUN_DIR/<fold>/.../student_train/logs/metrics.csv               a student's training log
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from pathlib import Path
 from emodistill.config import TEACHER_KINDS
 from emodistill.model_folder import CONFIG_NAME
 from emodistill.training.variants import FULL, VARIANTS, Variant, get_variant
+
+#: Folder of a training stage's logs inside its work folder (Lightning's CSVLogger name).
+LOGS_NAME = "logs"
+#: The file Lightning's CSVLogger writes into :data:`LOGS_NAME`.
+METRICS_CSV_NAME = "metrics.csv"
+#: Folder of the TensorBoard event files inside a work folder (``trainer.logger: tensorboard``).
+TENSORBOARD_NAME = "tensorboard"
 
 
 def run_config_path(run_dir: str | Path) -> Path:
@@ -74,6 +82,12 @@ def work_dir(
     return variant_dir(run_dir, fold_id, variant, seed) / "student_train"
 
 
+def metrics_csv_path(work: str | Path) -> Path:
+    """``<work>/logs/metrics.csv``: the CSV log of the training stage whose work folder (student
+    :func:`work_dir`, teacher :func:`teacher_work_dir`) is ``work``."""
+    return Path(work) / LOGS_NAME / METRICS_CSV_NAME
+
+
 def results_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """A variant's ``results.json`` (a name outside Table 2, such as a sweep point, too)."""
     if isinstance(variant, str):
@@ -120,6 +134,11 @@ def report_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
 def confusion_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
     """A variant's ``confusion.png`` (beside its results.json)."""
     return results_path(run_dir, variant).with_name("confusion.png")
+
+
+def curves_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
+    """A variant's ``curves.png`` (training curves over folds x seeds; beside results.json)."""
+    return results_path(run_dir, variant).with_name("curves.png")
 
 
 def teaching_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:

@@ -14,6 +14,10 @@ from emodistill.config import TEACHER_KINDS, DistillConfig, OptimConfig
 from emodistill.evaluate import SERMetrics
 from emodistill.training.common import configure_adamw
 
+#: Terms of Eq. 5 logged per step and per epoch (``train_<term>``), beside the total
+#: (``train_loss``).
+LOGGED_TERMS = ("ce", "kd", "embedding")
+
 
 class StudentModule(L.LightningModule):
     """Trains an injected student with :func:`~emodistill.models.losses.emodistill_loss`.
@@ -138,9 +142,11 @@ class StudentModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         out = self.mixup_loss(batch) if self.mixup > 0 else self.loss(batch)
         bs = int(batch["labels"].shape[0])
-        self.log("train_loss", out.total, prog_bar=True, batch_size=bs)
-        for name in ("ce", "kd", "embedding"):
-            self.log(f"train_{name}", out.terms[name], batch_size=bs)
+        # Per step and per epoch (``train_<term>_step`` / ``_epoch`` columns of metrics.csv):
+        # the report's curves.png draws the epoch means of Eq. 5's terms.
+        self.log("train_loss", out.total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+        for name in LOGGED_TERMS:
+            self.log(f"train_{name}", out.terms[name], on_step=True, on_epoch=True, batch_size=bs)
         return out.total
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:

@@ -197,6 +197,8 @@
     };
     const folder = info.model_dir ?? info.model_path ?? info.path ?? info.model;
     row("Model folder", folder);
+    // The model card's one-line summary (absent for folders saved before cards existed).
+    if (typeof info.summary === "string") row("About", info.summary);
     if (state.labels) {
       const chips = document.createDocumentFragment();
       for (const label of state.labels) {
