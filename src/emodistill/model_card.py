@@ -23,7 +23,7 @@ from emodistill._io import read_json, write_text_atomic
 from emodistill.assets import BASE_MODELS
 from emodistill.model_folder import card_path, read_config
 from emodistill.training.layout import compare_path, results_path, teachers_summary_path
-from emodistill.training.variants import BASELINE, variant_title
+from emodistill.training.variants import BASELINE, FULL, variant_title
 
 
 def pct(value: float | None) -> str:
@@ -111,7 +111,7 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 def _facts(folder: Path, run_dir: Path | None, manifest: Any) -> dict[str, Any]:
     config = read_config(folder)
     training = config.get("training_config") or {}
-    variant = str(config.get("variant") or "full")
+    variant = str(config.get("variant") or FULL)
     facts: dict[str, Any] = {
         "name": folder.name,
         "labels": list(config["labels"]),
@@ -234,7 +234,7 @@ def _summary(facts: Mapping[str, Any]) -> str:
     variant = facts["variant"]
     if variant == BASELINE:
         how = "fine-tuned with cross-entropy only (no teachers)"
-    elif variant == "full":
+    elif variant == FULL:
         how = "distilled with EmoDistill from a linguistic and a prosodic teacher"
     else:
         how = f"EmoDistill variant `{variant}` ({variant_title(variant)})"
