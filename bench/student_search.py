@@ -140,6 +140,36 @@ ROWS = {
     "tiny-top1-attn-bn": dict(
         enc="tiny", layers="last", trainable=1, pooling="attention", pooled_norm=True, lr=3e-4
     ),
+    # a temporal CNN with [mean, max] over time: a keyword detector on the frames
+    "tiny-last-conv": dict(enc="tiny", layers="last", pooling="conv"),
+    "tiny-last-conv-bn": dict(enc="tiny", layers="last", pooling="conv", pooled_norm=True),
+    "tiny-mixln-conv-bn": dict(
+        enc="tiny", layers="mix", layer_norm=True, pooling="conv", pooled_norm=True
+    ),
+    "tiny-last-conv-bn-20ep": dict(
+        enc="tiny", layers="last", pooling="conv", pooled_norm=True, epochs=20
+    ),
+    "tiny-last-conv-bn-mask": dict(
+        enc="tiny",
+        layers="last",
+        pooling="conv",
+        pooled_norm=True,
+        time_mask=0.2,
+        channel_mask=0.1,
+    ),
+    "tiny-last-conv-bn-kd": dict(  # CE 0.25, KD and embedding 0.75
+        enc="tiny", layers="last", pooling="conv", pooled_norm=True, alpha=0.25, beta=0.75
+    ),
+    "tiny-last-conv-bn-kd-20ep": dict(
+        enc="tiny",
+        layers="last",
+        pooling="conv",
+        pooled_norm=True,
+        alpha=0.25,
+        beta=0.75,
+        epochs=20,
+    ),
+    "base-last-conv-bn": dict(enc="base", layers="last", pooling="conv", pooled_norm=True),
     "base-last-stats-bn": dict(enc="base", layers="last", pooling="stats", pooled_norm=True),
     "base-mixln-stats-bn": dict(
         enc="base", layers="mix", layer_norm=True, pooling="stats", pooled_norm=True
@@ -348,6 +378,7 @@ def main() -> None:
                             "row": name,
                             **row,
                             "manifest": args.manifest,
+                            "weighting": row.get("weighting", cfg.distill.teacher_weighting),
                             "plain": plain,
                             "full": full,
                             "folds": clusters,

@@ -19,8 +19,13 @@ LABELS = ["neutral", "happy", "angry", "sad"]
 SR = 16000
 
 
-def build_tiny_model(folder, kind: str = "whisper", extra: dict | None = None, seed: int = 0):
-    """Save a tiny random student (whisper | hubert | hubert-group) to ``folder``; return it."""
+def build_tiny_model(
+    folder, kind: str = "whisper", extra: dict | None = None, seed: int = 0, **heads
+):
+    """Save a tiny random student (whisper | hubert | hubert-group) to ``folder``; return it.
+
+    ``heads``: further :class:`EmoDistillStudent` options (``pooling``, ``pooled_norm``, ...).
+    """
     import torch
     from transformers import HubertConfig, HubertModel
 
@@ -59,7 +64,7 @@ def build_tiny_model(folder, kind: str = "whisper", extra: dict | None = None, s
             do_stable_layer_norm=layer,
         )
         encoder = TransformersSpeechEncoder(HubertModel(cfg))
-    student = EmoDistillStudent(encoder, len(LABELS), 16, 8, 16, 16)
+    student = EmoDistillStudent(encoder, len(LABELS), 16, 8, 16, 16, **heads)
     # Random heads give near-uniform probabilities; scale the last layer so labels differ.
     with torch.no_grad():
         student.classifier[-1].weight.mul_(20.0)

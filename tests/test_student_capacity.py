@@ -14,6 +14,7 @@ from factories import tiny_whisper_encoder
 from emodistill.config import DistillConfig, OptimConfig
 from emodistill.models.augment import StateAugment
 from emodistill.models.encoders import valid_mask
+from emodistill.models.pooling import CONV_CHANNELS, ConvPool
 from emodistill.models.prosodic import (
     ProsodicFunctionals,
     ProsodicNet,
@@ -55,7 +56,7 @@ def _student(
 # --------------------------------------------------------------------------- pooling, mix
 
 
-@pytest.mark.parametrize("pooling", ["stats", "attention_stats"])
+@pytest.mark.parametrize("pooling", ["stats", "attention_stats", "conv"])
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_stats_pooling_and_normalised_mix_are_padding_invariant(pooling, layer_norm):
     model = _student(pooling, True, layer_norm).eval()
@@ -66,8 +67,42 @@ def test_stats_pooling_and_normalised_mix_are_padding_invariant(pooling, layer_n
     wav[0, :5000] = clip[0]
     batched = model(wav, torch.tensor([5000, 9000])).logits[:1]
     assert float((alone - batched).abs().max()) < 1e-5
-    # stats pooling doubles the pooled width the heads read
-    assert model.proj_linguistic[0].in_features == 2 * model.encoder.hidden_size
+    # stats pooling doubles the pooled width the heads read; conv reads [mean, max] of its CNN
+    width = 2 * (CONV_CHANNELS if pooling == "conv" else model.encoder.hidden_size)
+    assert model.proj_linguistic[0].in_features == width
+
+
+@pytest.mark.parametrize("lengths", [(31, 50), (30, 7), (1, 2)])
+def test_conv_pooling_is_padding_invariant_for_odd_and_tiny_lengths(lengths):
+    torch.manual_seed(0)
+    pool = ConvPool(16).eval()
+    width = max(lengths)
+    batch = 5.0 * torch.ones(len(lengths), width, 16)  # padding that must not leak in
+    clips = [torch.randn(1, n, 16) for n in lengths]
+    for i, clip in enumerate(clips):
+        batch[i, : lengths[i]] = clip[0]
+    out = pool(batch, torch.tensor(lengths))
+    assert out.shape == (len(lengths), 2 * CONV_CHANNELS)
+    for i, clip in enumerate(clips):
+        alone = pool(clip, torch.tensor([lengths[i]]))
+        assert float((alone[0] - out[i]).abs().max()) < 1e-5
+
+
+def test_conv_pooling_max_finds_a_short_event_that_the_mean_dilutes():
+    """The max half of the pooled vector reacts to a 5-frame event in 200 frames as much as to
+    one in 54 frames (both far enough from the clip's edges for the receptive field); the mean
+    half falls with the clip's length."""
+    torch.manual_seed(0)
+    pool = ConvPool(8).eval()
+    event = torch.zeros(1, 5, 8)
+    event[..., 0] = 4.0
+    short = torch.cat([torch.zeros(1, 24, 8), event, torch.zeros(1, 25, 8)], dim=1)
+    long = torch.cat([torch.zeros(1, 98, 8), event, torch.zeros(1, 97, 8)], dim=1)
+    a = pool(short, torch.tensor([54]))[0]
+    b = pool(long, torch.tensor([200]))[0]
+    c = CONV_CHANNELS
+    assert torch.allclose(a[c:], b[c:], atol=1e-5)  # max: same peak response
+    assert float((a[:c] - b[:c]).abs().max()) > 1e-3  # mean: diluted
 
 
 def test_layer_norm_changes_the_mix_and_round_trips(tmp_path):
@@ -317,3 +352,20 @@ def test_report_says_which_teachers_taught_with_which_weight_and_why():
     text = teaching_markdown(rows)
     assert "| g1 | 0 | 25.00 | 0.00 | 80.00 | 1.00 | 70.00 |" in text
     assert "linguistic: at chance" in text and "prosodic: better than the plain student" in text
+
+
+def test_conv_pooling_student_exports_to_onnx_with_parity(tmp_path):
+    from test_inference import build_tiny_model, tone
+
+    from emodistill.batching import pad_batch
+    from emodistill.export import OnnxPredictor, export_onnx
+    from emodistill.inference import EmoDistill
+
+    folder = build_tiny_model(tmp_path / "m", "whisper", pooling="conv", pooled_norm=True)
+    report = export_onnx(folder, tmp_path / "m.onnx")
+    assert report["max_abs_diff"] < 1e-4
+    clips = [tone(s, freq=f) for s, f in ((1.3, 200), (0.41, 450), (2.2, 310))]
+    wav, lengths = pad_batch(clips)  # three lengths, odd frame counts among them
+    want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
+    got = OnnxPredictor(tmp_path / "m.onnx")(wav, lengths)
+    assert np.abs(got - want).max() < 1e-4

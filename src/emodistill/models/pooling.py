@@ -5,6 +5,7 @@ pools the same alone or padded in a batch."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emodistill.models.encoders import valid_mask
@@ -30,13 +31,23 @@ def weighted_stats(hidden: Tensor, weights: Tensor) -> Tensor:
     return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
 
 
+#: The ``conv`` pooling's temporal CNN: channels, kernel and the first layer's stride. With
+#: Whisper's 20 ms frames, the first layer sees 140 ms and the second 7 frames of 40 ms: about
+#: 380 ms, a short word; the stride halves the cost of the second layer and of the pooling.
+CONV_CHANNELS = 128
+CONV_KERNEL = 7
+CONV_STRIDE = 2
+
 #: mean / attention: one H-vector per utterance (the paper's mean, or additive attention);
-#: stats / attention_stats: [mean, std] (2H), uniform or attention-weighted over the frames.
-POOLINGS = ("mean", "attention", "stats", "attention_stats")
+#: stats / attention_stats: [mean, std] (2H), uniform or attention-weighted over the frames;
+#: conv: [mean, max] over time of a small temporal CNN (:class:`ConvPool`, 2 * CONV_CHANNELS).
+POOLINGS = ("mean", "attention", "stats", "attention_stats", "conv")
 
 
 def pooled_size(pooling: str, hidden_size: int) -> int:
     """Width of the pooled vector for ``pooling``."""
+    if pooling == "conv":
+        return 2 * CONV_CHANNELS
     return 2 * hidden_size if pooling.endswith("stats") else hidden_size
 
 
@@ -64,3 +75,48 @@ class AttentionPool(nn.Module):
         if self.stats:
             return weighted_stats(hidden, weights)
         return torch.einsum("bt,bth->bh", weights, hidden)
+
+
+class ConvPool(nn.Module):
+    """Keyword-spotting pooling (``pooling: conv``): two temporal convolutions over the valid
+    frames (the first strided), then [masked mean, masked max] over time.
+
+    Mean or attention pooling of a frozen speech encoder averages a few emotional words away
+    among the other frames; a convolution followed by a max over time answers "does any stretch
+    of the clip look like X", which is what a word detector does (KWS-style CNNs).
+
+    ``forward(hidden (B, T, H), lengths (B,), keep=None) -> (B, 2 * CONV_CHANNELS)``. Invalid
+    frames (padding, and frames ``keep`` drops) are zeroed before each convolution and excluded
+    from mean and max, so a clip pools the same alone (the convolution's own zero padding) or
+    padded in a batch.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        channels: int = CONV_CHANNELS,
+        kernel: int = CONV_KERNEL,
+        stride: int = CONV_STRIDE,
+    ):
+        super().__init__()
+        pad = kernel // 2
+        self.stride = stride
+        self.conv1 = nn.Conv1d(hidden_size, channels, kernel, stride=stride, padding=pad)
+        self.conv2 = nn.Conv1d(channels, channels, kernel, padding=pad)
+
+    def forward(self, hidden: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
+        if keep is None:
+            keep = valid_mask(lengths, hidden.shape[1])
+        x = hidden * keep.to(hidden.dtype)[:, :, None]
+        x = F.gelu(self.conv1(x.transpose(1, 2)))
+        # An output frame is valid where its centre input frame is: every valid input frame
+        # of a clip alone is valid padded in a batch, and nothing beyond it.
+        keep = keep[:, :: self.stride][:, : x.shape[2]]
+        mask = keep.to(x.dtype)[:, None, :]
+        # Zero again before the second layer: the first one's output beyond a clip's end is
+        # its bias, where a clip alone sees the convolution's zeros.
+        x = F.gelu(self.conv2(x * mask)) * mask
+        mean = x.sum(dim=2) / mask.sum(dim=2).clamp(min=1.0)
+        peak = x.masked_fill(~keep[:, None, :], float("-inf")).amax(dim=2)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        return torch.cat([mean, peak], dim=-1)

@@ -47,6 +47,7 @@ from emodistill.models.encoders import (
 from emodistill.models.pooling import (
     POOLINGS,
     AttentionPool,
+    ConvPool,
     masked_mean,
     pooled_size,
     weighted_stats,
@@ -167,11 +168,11 @@ class EmoDistillStudent(nn.Module):
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
             encoder.freeze_bottom(encoder.num_layers - trainable_layers)
-        self.pool = (
-            AttentionPool(h, stats=pooling == "attention_stats")
-            if pooling.startswith("attention")
-            else None
-        )
+        self.pool: nn.Module | None = None
+        if pooling.startswith("attention"):
+            self.pool = AttentionPool(h, stats=pooling == "attention_stats")
+        elif pooling == "conv":
+            self.pool = ConvPool(h)
         # Training-only frame augmentation (training/augment.py), set by the trainer; it holds
         # no weights and is a no-op in eval mode, so model folders and inference never see it.
         self.augment: nn.Module | None = None
