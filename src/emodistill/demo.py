@@ -4,7 +4,7 @@ Steps (each reused when a previous run left it, so an interrupted demo continues
 
     OUT/corpus/            synthetic espeak-ng corpus (emotion in words and in prosody)
     .../.emodistill-cache  eGeMAPS LLDs (content-keyed cache beside the manifest)
-    OUT/<fold>/teachers/   T_L (MiniLM text teacher) and T_P (ResNet over LLDs), per fold
+    OUT/<fold>/teachers/   T_L (MiniLM text teacher) and T_P (prosodic teacher), per fold
     OUT/<fold>/variants/no_teachers/student/   plain fine-tuned Whisper-tiny student
     OUT/<fold>/student/    EmoDistill student (both teachers, logit + embedding KD)
     OUT/demo.md, demo.json the comparison table; OUT/report.md etc.: cv reports per variant
