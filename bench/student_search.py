@@ -157,6 +157,12 @@ ROWS = {
         time_mask=0.2,
         channel_mask=0.1,
     ),
+    "tiny-last-conv-bn-mixup": dict(
+        enc="tiny", layers="last", pooling="conv", pooled_norm=True, mixup=0.4
+    ),
+    "tiny-top1-conv-bn": dict(
+        enc="tiny", layers="last", trainable=1, pooling="conv", pooled_norm=True, lr=3e-4
+    ),
     "tiny-last-conv-bn-kd": dict(  # CE 0.25, KD and embedding 0.75
         enc="tiny", layers="last", pooling="conv", pooled_norm=True, alpha=0.25, beta=0.75
     ),
