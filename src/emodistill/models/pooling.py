@@ -115,8 +115,10 @@ class ConvPool(nn.Module):
         mask = keep.to(x.dtype)[:, None, :]
         # Zero again before the second layer: the first one's output beyond a clip's end is
         # its bias, where a clip alone sees the convolution's zeros.
-        x = F.gelu(self.conv2(x * mask)) * mask
-        mean = x.sum(dim=2) / mask.sum(dim=2).clamp(min=1.0)
+        x = F.gelu(self.conv2(x * mask))
+        mean = masked_mean(x.transpose(1, 2), lengths, keep)
+        # A time mask may keep only odd frames, which the stride drops: such a row has no
+        # valid output frame, and its max falls back to 0 (its mean already is 0).
         peak = x.masked_fill(~keep[:, None, :], float("-inf")).amax(dim=2)
         peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
         return torch.cat([mean, peak], dim=-1)
