@@ -38,7 +38,7 @@ from emodistill.evaluate import compute_metrics
 from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
 from emodistill.training import layout
-from emodistill.training.common import configure_adamw, total_steps
+from emodistill.training.common import class_weights_of, configure_adamw, total_steps
 from emodistill.training.distill import prefix_cache_dir
 from emodistill.training.module import StudentModule
 from emodistill.training.prefix_cache import PrefixCache, collate_prefix
@@ -204,6 +204,8 @@ def load_states(manifest, encoder: str, max_seconds: float):
 def state_slice(row, num_layers: int) -> slice:
     """Which of the cached (L + 1) states a row's student reads: its prefix (the input of its
     first trainable layer, or every state up to there with a layer mix)."""
+    if "layer" in row:  # a frozen student pooling layer k's output (0 = embedding output)
+        return slice(int(row["layer"]), int(row["layer"]) + 1)
     first = num_layers - int(row.get("trainable", 0))
     return slice(0 if row["layers"] == "mix" else first, first + 1)
 
@@ -259,10 +261,18 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         layer_norm=row.get("layer_norm", False),
         pooled_norm=row.get("pooled_norm", False),
         pooling=row["pooling"],
+        dropout=float(row.get("dropout", cfg.student.dropout)),
+        projection_hidden=int(row.get("proj", cfg.student.projection_hidden)),
+        classifier_hidden=int(row.get("cls", cfg.student.classifier_hidden)),
     )
     epochs = int(row.get("epochs", cfg.student.optim.epochs))
     optim = dataclasses.replace(
-        cfg.student.optim, epochs=epochs, lr=float(row.get("lr", cfg.student.optim.lr))
+        cfg.student.optim,
+        epochs=epochs,
+        lr=float(row.get("lr", cfg.student.optim.lr)),
+        weight_decay=float(row.get("wd", cfg.student.optim.weight_decay)),
+        batch_size=int(row.get("bs", cfg.student.optim.batch_size)),
+        class_weights=bool(row.get("cw", cfg.student.optim.class_weights)),
     )
     torch.manual_seed(seed)
     student = build_student(scfg, n_classes, d_l, d_p)
@@ -279,6 +289,9 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         val_ua = teacher_validation_ua(teachers, val, y_val, n_classes)
         rule = row.get("weighting", dcfg.teacher_weighting)
         weights = teacher_weights(rule, val_ua, n_classes, len(val), student_val_ua=plain_val)
+    class_weights = None
+    if optim.class_weights:
+        class_weights = class_weights_of([labels[i] for i in train], n_classes)
     module = StudentModule(
         student,
         dcfg,
@@ -287,6 +300,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         seed=seed,
         teacher_weights=weights,
         mixup=row.get("mixup", 0.0),
+        class_weights=class_weights,
     )
     params = [p for p in student.parameters() if p.requires_grad]
     steps = total_steps(len(train), optim.batch_size, epochs)
@@ -305,7 +319,8 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
             optimizer.step()
             sched.step()
         v = evaluate(student, val, states, labels, sel, n_classes)
-        if v > best[0]:
+        # select: best validation UA (as distill), or the last epoch (no selection noise)
+        if v > best[0] or row.get("select") == "last":
             best = (v, evaluate(student, test, states, labels, sel, n_classes))
     return best[0], best[1], weights
 
@@ -320,9 +335,20 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--weighting", default=None, help="override distill.teacher_weighting")
+    ap.add_argument(
+        "--extra",
+        default=None,
+        help='more rows as JSON, e.g. \'{"tiny-l3-mean-bn": {"enc": "tiny", "layers": "last", '
+        '"layer": 3, "pooling": "mean", "pooled_norm": true}}\'',
+    )
+    ap.add_argument(
+        "--plain-only", action="store_true", help="screen: train only the plain student"
+    )
     ap.add_argument("--json", default=None, help="append each row's result to this JSON lines file")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.extra:
+        ROWS.update(json.loads(args.extra))
     cfg = load_config(args.config)
     if args.folds_groups:
         cfg = cfg.override({"folds.groups": args.folds_groups})
@@ -336,11 +362,9 @@ def main() -> None:
     run = Path(args.run)
     teacher_ua = {}
     for kind in ("linguistic", "prosodic"):
-        uas = []
-        for f in folds:
-            r = json.loads(layout.teacher_result_path(layout.fold_dir(run, f.id), kind).read_text())
-            uas.append(r["ua"])
-        teacher_ua[kind] = 100 * float(np.mean(uas))
+        paths = [layout.teacher_result_path(layout.fold_dir(run, f.id), kind) for f in folds]
+        uas = [json.loads(p.read_text())["ua"] for p in paths if p.is_file()]
+        teacher_ua[kind] = 100 * float(np.mean(uas)) if uas else float("nan")
     print(
         f"folds {len(folds)} x seeds {seeds}; teachers (test UA): "
         f"T_L {teacher_ua['linguistic']:.2f}, T_P {teacher_ua['prosodic']:.2f}",
@@ -361,7 +385,10 @@ def main() -> None:
         for f in folds:
             for seed in seeds:
                 pv, pt, _ = train_one(cfg, row, f, run / f.id, manifest, states, seed, "plain")
-                _, ft, w = train_one(cfg, row, f, run / f.id, manifest, states, seed, FULL, pv)
+                if args.plain_only:
+                    ft, w = pt, None
+                else:
+                    _, ft, w = train_one(cfg, row, f, run / f.id, manifest, states, seed, FULL, pv)
                 plain.append(100 * pt)
                 full.append(100 * ft)
                 clusters.append(f.id)

@@ -219,6 +219,13 @@ def cv_cmd(
     strategy: str = typer.Option(None, "--strategy", help="Lightning strategy (ddp, auto...)."),
     accelerator: str = typer.Option(None, "--accelerator", help="cpu, gpu, auto."),
     seeds: str = SeedsOpt,
+    probe: bool = typer.Option(
+        None,
+        "--probe/--no-probe",
+        help="Linear probe on the student's frozen features (RUN/probe/probe.json, a row in "
+        "report.md); default: on when the student's encoder is frozen.",
+        show_default=False,
+    ),
 ) -> None:
     """Cross-validate: teachers (reused if present) and the student per fold; results.json."""
     from emodistill.training.cv import cross_validate
@@ -241,6 +248,7 @@ def cv_cmd(
         variant=variant.value,
         overrides=overrides,
         seeds=_seeds(seeds),
+        probe=probe,
     )
 
 

@@ -64,9 +64,13 @@ QUICK_OVERRIDES: dict[str, Any] = {
 #: ``--quick`` trains only the plain and the full student.
 QUICK_VARIANTS = DEMO_VARIANTS
 
+#: The demo table's column of the linear probe on the students' frozen features.
+PROBE_COLUMN = "linear_probe"
 #: The demo table's columns in order: (variant, its short label from ``variants``).
-COLUMNS = tuple(
-    (name, short_title(name)) for name in (*TEACHER_VARIANTS, *DEMO_VARIANTS, *EXTRA_VARIANTS)
+COLUMNS = (
+    *((name, short_title(name)) for name in TEACHER_VARIANTS),
+    (PROBE_COLUMN, "probe"),
+    *((name, short_title(name)) for name in (*DEMO_VARIANTS, *EXTRA_VARIANTS)),
 )
 
 
@@ -144,7 +148,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
             f"{title} student, {cfg.student.encoder}, {len(folds)} folds x {len(seeds)} seeds",
         )
         results[variant] = cross_validate(
-            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True
+            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True, probe=True
         )
     for variant in extra:  # already trained by `emodistill cv --variant`: aggregated, not rerun
         results[variant] = cross_validate(
@@ -157,6 +161,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     model_dir = out / "model"
     replace_with_copy(student_dir(out, model_fold), model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
+    summary["columns"][PROBE_COLUMN] = _probe_column(out)
     summary["compare"] = _compare_all(out, results, variants)
     # After the comparison, so the card has it; from the run's files (synthesis.json included).
     write_model_card(model_dir, out, manifest)
@@ -304,6 +309,23 @@ def _summary(
     }
 
 
+def _probe_column(out: Path) -> dict[str, Any] | None:
+    """The demo table's column of the linear probe's best layer (``OUT/probe/probe.json``)."""
+    from emodistill.training.layout import probe_path
+
+    if not probe_path(out).is_file():
+        return None
+    probe = read_json(probe_path(out))
+    best = next(r for r in probe["layers"] if r["layer"] == probe["best_layer"])
+    return {
+        "layer": best["layer"],
+        "folds": {f: {"wa": best["wa"][f], "ua": best["ua"][f]} for f in best["ua"]},
+        "mean": {"wa": best["wa_mean"], "ua": best["mean"]},
+        "std": {"ua": best["std"]},
+        "pooled": None,
+    }
+
+
 def _cell(col: dict, fold: str | None) -> tuple[str, str]:
     if fold is None:
         m = col.get("mean")
@@ -316,7 +338,7 @@ def demo_table(summary: dict[str, Any]) -> Table:
     """A rich table: WA/UA of T_L, T_P, the plain and the EmoDistill student, per fold + mean."""
     table = Table(title="Speaker-independent test results (percent)", show_lines=False)
     table.add_column("fold", style="bold")
-    shown = [(v, t) for v, t in COLUMNS if v in summary["columns"]]
+    shown = _shown(summary)
     for _, title in shown:
         style = "bold green" if title.startswith("EmoDistill") else None
         table.add_column(f"{title}\nWA", justify="right", style=style)
@@ -327,15 +349,31 @@ def demo_table(summary: dict[str, Any]) -> Table:
             cells += _cell(summary["columns"][variant], fold)
         table.add_row("mean" if fold is None else fold, *cells, end_section=fold is None)
     table.caption = (
-        "T_L: text teacher (needs transcripts). T_P: prosodic teacher (eGeMAPS). plain: student "
-        "fine-tuned with CE only. EmoDistill: distilled from both. Students hear audio only."
+        "T_L: text teacher (needs transcripts). T_P: prosodic teacher (eGeMAPS). "
+        f"{_probe_caption(summary)}plain: student fine-tuned with CE only. EmoDistill: distilled "
+        "from both. Students hear audio only."
     )
     return table
 
 
+def _shown(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table's (column, title) pairs that have results."""
+    return [(v, t) for v, t in COLUMNS if summary["columns"].get(v)]
+
+
+def _probe_caption(summary: dict[str, Any]) -> str:
+    probe = summary["columns"].get(PROBE_COLUMN)
+    if not probe:
+        return ""
+    return (
+        f"probe: logistic regression on the students' frozen encoder features (mean-pooled "
+        f"layer {probe['layer']}), the floor a trained student must beat. "
+    )
+
+
 def demo_markdown(summary: dict[str, Any], quick: bool = False) -> str:
     """``demo.md``: the comparison table and where everything is."""
-    shown = [(v, t) for v, t in COLUMNS if v in summary["columns"]]
+    shown = _shown(summary)
     head = "| fold | " + " | ".join(f"{t} WA | {t} UA" for _, t in shown) + " |"
     lines = [
         "# EmoDistill demo" + (" (quick smoke run: numbers mean nothing)" if quick else ""),
@@ -357,7 +395,7 @@ def demo_markdown(summary: dict[str, Any], quick: bool = False) -> str:
         f"EmoDistill − plain student, mean UA: **{summary['gain_ua']:+.2f}** points "
         f"({_verdict(summary.get('compare', {}).get(FULL))}).",
         "",
-        f"Fold values are means over seeds {summary.get('seeds')}.",
+        f"Fold values are means over seeds {summary.get('seeds')}. {_probe_caption(summary)}",
         "",
         "## Paired against plain fine-tuning (UA points, per fold x seed)",
         "",

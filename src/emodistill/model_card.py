@@ -22,7 +22,12 @@ import yaml
 from emodistill._io import read_json, write_text_atomic
 from emodistill.assets import BASE_MODELS
 from emodistill.model_folder import card_path, read_config
-from emodistill.training.layout import compare_path, results_path, teachers_summary_path
+from emodistill.training.layout import (
+    compare_path,
+    probe_path,
+    results_path,
+    teachers_summary_path,
+)
 from emodistill.training.variants import BASELINE, FULL, variant_title
 
 
@@ -146,6 +151,10 @@ def _facts(folder: Path, run_dir: Path | None, manifest: Any) -> dict[str, Any]:
     compare = compare_path(run_dir, variant, BASELINE)
     if variant != BASELINE and compare.is_file():
         facts["compare"] = read_json(compare)
+    if probe_path(run_dir).is_file() and "results" in facts:
+        from emodistill.probe import probe_comparison
+
+        facts["probe"] = probe_comparison(read_json(probe_path(run_dir)), facts["results"])
     return facts
 
 
@@ -328,7 +337,26 @@ def _evaluation_section(facts: Mapping[str, Any]) -> list[str]:
             f"{ua['wins']}/{ua['ties']}/{ua['losses']}: {verdict(cmp)}.",
             "",
         ]
+    out += _probe_lines(facts.get("probe"))
     return out
+
+
+def _probe_lines(probe: Mapping[str, Any] | None) -> list[str]:
+    """The linear probe on the same frozen features and folds (``RUN/probe/probe.json``)."""
+    if not probe or not probe.get("folds"):
+        return []
+    from emodistill.probe import verdict
+
+    ci = probe.get("ci95_best")
+    span = f", 95 % CI [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else ""
+    return [
+        f"Linear probe on the same frozen encoder features and folds (logistic regression on "
+        f"mean-pooled layer {probe['best_layer']}, its best layer): UA "
+        f"{pct(probe['probe_best'])}; this variant {pct(probe['student'])}, paired "
+        f"{100 * probe['diff_best']:+.2f} points{span}: "
+        f"{verdict(probe['diff_best'], ci)}.",
+        "",
+    ]
 
 
 def _teachers_section(facts: Mapping[str, Any]) -> list[str]:

@@ -29,6 +29,9 @@ from emodistill.corpora.manifest import Manifest
 from emodistill.corpora.splits import Fold, fold_utterances
 from emodistill.evaluate import compute_metrics
 
+#: The probe's grid of inverse regularisation strengths (chosen per fold on validation UA).
+PROBE_C_VALUES = (0.001, 0.01, 0.1, 1.0)
+
 
 def layer_states(
     manifest: Manifest,
@@ -65,7 +68,7 @@ def probe_layers(
     folds: Sequence[Fold],
     pooled: np.ndarray,
     ids: Sequence[str],
-    c_values: Sequence[float] = (0.001, 0.01, 0.1, 1.0),
+    c_values: Sequence[float] = PROBE_C_VALUES,
 ) -> dict[str, Any]:
     """Linear-probe UA per layer and fold.
 
@@ -76,7 +79,8 @@ def probe_layers(
         ids: utterance ids of the rows.
 
     Returns:
-        ``{"layers": [{"layer", "ua": {fold: UA}, "mean", "std"}], "best_layer", "folds"}``.
+        ``{"layers": [{"layer", "ua": {fold: UA}, "wa": {fold: WA}, "mean", "std", "wa_mean"}],
+        "best_layer", "folds"}`` (``mean`` and ``std``: of UA over folds).
     """
     from emodistill.baseline import BaselineConfig, run_fold
 
@@ -95,13 +99,21 @@ def probe_layers(
     layers = []
     for k in range(pooled.shape[1]):
         x = pooled[:, k, :].astype(np.float64)
-        ua = {}
+        ua, wa = {}, {}
         for fold in folds:
             res = run_fold(x, y, speakers, parts[fold.id], len(manifest.labels), cfg)
-            ua[fold.id] = compute_metrics(res["y_true"], res["y_pred"], len(manifest.labels))["ua"]
+            scores = compute_metrics(res["y_true"], res["y_pred"], len(manifest.labels))
+            ua[fold.id], wa[fold.id] = scores["ua"], scores["wa"]
         values = np.array(list(ua.values()))
         layers.append(
-            {"layer": k, "ua": ua, "mean": float(values.mean()), "std": float(values.std())}
+            {
+                "layer": k,
+                "ua": ua,
+                "wa": wa,
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "wa_mean": float(np.mean(list(wa.values()))),
+            }
         )
     best = max(layers, key=lambda r: r["mean"])["layer"]
     return {"layers": layers, "best_layer": int(best), "folds": [f.id for f in folds]}
@@ -139,11 +151,13 @@ def run_probe(
     cache_dir: str | Path,
     max_seconds: float | None = None,
     progress: bool = True,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """Probe every layer of ``encoder`` on ``folds``; write ``probe.json`` and ``probe.png``.
 
     Returns:
-        The :func:`probe_layers` result with ``encoder``, ``chance``, ``n`` and ``seconds``.
+        The :func:`probe_layers` result with ``encoder``, ``chance``, ``n`` and ``seconds``
+        (and ``key``, :func:`probe_key`, when given: what a run folder's probe is reused on).
     """
     from emodistill._io import write_json_atomic
 
@@ -160,10 +174,141 @@ def run_probe(
         max_seconds=max_seconds,
         seconds=round(time.perf_counter() - start, 2),
     )
+    if key is not None:
+        result["key"] = key
     out = Path(out)
     write_json_atomic(out / "probe.json", result)
     plot_probe(result, out / "probe.png", f"layer probe: {encoder} ({len(folds)} folds)")
     return result
 
 
-__all__ = ["layer_states", "plot_probe", "probe_layers", "run_probe"]
+def probe_key(
+    manifest: Manifest, folds: Sequence[Fold], encoder: str, max_seconds: float | None
+) -> str:
+    """Hex digest of everything a probe result depends on: the encoder, the crop, the C grid
+    and every fold's data (:func:`~emodistill.corpora.splits.fold_fingerprint`)."""
+    import hashlib
+    import json
+
+    from emodistill.corpora.splits import fold_fingerprint
+
+    meta = {
+        "encoder": encoder,
+        "max_seconds": max_seconds,
+        "c_values": list(PROBE_C_VALUES),
+        "folds": {f.id: fold_fingerprint(manifest, f) for f in folds},
+    }
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
+def ensure_probe(
+    manifest: Manifest,
+    folds: Sequence[Fold],
+    out: str | Path,
+    encoder: str,
+    cache_dir: str | Path,
+    max_seconds: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`run_probe` into ``out``, or the ``probe.json`` already there when it was computed
+    on the same data and settings (:func:`probe_key`); locked against a concurrent writer."""
+    from emodistill._io import folder_lock, read_json
+
+    out = Path(out)
+    key = probe_key(manifest, folds, encoder, max_seconds)
+    with folder_lock(out, "the linear probe"):
+        path = out / "probe.json"
+        if path.is_file():
+            old = read_json(path)
+            if old.get("key") == key:
+                return old
+        return run_probe(manifest, folds, out, encoder, cache_dir, max_seconds, progress, key)
+
+
+def probe_comparison(probe: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """A student variant's test UA against the probe's best and last layer on the same folds.
+
+    Args:
+        probe: a ``probe.json`` result.
+        results: a variant's ``results.json`` (its ``folds`` hold each fold's UA, mean over
+            seeds).
+
+    Returns:
+        ``{"folds", "student", "probe_best", "probe_last", "best_layer", "last_layer",
+        "diff_best", "ci95_best", "diff_last", "ci95_last"}``: mean UA over the folds both
+        have, and the paired student − probe difference with its 95 % fold-bootstrap CI.
+    """
+    from emodistill.compare import cluster_bootstrap_ci
+
+    student = {f["fold"]: f["ua"] for f in results.get("folds", [])}
+    layers = {r["layer"]: r for r in probe["layers"]}
+    best, last = int(probe["best_layer"]), max(layers)
+    folds = [f for f in student if f in layers[best]["ua"]]
+    out: dict[str, Any] = {"folds": folds, "best_layer": best, "last_layer": last}
+    if not folds:
+        return out
+    s = np.array([student[f] for f in folds])
+    out["student"] = float(s.mean())
+    for name, k in (("best", best), ("last", last)):
+        p = np.array([layers[k]["ua"][f] for f in folds])
+        d = s - p
+        out[f"probe_{name}"] = float(p.mean())
+        out[f"diff_{name}"] = float(d.mean())
+        out[f"ci95_{name}"] = list(cluster_bootstrap_ci(d, folds)) if len(folds) > 1 else None
+    return out
+
+
+def verdict(diff: float, ci: Sequence[float] | None) -> str:
+    """ "above", "below" or "no difference shown" for a paired difference and its CI."""
+    if ci is None:
+        return "one fold: no CI"
+    if ci[0] > 0:
+        return "above its probe"
+    if ci[1] < 0:
+        return "below its probe"
+    return "no difference shown"
+
+
+def probe_markdown(cmp: dict[str, Any], label: str = "student") -> str:
+    """The report section that puts the linear probe beside a student (:func:`probe_comparison`)."""
+    if not cmp.get("folds"):
+        return ""
+
+    def ci(v):
+        return "-" if v is None else f"[{100 * v[0]:+.2f}, {100 * v[1]:+.2f}]"
+
+    rows = [
+        "## Linear probe on the same frozen features and folds",
+        "",
+        "A logistic regression on mean-pooled frozen encoder states (`emodistill probe`: C chosen "
+        "on the validation speakers) is the floor a trained student must beat. Paired per fold "
+        f"({len(cmp['folds'])} folds; the student's UA is its mean over seeds).",
+        "",
+        "| system | UA | student − it | 95 % CI | |",
+        "|---|---|---|---|---|",
+        f"| {label} | {100 * cmp['student']:.2f} | | | |",
+    ]
+    for name, title in (("best", "best layer"), ("last", "last layer")):
+        k = cmp[f"{name}_layer"]
+        if name == "last" and k == cmp["best_layer"]:
+            continue
+        d, c = cmp[f"diff_{name}"], cmp[f"ci95_{name}"]
+        rows.append(
+            f"| linear probe (layer {k}, {title}) | {100 * cmp[f'probe_{name}']:.2f} | "
+            f"{100 * d:+.2f} | {ci(c)} | {verdict(d, c)} |"
+        )
+    return "\n".join(rows)
+
+
+__all__ = [
+    "PROBE_C_VALUES",
+    "ensure_probe",
+    "layer_states",
+    "plot_probe",
+    "probe_comparison",
+    "probe_key",
+    "probe_layers",
+    "probe_markdown",
+    "run_probe",
+    "verdict",
+]

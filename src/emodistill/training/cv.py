@@ -20,7 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emodistill._io import folder_lock, read_json, write_json_atomic, write_text_atomic
+from emodistill._io import (
+    folder_lock,
+    is_rank_zero,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from emodistill.config import Config, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold
@@ -42,6 +48,8 @@ from emodistill.training.layout import (
     curves_path,
     metrics_csv_path,
     predictions_path,
+    probe_dir,
+    probe_path,
     report_path,
     results_path,
     run_config_path,
@@ -123,6 +131,7 @@ def aggregate_run(
         return None
     results = aggregate_runs(preds, m.labels)
     teaching = teaching_of(preds)
+    probe_note = _probe_note(run_dir, v, results)
     with folder_lock(results_path(run_dir, v), f"the results of {v.name}"):  # one set of files
         write_json_atomic(results_path(run_dir, v), results)
         if teaching:
@@ -137,6 +146,8 @@ def aggregate_run(
         curves = _plot_curves(run_dir, cfg, v, list(preds), heading)
         if curves:
             notes.append(curves)
+        if probe_note:
+            notes.append(probe_note)
         paper_row = v.name if v.name in VARIANTS else ""
         write_text_atomic(
             report_path(run_dir, v), results_markdown(results, heading, paper_row, missing, notes)
@@ -144,6 +155,46 @@ def aggregate_run(
         plot_confusion(results["confusion"], results["labels"], confusion_path(run_dir, v), heading)
     write_model_cards(run_dir, m, cfg, v, list(preds))
     return results
+
+
+def probe_enabled(cfg: Config, probe: bool | None = None) -> bool:
+    """``cv --probe``: on by default when the student's encoder is frozen (the probe then reads
+    the very features the student trains on, and costs a logistic regression per layer)."""
+    if probe is not None:
+        return bool(probe)
+    return str(cfg.student.trainable_layers) == "0"
+
+
+def ensure_run_probe(
+    manifest: Manifest, run_dir: Path, cfg: Config, progress: bool = True
+) -> dict[str, Any]:
+    """The linear probe of the student's frozen encoder on every fold of the config, in
+    ``RUN/probe/`` (reused when the data and settings are unchanged)."""
+    from emodistill.probe import ensure_probe
+    from emodistill.training.distill import prefix_cache_dir
+
+    return ensure_probe(
+        manifest,
+        all_folds(manifest, cfg),
+        probe_dir(run_dir),
+        cfg.student.encoder,
+        prefix_cache_dir(manifest, run_dir),
+        max_seconds=cfg.student.max_seconds,
+        progress=progress,
+    )
+
+
+def _probe_note(run_dir: Path, v: Variant, results: dict[str, Any]) -> str:
+    """The report's "linear probe" section for a student variant, when the run folder has a
+    probe."""
+    from emodistill.probe import probe_comparison, probe_markdown
+
+    if v.teacher is not None or not probe_path(run_dir).is_file():
+        return ""
+    cmp = probe_comparison(read_json(probe_path(run_dir)), results)
+    if not cmp.get("folds"):
+        return ""
+    return probe_markdown(cmp, f"this student (`{v.name}`)")
 
 
 def write_model_cards(
@@ -194,9 +245,10 @@ def cross_validate(
     trainer_overrides: Mapping[str, Any] | None = None,
     teachers_ready: bool = False,
     seeds: Sequence[int] | None = None,
+    probe: bool | None = None,
 ) -> dict[str, Any]:
-    """Teachers (reused if present), then the student of ``variant`` per selected fold and seed;
-    report.
+    """Teachers (reused if present), the linear probe, then the student of ``variant`` per
+    selected fold and seed; report.
 
     Args:
         manifest: manifest CSV (or a loaded :class:`Manifest` that has a path).
@@ -211,6 +263,9 @@ def cross_validate(
             for these folds and this config: ``ablate``, ``sweep_temperature``, the demo).
         seeds: student seeds (default ``config.seeds``, else ``[config.seed]``); every fold is
             trained once per seed.
+        probe: the linear probe on the student's frozen features, on every fold, in
+            ``RUN/probe/`` and beside the students in the reports (:func:`probe_enabled`: None =
+            when the encoder is frozen).
 
     Returns:
         The aggregated results over every fold of the variant found on disk (see
@@ -228,6 +283,8 @@ def cross_validate(
     _, selected = _select(m, cfg, folds)
     if v.teachers_needed(cfg.distill) and not teachers_ready:
         ensure_teachers(m, run_dir, cfg, selected, progress)
+    if v.teacher is None and probe_enabled(cfg, probe) and is_rank_zero():
+        ensure_run_probe(m, run_dir, cfg, progress)
     rank0 = True
     for fold in selected:
         for seed in [cfg.seed] if v.teacher is not None else cfg.run_seeds():

@@ -169,3 +169,13 @@ def all_teacher_metrics(run_dir: str | Path) -> list[Path]:
 def compare_path(run_dir: str | Path, variant: str, baseline: str) -> Path:
     """``RUN_DIR/compare-<variant>-vs-<baseline>.json``."""
     return Path(run_dir) / f"compare-{variant}-vs-{baseline}.json"
+
+
+def probe_dir(run_dir: str | Path) -> Path:
+    """``RUN/probe/``: the linear probe on the student's frozen features (``cv --probe``)."""
+    return Path(run_dir) / "probe"
+
+
+def probe_path(run_dir: str | Path) -> Path:
+    """``RUN/probe/probe.json`` (the format ``emodistill probe`` writes)."""
+    return probe_dir(run_dir) / "probe.json"
