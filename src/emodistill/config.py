@@ -109,6 +109,9 @@ class StudentConfig:
     layer_weights: bool = False  # learned softmax-weighted sum over all layers (SUPERB)
     layer_norm: bool = False  # with layer_weights: normalise each layer before the sum
     pooled_norm: bool = False  # batch-normalise the pooled vector before the heads
+    # pool encoder layer k's output (1..layers; None = the last layer, after its final norm);
+    # the layers above k are not run
+    pool_layer: int | None = None
     # training-only augmentation of the frames entering the pooling (docs/student.md)
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig())
     projection_hidden: int = 256

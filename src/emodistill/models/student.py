@@ -90,6 +90,7 @@ class StudentDims:
     trainable_layers: int | None = None
     layer_norm: bool = False
     pooled_norm: bool = False
+    pool_layer: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -125,8 +126,12 @@ class EmoDistillStudent(nn.Module):
             parameters) before the weighted sum, so a layer with a large residual-stream norm
             (the middle layers of Whisper before its final norm) does not dominate the mix.
         trainable_layers: top encoder layers that train (None = all; see
-            :func:`~emodistill.models.encoders.parse_trainable_layers`); the rest is frozen in
-            eval mode.
+            :func:`~emodistill.models.encoders.parse_trainable_layers`), counted down from
+            ``pool_layer``; the rest is frozen in eval mode.
+        pool_layer: pool the output of encoder layer k (1 .. layers) instead of the last one
+            (None). Layers above k are never run (and never trained): the middle layers of a
+            speech encoder often expose more emotion than its last one, and the student gets
+            cheaper.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class EmoDistillStudent(nn.Module):
         trainable_layers: int | None = None,
         layer_norm: bool = False,
         pooled_norm: bool = False,
+        pool_layer: int | None = None,
     ):
         super().__init__()
         if num_labels < 2:
@@ -151,7 +157,15 @@ class EmoDistillStudent(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.encoder = encoder
         h = encoder.hidden_size
-        trainable_layers = parse_trainable_layers(trainable_layers, encoder.num_layers)
+        depth = encoder.num_layers if pool_layer is None else int(pool_layer)
+        if not 1 <= depth <= encoder.num_layers:
+            raise ValueError(
+                f"pool_layer must be 1..{encoder.num_layers} (the encoder's layers), "
+                f"got {pool_layer}"
+            )
+        #: encoder layers the student runs (layers above it are unused)
+        self.depth = depth
+        trainable_layers = parse_trainable_layers(trainable_layers, depth)
         self.dims = StudentDims(
             num_labels=int(num_labels),
             d_linguistic=int(d_linguistic),
@@ -164,10 +178,14 @@ class EmoDistillStudent(nn.Module):
             trainable_layers=trainable_layers,
             layer_norm=bool(layer_norm),
             pooled_norm=bool(pooled_norm),
+            pool_layer=None if pool_layer is None else depth,
         )
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
-            encoder.freeze_bottom(encoder.num_layers - trainable_layers)
+            encoder.freeze_bottom(depth - trainable_layers)
+        if depth < encoder.num_layers:  # never run: kept (checkpoints load by name), not trained
+            for module in encoder.layer_modules()[depth:] + encoder.finish_modules():
+                module.requires_grad_(False)
         self.pool: nn.Module | None = None
         if pooling.startswith("attention"):
             self.pool = AttentionPool(h, stats=pooling == "attention_stats")
@@ -176,10 +194,8 @@ class EmoDistillStudent(nn.Module):
         # Training-only frame augmentation (training/augment.py), set by the trainer; it holds
         # no weights and is a no-op in eval mode, so model folders and inference never see it.
         self.augment: nn.Module | None = None
-        # Softmax weights over num_layers + 1 states; zeros = uniform at the start.
-        self.layer_logits = (
-            nn.Parameter(torch.zeros(encoder.num_layers + 1)) if layer_weights else None
-        )
+        # Softmax weights over depth + 1 states; zeros = uniform at the start.
+        self.layer_logits = nn.Parameter(torch.zeros(depth + 1)) if layer_weights else None
         p = pooled_size(pooling, h)
         self.pooled_norm = nn.BatchNorm1d(p) if pooled_norm else None
         self.proj_linguistic = ffn(p, projection_hidden, d_linguistic, dropout)
@@ -205,7 +221,7 @@ class EmoDistillStudent(nn.Module):
         """Encoder layers below the trainable part (None: nothing beyond the CNN is frozen)."""
         if self.trainable_layers is None:
             return None
-        return self.encoder.num_layers - self.trainable_layers
+        return self.depth - self.trainable_layers
 
     @property
     def prefix_states(self) -> int:
@@ -267,7 +283,7 @@ class EmoDistillStudent(nn.Module):
         k = self.frozen_layers
         states = list(prefix.unbind(dim=1))
         hidden = states[-1]
-        for i in range(k, enc.num_layers):
+        for i in range(k, self.depth):
             hidden = enc.run_layers(hidden, frame_lengths, i, i + 1)
             if i == enc.num_layers - 1:
                 hidden = enc.finish(hidden)
@@ -286,9 +302,10 @@ class EmoDistillStudent(nn.Module):
 
     def pooled(self, wav: Tensor, lengths: Tensor) -> Tensor:
         """wav (B, N), lengths (B,) -> utterance vector (B, H), pooled over valid frames."""
-        if self.layer_logits is not None:
-            states, frame_lengths = self._states(wav, lengths, self.encoder.num_layers)
-            return self._pool(self._mix(states), frame_lengths)
+        if self.layer_logits is not None or self.depth < self.encoder.num_layers:
+            states, frame_lengths = self._states(wav, lengths, self.depth)
+            hidden = self._mix(states) if self.layer_logits is not None else states[-1]
+            return self._pool(hidden, frame_lengths)
         hidden, frame_lengths = self.encoder(wav, lengths)
         return self._pool(hidden, frame_lengths)
 
@@ -320,6 +337,7 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         trainable_layers=cfg.trainable_layers,
         layer_norm=cfg.layer_norm,
         pooled_norm=cfg.pooled_norm,
+        pool_layer=cfg.pool_layer,
     )
 
 
