@@ -153,7 +153,7 @@ def reference_run(prepared: dict) -> Path:
     run it (``cv --folds g1``, then ``cv --folds g2``); made once per session."""
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     run = prepared["root"] / "reference_run"
     if (run / "done").is_file():
@@ -256,7 +256,7 @@ def test_dataset_crops_randomly_in_training_and_centre_in_eval(prepared):
 
 def test_variants_are_the_papers_eight():
     from emodistill.config import DistillConfig
-    from emodistill.training.variants import VARIANTS, variant_distill_config
+    from emodistill.config.variants import VARIANTS, variant_distill_config
 
     assert list(VARIANTS) == [
         "full",
@@ -308,9 +308,9 @@ def test_distillation_steps_reduce_the_loss(prepared):
 
 def test_distill_writes_model_folder_and_predictions(prepared, reference, tmp_path):
     from emodistill.models.student import load_student
+    from emodistill.runs.layout import predictions_path, student_dir
     from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
     from emodistill.training.distill import distill
-    from emodistill.training.layout import predictions_path, student_dir
     from emodistill.training.predictions import predict
 
     run = reference  # made by distill() through `emodistill cv`

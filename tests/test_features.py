@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodistill import features as F
 from emodistill.audio import write_wav
 from emodistill.corpora.manifest import Utterance, write_manifest
 from emodistill.features import (
@@ -25,6 +24,7 @@ from emodistill.features import (
     egemaps_llds,
     extract_features,
 )
+from emodistill.features import extract as F
 
 SR = 16000
 
@@ -184,7 +184,7 @@ def test_sigkill_mid_run_leaves_no_corrupt_entry(good, tmp_path):
     script = textwrap.dedent(
         f"""
         import time, numpy as np
-        from emodistill import features as F
+        from emodistill.features import extract as F
         calls = []
         real_save = np.save
         def slow_save(f, arr, **kw):
@@ -297,7 +297,7 @@ def test_default_cache_dir(tmp_path):
 def test_cli_features(good, tmp_path):
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     manifest = tmp_path / "manifest.csv"
     write_manifest(good, manifest)
@@ -320,7 +320,7 @@ def test_cli_features(good, tmp_path):
 def test_disk_full_stops_the_job_instead_of_counting_bad_audio(good, tmp_path, monkeypatch):
     import errno
 
-    from emodistill._io import EnvironmentFault
+    from emodistill.util.files import EnvironmentFault
 
     calls = []
 

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emodistill._io import write_json_atomic
 from emodistill.config import LABELS_4
 from emodistill.corpora.espeak import (
     SynthError,
@@ -54,6 +53,7 @@ from emodistill.corpora.synthetic_words import (
     fill_template,
     neutral_sentence,
 )
+from emodistill.util.files import write_json_atomic
 
 __all__ = [
     "LABELS",

@@ -8,7 +8,7 @@ recipe) instead of the last layer. With ``trainable_layers = N`` only the top N 
 audio alone that training may cache (``training/prefix_cache.py``). The model computes the
 same thing from audio either way: inference is unchanged.
 
-The only network needed at inference. Its model folder (:mod:`emodistill.model_folder`) holds
+The only network needed at inference. Its model folder (:mod:`emodistill.models.folder`) holds
 the config (labels, encoder architecture, the head dimensions :class:`StudentDims`, optionally
 the training config) and the weights; it loads with :func:`load_student` without teachers,
 tokenizer, opensmile, CTranslate2 files or the hub.
@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emodistill.audio import SAMPLE_RATE
-from emodistill.model_folder import (
+from emodistill.models.encoders import (
+    SpeechEncoder,
+    build_encoder_from_config,
+    load_encoder,
+    parse_trainable_layers,
+    valid_mask,
+)
+from emodistill.models.folder import (
     FORMAT_VERSION,
     STUDENT_FORMAT,
     BadModelConfig,
@@ -36,13 +43,6 @@ from emodistill.model_folder import (
     read_config,
     weights_path,
     write_model_files,
-)
-from emodistill.models.encoders import (
-    SpeechEncoder,
-    build_encoder_from_config,
-    load_encoder,
-    parse_trainable_layers,
-    valid_mask,
 )
 from emodistill.models.pooling import (
     POOLINGS,
@@ -393,7 +393,7 @@ def _json_default(value: Any) -> Any:
 
 def read_student_config(folder: str | Path) -> dict[str, Any]:
     """The config of a student model folder, checked for format, version and keys
-    (:func:`emodistill.model_folder.read_config`)."""
+    (:func:`emodistill.models.folder.read_config`)."""
     return read_config(folder)
 
 

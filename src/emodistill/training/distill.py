@@ -23,10 +23,16 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from emodistill._io import folder_lock, read_json
 from emodistill.config import TEACHER_KINDS, Config
+from emodistill.config.variants import (
+    BASELINE,
+    FULL,
+    Variant,
+    get_variant,
+)
 from emodistill.corpora.manifest import Manifest
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
+from emodistill.runs.layout import predictions_path, student_dir, work_dir
 from emodistill.training.common import (
     last_checkpoint,
     make_optim_trainer,
@@ -39,7 +45,6 @@ from emodistill.training.data import (
     make_loader,
     too_short_for_training,
 )
-from emodistill.training.layout import predictions_path, student_dir, work_dir
 from emodistill.training.module import StudentModule
 from emodistill.training.predictions import (
     check_reusable,
@@ -55,12 +60,7 @@ from emodistill.training.teacher_weighting import (
     teacher_weights,
     weight_reasons,
 )
-from emodistill.training.variants import (
-    BASELINE,
-    FULL,
-    Variant,
-    get_variant,
-)
+from emodistill.util.files import folder_lock, read_json
 
 if TYPE_CHECKING:
     from emodistill.corpora.splits import Fold
@@ -233,7 +233,7 @@ def _train_student(
         student.augment = StateAugment(aug.time_mask, aug.channel_mask)
     prefix = None
     if student.trainable_layers is not None:
-        from emodistill.training.prefix_cache import PrefixCache
+        from emodistill.features.prefix_cache import PrefixCache
 
         prefix = PrefixCache(
             student,

@@ -93,7 +93,7 @@ def collate_llds(batch: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
 def prosodic_features(manifest, features, cfg: Config | None = None):
     """The LLD store the prosodic teacher reads: cached eGeMAPS LLDs, per-speaker normalised
     when ``cfg.prosodic.speaker_norm`` (a store that is already normalised is kept)."""
-    from emodistill.speaker_norm import SpeakerNormalizedFeatures
+    from emodistill.features.speaker_norm import SpeakerNormalizedFeatures
 
     if features is None:
         from emodistill.features import default_cache_dir, extract_features

@@ -29,20 +29,12 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold
-from emodistill.evaluate import compute_metrics, mean_std
-from emodistill.model_folder import is_model_folder, read_config
-from emodistill.training.common import (
-    class_weights_of,
-    last_checkpoint,
-    make_optim_trainer,
-    seed_everything,
-    total_steps,
-)
-from emodistill.training.layout import (
+from emodistill.evaluation.metrics import compute_metrics, mean_std
+from emodistill.models.folder import is_model_folder, read_config
+from emodistill.runs.layout import (
     all_teacher_metrics,
     teacher_dir,
     teacher_metrics_path,
@@ -50,6 +42,13 @@ from emodistill.training.layout import (
     teacher_work_dir,
     teachers_dir,
     teachers_summary_path,
+)
+from emodistill.training.common import (
+    class_weights_of,
+    last_checkpoint,
+    make_optim_trainer,
+    seed_everything,
+    total_steps,
 )
 from emodistill.training.teacher_cache import write_teacher_outputs
 from emodistill.training.teacher_data import (
@@ -61,6 +60,7 @@ from emodistill.training.teacher_data import (
     with_features,
 )
 from emodistill.training.teacher_module import TeacherModule
+from emodistill.util.files import folder_lock, write_json_atomic
 
 if TYPE_CHECKING:
     from emodistill.features import FeatureStore
