@@ -25,6 +25,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _messages(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug messages too."),
+) -> None:
+    """Speech emotion recognition distilled from linguistic and prosodic teachers (EmoDistill)."""
+    import logging
+
+    from emodistill.util.log import log_to_console
+
+    if quiet and verbose:
+        fail("--quiet and --verbose contradict each other")
+    log_to_console(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
 # --------------------------------------------------------------------------- features
 
 

@@ -22,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from emodistill.util.files import file_sha256, is_environment_error, write_json_atomic
+from emodistill.util.log import get_logger
+from emodistill.util.progress import make_progress
 
 DEFAULT_MODEL = "embedded:whisper-tiny.en"
 #: What ``compute_type="auto"`` means on CPU (measured, see the module docstring).
@@ -32,7 +32,7 @@ AUTO_COMPUTE_TYPE = "int8"
 COMPUTE_TYPES = ("auto", "int8", "float32", "int8_float32", "float16", "int8_float16")
 CACHE_VERSION = 1
 
-console = Console(stderr=True)
+log = get_logger(__name__)
 
 
 class TranscribeError(RuntimeError):
@@ -143,7 +143,7 @@ def transcribe_manifest(
             read (each is named; their transcripts stay empty, every other one is filled in).
             An interruption (Ctrl-C, a crash) keeps every transcript decoded so far in the cache.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
 
     from emodistill.audio import AudioError, load_audio
     from emodistill.corpora.manifest import as_manifest, write_manifest
@@ -158,13 +158,13 @@ def transcribe_manifest(
     whisper = None
     counts = {"kept": len(utterances) - len(todo), "cached": 0, "decoded": 0}
     empty: list[str] = []
-    bar = Progress(
+    bar = make_progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=console,
-        disable=not progress,
+        enabled=progress,
+        stderr=True,
     )
     identity = None
     failed: dict[str, str] = {}
@@ -217,13 +217,13 @@ def transcribe_manifest(
         if counts["decoded"] > saved:
             _save_cache(cache_path, cache)
     write_manifest(utterances, out)
-    console.print(
+    log.info(
         f"{out}: {counts['decoded']} transcribed, {counts['cached']} from cache "
         f"({cache_path}), {counts['kept']} already had a transcript"
     )
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
-        console.print(
+        log.warning(
             f"[yellow]warning:[/] Whisper heard no words in {len(empty)} utterance(s): {shown}"
         )
     if failed:

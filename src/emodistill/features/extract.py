@@ -23,6 +23,8 @@ from emodistill.util.files import (
     is_environment_error,
     save_npy_atomic,
 )
+from emodistill.util.log import PLAIN, get_logger
+from emodistill.util.progress import make_progress
 
 if TYPE_CHECKING:
     from emodistill.corpora.manifest import Manifest, Utterance
@@ -51,6 +53,8 @@ from emodistill.features.egemaps import (
     feature_columns,
     functional_settings,
 )
+
+log = get_logger(__name__)
 
 __all__ = [
     "FEATURE_CODE_VERSION",
@@ -118,21 +122,19 @@ def _progress(enabled: bool, total_audio: float):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    return Progress(
+    return make_progress(
         TextColumn("[bold]eGeMAPS[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[audio]:.1f} / " + f"{total_audio:.1f} s audio"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
+        enabled=enabled,
     )
 
 
@@ -282,12 +284,10 @@ def _run_pool(jobs, settings, workers, record) -> None:
 
 
 def _warn_errors(errors: dict[str, str], total: int) -> None:
-    from rich.console import Console
-
-    console = Console(stderr=True, highlight=False)
-    console.print(
+    log.warning(
         f"[yellow]warning:[/] {len(errors)} of {total} utterance(s) have no features "
-        "(the rest were extracted):"
+        "(the rest were extracted):",
+        extra={"highlight": False},
     )
     for utt_id, reason in errors.items():
-        console.print(f"  {utt_id}: {reason}", markup=False, soft_wrap=True)
+        log.warning(f"  {utt_id}: {reason}", extra={**PLAIN, "soft_wrap": True})

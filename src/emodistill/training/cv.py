@@ -58,6 +58,9 @@ from emodistill.runs.layout import (
 )
 from emodistill.training.distill import distill
 from emodistill.util.files import folder_lock, read_json, write_json_atomic, write_text_atomic
+from emodistill.util.log import PLAIN, get_logger
+
+log = get_logger(__name__)
 
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
@@ -293,8 +296,6 @@ def compare_markdown_against_baseline(
     """Paired statistics of every variant in ``results`` against plain fine-tuning
     (:func:`emodistill.evaluation.compare.compare_against_baseline`, which writes the JSON files):
     printed, and returned as markdown."""
-    from rich.console import Console
-
     from emodistill.evaluation.compare import compare_against_baseline, compare_markdown
 
     if not results.get(BASELINE):
@@ -302,14 +303,13 @@ def compare_markdown_against_baseline(
             f"\n\nNo paired comparison: `{BASELINE}` (plain fine-tuning) was not run in "
             f"this folder (`emodistill cv ... --variant {BASELINE}`).\n"
         )
-    console = Console(stderr=True)
     parts = ["", "", "## Paired against plain fine-tuning", ""]
     for name, cmp in compare_against_baseline(run_dir, results).items():
         if isinstance(cmp, str):
             parts += [f"`{name}`: {cmp}", ""]
             continue
         text = compare_markdown(cmp)
-        console.print(text, markup=False, highlight=False)
+        log.info(text, extra=PLAIN)
         parts += [text, ""]
     return "\n".join(parts)
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from emodistill.config import TEACHER_KINDS, Config
 from emodistill.config.variants import (
@@ -61,11 +60,12 @@ from emodistill.training.teacher_weighting import (
     weight_reasons,
 )
 from emodistill.util.files import folder_lock, read_json
+from emodistill.util.log import get_logger
 
 if TYPE_CHECKING:
     from emodistill.corpora.splits import Fold
 
-console = Console(stderr=True)
+log = get_logger(__name__)
 
 __all__ = ["distill", "prefix_cache_dir"]
 
@@ -187,7 +187,7 @@ def _train_student(
     short = {u.id for part in splits for u in too_short_for_training(part)}
     if short:
         counts = [sum(u.id in short for u in part) for part in splits]
-        console.print(
+        log.warning(
             f"  fold {fold.id}: left out {len(short)} utterance(s) shorter than "
             f"{1000 * FEATURES_MIN_SECONDS:.0f} ms (training {counts[0]}, validation "
             f"{counts[1]}, test {counts[2]}): no prosodic features exist for them"
@@ -220,10 +220,10 @@ def _train_student(
         reasons = weight_reasons(val_ua, weights, n_classes, len(val_utts), student_val_ua)
         if progress or weights is not None:
             for line in chance_report(val_ua, n_classes, len(val_utts), weights):
-                console.print(f"  fold {fold.id}: {line}")
+                log.info(f"  fold {fold.id}: {line}")
         if student_val_ua is not None:
             for kind, why in reasons.items():
-                console.print(f"  fold {fold.id}: {kind} teacher {why}")
+                log.info(f"  fold {fold.id}: {kind} teacher {why}")
 
     student = build_student(scfg, n_classes, d_l, d_p)
     aug = scfg.augment

@@ -312,12 +312,11 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        import sys
+        from emodistill.util.log import PLAIN, get_logger
 
-        print(
+        get_logger(__name__).info(
             f"waiting: another process is working on {what} ({path} is locked)",
-            file=sys.stderr,
-            flush=True,
+            extra={**PLAIN, "soft_wrap": True},
         )
         lock.acquire()
     try:

@@ -1,4 +1,5 @@
-"""One progress-bar helper for long loops (rich), silent when disabled."""
+"""The progress bars of long loops (rich), silent when disabled: :func:`make_progress` builds
+every one (the other helpers and the extraction, synthesis and transcription bars use it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def make_progress(
+    *columns: Any, enabled: bool = True, transient: bool = False, stderr: bool = False
+) -> Any:
+    """A rich ``Progress`` with ``columns`` (rich's default columns when none), on stderr or
+    rich's default console; ``enabled=False``: a disabled one (shows nothing)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True) if stderr else None
+    return Progress(*columns, console=console, transient=transient, disable=not enabled)
 
 
 class progress_bar:
@@ -23,9 +36,9 @@ class progress_bar:
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda k: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
-        self._bar = Progress(
+        self._bar = make_progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
@@ -56,10 +69,5 @@ def terminal_progress(enabled: bool, total: int):
     disabled, not worth showing (fewer than 2 steps) or stderr is not a terminal."""
     if not enabled or total < 2:
         return None
-    from rich.console import Console
-    from rich.progress import Progress
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        return None
-    return Progress(console=console, transient=True)
+    bar = make_progress(transient=True, stderr=True)
+    return bar if bar.console.is_terminal else None
