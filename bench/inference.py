@@ -99,10 +99,10 @@ def main_speed(args: argparse.Namespace) -> None:
     import torch
 
     from emodistill.audio import load_audio
-    from emodistill.batching import length_batches as _batches
-    from emodistill.batching import pad_batch
-    from emodistill.inference import EmoDistill
-    from emodistill.predict_cli import predict_entries
+    from emodistill.cli.predict import predict_entries
+    from emodistill.inference.batching import length_batches as _batches
+    from emodistill.inference.batching import pad_batch
+    from emodistill.inference.model import EmoDistill
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -220,10 +220,10 @@ def multimodal_pipeline(paths: list[Path], threads: int):
     from faster_whisper import WhisperModel
     from transformers import AutoModel, AutoTokenizer
 
-    from emodistill import assets
     from emodistill.audio import load_audio
     from emodistill.config import ProsodicConfig, StudentConfig
     from emodistill.features import egemaps_llds
+    from emodistill.models import assets
     from emodistill.models.linguistic import LinguisticHeadConfig, LinguisticTeacher
     from emodistill.models.prosodic import ProsodicNetConfig, ProsodicResNet
     from emodistill.models.student import build_student
@@ -367,12 +367,12 @@ def hf_encoder(name: str):
 
 def row_model(kind: str, arg: str, folder: Path):
     """(EmoDistill, parameter count) for one row of (d)."""
-    from emodistill.inference import EmoDistill, TorchRunner
+    from emodistill.inference.model import EmoDistill, TorchRunner
 
     if kind == "student":
         from safetensors import safe_open
 
-        from emodistill.model_folder import weights_path
+        from emodistill.models.folder import weights_path
 
         # Count from the file: loading the torch module too would inflate ONNX rows' RSS.
         with safe_open(str(weights_path(folder)), "np") as f:
@@ -405,7 +405,7 @@ def run_row(args: argparse.Namespace) -> None:
     import torch
 
     from emodistill.audio import load_audio
-    from emodistill.stream import StreamSession
+    from emodistill.inference.stream import StreamSession
 
     torch.set_num_threads(args.threads or 2)
     os.environ["EMODISTILL_NUM_THREADS"] = str(args.threads or 2)
@@ -451,8 +451,8 @@ def run_row(args: argparse.Namespace) -> None:
 
 
 def main_compare(args: argparse.Namespace) -> None:
-    from emodistill.export import export_onnx
-    from emodistill.model_folder import ONNX_INT8_NAME, ONNX_NAME
+    from emodistill.inference.onnx import export_onnx
+    from emodistill.models.folder import ONNX_INT8_NAME, ONNX_NAME
 
     work = Path(tempfile.mkdtemp(prefix="emodistill-compare-"))
     try:

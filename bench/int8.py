@@ -37,12 +37,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from emodistill.audio import load_audio
-    from emodistill.batching import pad_batch
     from emodistill.corpora.manifest import load_manifest
-    from emodistill.evaluate import compute_metrics
-    from emodistill.export import OnnxPredictor, export_onnx, quantize_int8
-    from emodistill.inference import EmoDistill
-    from emodistill.model_folder import ONNX_NAME, config_path
+    from emodistill.evaluation.metrics import compute_metrics
+    from emodistill.inference.batching import pad_batch
+    from emodistill.inference.model import EmoDistill
+    from emodistill.inference.onnx import OnnxPredictor, export_onnx, quantize_int8
+    from emodistill.models.folder import ONNX_NAME, config_path
 
     cfg = json.loads(config_path(args.model).read_text())
     labels = cfg["labels"]

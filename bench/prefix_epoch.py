@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from emodistill.audio import SAMPLE_RATE
 from emodistill.config import StudentConfig
+from emodistill.features.prefix_cache import collate_prefix
 from emodistill.models.student import build_student
-from emodistill.training.prefix_cache import collate_prefix
 
 
 def _clips(n: int, seconds: float) -> list[torch.Tensor]:

@@ -142,8 +142,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from inference import build_student_folder
 
-    from emodistill.export import export_onnx
-    from emodistill.model_folder import ONNX_FILES
+    from emodistill.inference.onnx import export_onnx
+    from emodistill.models.folder import ONNX_FILES
 
     work = Path(tempfile.mkdtemp(prefix="emodistill-stream-"))
     proc = None

@@ -30,21 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emodistill.compare import cluster_bootstrap_ci
 from emodistill.config import TEACHER_KINDS, StudentConfig, load_config
+from emodistill.config.variants import FULL
 from emodistill.corpora.manifest import load_manifest
 from emodistill.corpora.splits import config_folds, fold_utterances
-from emodistill.evaluate import compute_metrics
+from emodistill.evaluation.compare import cluster_bootstrap_ci
+from emodistill.evaluation.metrics import compute_metrics
+from emodistill.features.prefix_cache import PrefixCache, collate_prefix
 from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
-from emodistill.training import layout
+from emodistill.runs import layout
 from emodistill.training.common import class_weights_of, configure_adamw, total_steps
 from emodistill.training.distill import prefix_cache_dir
 from emodistill.training.module import StudentModule
-from emodistill.training.prefix_cache import PrefixCache, collate_prefix
 from emodistill.training.teacher_cache import load_fold_teachers
 from emodistill.training.teacher_weighting import teacher_validation_ua, teacher_weights
-from emodistill.training.variants import FULL
 
 ENCODERS = {"tiny": "embedded:whisper-tiny.en", "base": "embedded:whisper-base"}
 

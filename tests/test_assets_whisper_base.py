@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from emodistill import assets
-from emodistill.assets import AssetError
+from emodistill.models import assets
+from emodistill.models.assets import AssetError
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from emodistill.baseline import BaselineConfig, fold_ua, run_baseline
-from emodistill.cli import app
+from emodistill.cli.app import app
 from emodistill.corpora.manifest import Utterance, load_manifest, write_manifest
 from emodistill.corpora.splits import make_folds
+from emodistill.evaluation.baseline import BaselineConfig, fold_ua, run_baseline
+from emodistill.evaluation.report import RESULT_KEYS
 from emodistill.features import feature_columns, functional_settings
-from emodistill.report import RESULT_KEYS
 
 SR = 16000
 # Class -> (pitch Hz, amplitude): separable by eGeMAPS F0 and loudness functionals.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from emodistill.cli import app
+from emodistill.cli.app import app
 
 
 @pytest.fixture()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from emodistill.cli import app
-from emodistill.cli_common import KNOWN_ERROR_EXIT
+from emodistill.cli.app import app
+from emodistill.cli.common import KNOWN_ERROR_EXIT
 from emodistill.config import resolve_config
 from emodistill.corpora.manifest import load_manifest
 from emodistill.corpora.splits import config_folds
@@ -85,7 +85,7 @@ def _stubs(tmp_path) -> dict[str, str]:
     )
     (bin_dir / "emodistill").write_text(
         "#!/usr/bin/env bash\n"
-        f'if [ "$1" = folds ]; then exec "{sys.executable}" -m emodistill.cli "$@"; fi\n'
+        f'if [ "$1" = folds ]; then exec "{sys.executable}" -m emodistill.cli.app "$@"; fi\n'
         f'echo "emodistill $*" >> "{log}"\n'
     )
     for stub in bin_dir.iterdir():

@@ -8,8 +8,8 @@ from itertools import product
 import pytest
 from typer.testing import CliRunner
 
-from emodistill.cli import app
-from emodistill.compare import compare_results
+from emodistill.cli.app import app
+from emodistill.evaluation.compare import compare_results
 
 
 def _results(ua: dict[tuple[str, int], float], wa_shift: float = 0.0, runs: bool = True) -> dict:

@@ -17,7 +17,7 @@ import soundfile as sf
 from rich.console import Console
 from typer.testing import CliRunner
 
-from emodistill.cli import app
+from emodistill.cli.app import app
 from emodistill.corpora.base import CorpusError, parse_label_map, prepare_corpus, read_corpus
 from emodistill.corpora.manifest import Manifest, load_manifest
 from emodistill.corpora.registry import CORPORA, get_corpus

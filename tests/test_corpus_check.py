@@ -11,18 +11,18 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from emodistill.cli import app
-from emodistill.cli_common import KNOWN_ERROR_EXIT
-from emodistill.corpora.check import (
+from emodistill.cli.app import app
+from emodistill.cli.common import KNOWN_ERROR_EXIT
+from emodistill.corpora.manifest import load_manifest
+from emodistill.evaluation.corpus_check import (
     CLIP_SHARE,
     SILENCE_DBFS,
     TOO_SHORT_SECONDS,
     check_corpus,
     dbfs,
 )
-from emodistill.corpora.check_report import default_out_dir
-from emodistill.corpora.manifest import load_manifest
-from emodistill.egemaps import MIN_SECONDS
+from emodistill.evaluation.corpus_check_report import default_out_dir
+from emodistill.features.egemaps import MIN_SECONDS
 
 SR = 16000
 

@@ -8,9 +8,9 @@ import soundfile as sf
 from test_inference import SR, build_tiny_model, tone
 from typer.testing import CliRunner
 
-from emodistill.cli import app
+from emodistill.cli.app import app
 from emodistill.corpora.manifest import Utterance, load_manifest, write_manifest
-from emodistill.report import RESULT_KEYS
+from emodistill.evaluation.report import RESULT_KEYS
 
 
 def test_evaluate_intersects_labels(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from test_distill import _one_thread, prepared, reference  # noqa: F401 - shared fixtures
 
 from emodistill.config import TrainerConfig
-from emodistill.training.layout import metrics_csv_path, teacher_work_dir
+from emodistill.runs.layout import metrics_csv_path, teacher_work_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,7 +51,7 @@ def test_report_embeds_curves_png_and_links_every_run_log(reference):  # noqa: F
 
 
 def test_curves_average_runs_per_epoch(tmp_path):
-    from emodistill.curves import band, plot_curves, read_epochs
+    from emodistill.evaluation.curves import band, plot_curves, read_epochs
 
     a = tmp_path / "a.csv"
     a.write_text("epoch,lr,step,train_ce_epoch,val_ua\n0,0.1,0,,\n0,,0,2.0,\n0,,0,,0.5\n"

@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 from test_distill import _one_thread, fresh_run, prepared, reference  # noqa: F401 - shared fixtures
 
-from emodistill.report import RESULT_KEYS
+from emodistill.evaluation.report import RESULT_KEYS
 
 VARIANT_NAMES = [
     "full",
@@ -151,7 +151,7 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
 
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
@@ -178,7 +178,7 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     assert config["labels"] == ["neutral", "happy", "angry", "sad"]
     assert config["training_config"]["student"]["encoder"] == "embedded:whisper-tiny.en"
     # Its card, from the run's own files: synthetic corpus (synthesis.json), Whisper tiny.en.
-    from emodistill.model_card import card_summary, split_front_matter
+    from emodistill.models.card import card_summary, split_front_matter
 
     front, body = split_front_matter((out / "model" / "README.md").read_text())
     assert front["base_model"] == "openai/whisper-tiny.en" and front["license"] == "mit"
@@ -204,13 +204,13 @@ def test_a_second_process_waits_for_a_locked_fold_then_trains_it_once(
     import time
     from pathlib import Path
 
-    from emodistill._io import folder_lock
-    from emodistill.training.layout import predictions_path, work_dir
+    from emodistill.runs.layout import predictions_path, work_dir
+    from emodistill.util.files import folder_lock
 
     run = fresh_run(prepared, tmp_path / "run")
     cfg_file = prepared["root"] / "tiny.yaml"  # written by the reference run
     log_path = tmp_path / "cv.log"
-    code = "import torch; torch.set_num_threads(1); from emodistill.cli import main; main()"
+    code = "import torch; torch.set_num_threads(1); from emodistill.cli.app import main; main()"
     cmd = [sys.executable, "-c", code, "cv", str(prepared["manifest"]), "--out", str(run)]
     cmd += ["--config", str(cfg_file), "--folds", "g1"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
@@ -234,7 +234,7 @@ def test_a_second_process_waits_for_a_locked_fold_then_trains_it_once(
 def test_other_ranks_of_a_distributed_job_do_not_lock(tmp_path, monkeypatch):
     import threading
 
-    from emodistill._io import folder_lock, is_rank_zero
+    from emodistill.util.files import folder_lock, is_rank_zero
 
     assert is_rank_zero()
     held, release = threading.Event(), threading.Event()

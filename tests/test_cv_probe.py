@@ -13,7 +13,7 @@ def test_cv_probe_writes_probe_json_and_report_rows(prepared, tmp_path):  # noqa
     """A frozen tiny random encoder: `cv` runs the probe by default (probe.json in the format
     `emodistill probe` writes), the report and the model card put it beside the student, and a
     second `cv` reuses it; `--no-probe` leaves it out."""
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     cfg = prepared["config"].override(
         {"seeds": [0], "student": {"trainable_layers": 0, "optim": {"epochs": 1}}}
@@ -63,7 +63,7 @@ def test_cv_probe_writes_probe_json_and_report_rows(prepared, tmp_path):  # noqa
 
 
 def test_probe_comparison_pairs_folds_and_says_where_the_student_stands():
-    from emodistill.probe import probe_comparison, probe_markdown
+    from emodistill.evaluation.probe import probe_comparison, probe_markdown
 
     probe = {
         "best_layer": 1,

@@ -29,7 +29,7 @@ def example_globs(tmp_path_factory):
     from factories import tiny_whisper_encoder
 
     from emodistill.audio import write_wav
-    from emodistill.inference import EmoDistill
+    from emodistill.inference.model import EmoDistill
     from emodistill.models.student import EmoDistillStudent, save_student
 
     root = tmp_path_factory.mktemp("examples")

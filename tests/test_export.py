@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from test_inference import LABELS, build_tiny_model, tone
 from typer.testing import CliRunner
 
-from emodistill.batching import pad_batch
-from emodistill.cli import app
-from emodistill.export import ExportError, OnnxPredictor, export_onnx
-from emodistill.inference import EmoDistill, ModelLoadError
-from emodistill.serve import create_app
+from emodistill.cli.app import app
+from emodistill.inference.batching import pad_batch
+from emodistill.inference.model import EmoDistill, ModelLoadError
+from emodistill.inference.onnx import ExportError, OnnxPredictor, export_onnx
+from emodistill.service.app import create_app
 
 
 @pytest.fixture(scope="module", params=["whisper", "hubert"])

@@ -11,7 +11,7 @@ import soundfile as sf
 from rich.console import Console
 from typer.testing import CliRunner
 
-from emodistill.cli import app
+from emodistill.cli.app import app
 from emodistill.corpora.iemocap import IemocapError, prepare_iemocap, read_iemocap
 from emodistill.corpora.manifest import load_manifest
 

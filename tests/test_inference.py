@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from emodistill.audio import AudioError
-from emodistill.inference import EmoDistill, ModelLoadError, Prediction
-from emodistill.segment import fixed_windows, predict_timeline, summarize, vad_segments
+from emodistill.inference.model import EmoDistill, ModelLoadError, Prediction
+from emodistill.inference.segment import fixed_windows, predict_timeline, summarize, vad_segments
 
 LABELS = ["neutral", "happy", "angry", "sad"]
 SR = 16000
@@ -169,7 +169,7 @@ def test_long_input_windows_are_averaged_not_truncated(tmp_path):
 
 
 def test_long_file_is_streamed(whisper_model, tmp_path, monkeypatch):
-    import emodistill.inference as inference
+    import emodistill.inference.model as inference
 
     path = tmp_path / "long.wav"
     x = np.concatenate([tone(2.0), tone(1.2, freq=400)])
@@ -284,7 +284,7 @@ def test_summary_counts_overlaps_once():
 
 
 def test_batches_bound_padding():
-    from emodistill.batching import length_batches as _batches
+    from emodistill.inference.batching import length_batches as _batches
 
     sizes = [100, 95, 90, 70, 69, 10]
     order = list(range(len(sizes)))
@@ -314,7 +314,7 @@ def test_windowing_memory_is_bounded():
 def test_mistyped_local_path_is_not_a_hub_id(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from emodistill.assets import AssetError, resolve
+    from emodistill.models.assets import AssetError, resolve
 
     def no_hub(*args, **kwargs):
         raise AssertionError("a local path was sent to the hub")

@@ -1,4 +1,4 @@
-"""_io: the one atomic writer (normal permissions, unique names) and the stale-temp sweep."""
+"""util.files: the one atomic writer (normal permissions, unique names) and the stale-temp sweep."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from emodistill import _io as report
-from emodistill._io import sweep_stale_tmp, tmp_path_for, write_text_atomic
+from emodistill.util import files as report
+from emodistill.util.files import sweep_stale_tmp, tmp_path_for, write_text_atomic
 
 
 def test_report_writers_use_normal_permissions(tmp_path):
@@ -50,7 +50,7 @@ def test_model_config_goes_through_the_one_json_text():
     """A model folder's config: NaN as null like every JSON file, bytes as before otherwise."""
     import json
 
-    from emodistill.model_folder import config_text
+    from emodistill.models.folder import config_text
 
     config = {"labels": ["happy", "sad"], "val_ua": float("nan"), "name": "é"}
     text = config_text(config)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from emodistill.evaluate import SERMetrics, compute_metrics, scores_from_confusion
-from emodistill.report import aggregate, aggregate_runs
+from emodistill.evaluation.metrics import SERMetrics, compute_metrics, scores_from_confusion
+from emodistill.evaluation.report import aggregate, aggregate_runs
 
 # 4 classes; class 3 never occurs in the targets but is predicted once.
 Y_TRUE = [0, 0, 0, 0, 1, 1, 2, 2]

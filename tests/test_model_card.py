@@ -13,9 +13,10 @@ from test_distill import _one_thread, prepared, reference  # noqa: F401 - shared
 from test_inference import SR, build_tiny_model, tone
 
 from emodistill.corpora.manifest import load_manifest
-from emodistill.model_card import card_summary, split_front_matter, write_model_card
-from emodistill.model_folder import card_path
-from emodistill.report import pct
+from emodistill.evaluation.model_card import write_model_card
+from emodistill.evaluation.report import pct
+from emodistill.models.card import card_summary, split_front_matter
+from emodistill.models.folder import card_path
 
 
 def _card(folder):
@@ -51,8 +52,8 @@ def test_card_marks_a_synthetic_corpus_and_carries_the_paired_comparison(
     reference,  # noqa: F811
     tmp_path,
 ):
-    from emodistill.compare import compare_results
-    from emodistill.training.layout import compare_path
+    from emodistill.evaluation.compare import compare_results
+    from emodistill.runs.layout import compare_path
 
     run = tmp_path / "run"
     shutil.copytree(reference / "g1" / "student", run / "g1" / "student")
@@ -84,9 +85,9 @@ def test_card_marks_a_synthetic_corpus_and_carries_the_paired_comparison(
 def test_folder_without_card_loads_predicts_and_save_pretrained_writes_one(tmp_path, capsys):
     from fastapi.testclient import TestClient
 
-    from emodistill.inference import EmoDistill
-    from emodistill.predict_cli import run_predict
-    from emodistill.serve import create_app
+    from emodistill.cli.predict import run_predict
+    from emodistill.inference.model import EmoDistill
+    from emodistill.service.app import create_app
 
     old = build_tiny_model(tmp_path / "old")
     assert not card_path(old).exists()
@@ -130,7 +131,7 @@ def test_folder_without_card_loads_predicts_and_save_pretrained_writes_one(tmp_p
     ],
 )
 def test_base_model_and_license_of_the_encoder(encoder, base, license_):
-    from emodistill.model_card import card_text
+    from emodistill.models.card import card_text
 
     facts = {"name": "m", "labels": ["a", "b"], "encoder": encoder, "variant": "full"}
     front, _ = split_front_matter(card_text(facts))

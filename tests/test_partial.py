@@ -9,10 +9,10 @@ import torch
 from factories import tiny_hubert_folder, tiny_whisper_encoder
 
 from emodistill.config import DistillConfig
+from emodistill.features.prefix_cache import PrefixCache, collate_prefix
 from emodistill.models.encoders import load_encoder
 from emodistill.models.losses import emodistill_loss
 from emodistill.models.student import EmoDistillStudent, load_student, save_student
-from emodistill.training.prefix_cache import PrefixCache, collate_prefix
 from emodistill.training.teacher_weighting import teacher_weights, weight_from_ua
 
 

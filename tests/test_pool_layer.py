@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_partial import _clips, _encoders, _loss
 
+from emodistill.features.prefix_cache import collate_prefix
 from emodistill.models.student import EmoDistillStudent, load_student, save_student
-from emodistill.training.prefix_cache import collate_prefix
 
 
 def _student(
@@ -99,9 +99,9 @@ def test_pool_layer_from_the_prefix_cache_gives_the_same_loss_and_gradients(
 def test_pool_layer_round_trips_through_a_model_folder_and_onnx(tmp_path):
     from factories import tiny_whisper_encoder
 
-    from emodistill.batching import pad_batch
-    from emodistill.export import OnnxPredictor, export_onnx
-    from emodistill.inference import EmoDistill
+    from emodistill.inference.batching import pad_batch
+    from emodistill.inference.model import EmoDistill
+    from emodistill.inference.onnx import OnnxPredictor, export_onnx
 
     model = _student(tiny_whisper_encoder(layers=3), pool_layer=2, trainable=0, pooling="conv")
     with torch.no_grad():  # non-trivial batch-norm statistics

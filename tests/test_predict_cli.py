@@ -18,8 +18,8 @@ import soundfile as sf
 from test_inference import LABELS, SR, build_tiny_model, tone
 from typer.testing import CliRunner
 
-from emodistill.cli import app
-from emodistill.inference import EmoDistill
+from emodistill.cli.app import app
+from emodistill.inference.model import EmoDistill
 
 #: A name that is not valid UTF-8 (Latin-1 e-acute), as files copied from old systems have.
 BAD_NAME = os.fsdecode(b"caf\xe9.wav")

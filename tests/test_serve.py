@@ -12,8 +12,8 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from test_inference import LABELS, SR, build_tiny_model, tone
 
-from emodistill.inference import EmoDistill
-from emodistill.serve import ServiceLimits, create_app
+from emodistill.inference.model import EmoDistill
+from emodistill.service.app import ServiceLimits, create_app
 
 
 def wav_bytes(x: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
@@ -51,7 +51,7 @@ def test_health_info_and_schema(client, model_dir):
     assert "/predict" in schema["paths"] and "/health" in schema["paths"]
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    from emodistill.serve import WEB_DIR
+    from emodistill.service.app import WEB_DIR
 
     for name in ("app.js", "app.css"):
         if (WEB_DIR / name).is_file():  # the page's files, written by the web-page work
@@ -172,7 +172,7 @@ def test_request_time_limit_is_503(model_dir):
     # Each forward pass is made to take 0.1 s, so the ~171 windows of 20 s at hop 0.1 need
     # about 2 s on any machine; the limit is 0.3 s. (Timing the real model alone passed or
     # failed with the machine's speed.)
-    from emodistill.inference import EmoDistill
+    from emodistill.inference.model import EmoDistill
 
     m = EmoDistill.from_pretrained(model_dir)
     fast = m.runner
@@ -193,7 +193,7 @@ def test_request_time_limit_is_503(model_dir):
 
 
 def test_fifo_lock_serves_in_order_and_cancel_passes_on():
-    from emodistill.serve_limits import FifoLock
+    from emodistill.service.limits import FifoLock
 
     lock = FifoLock()
     first = lock.ticket()

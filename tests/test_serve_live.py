@@ -118,14 +118,14 @@ def server(tmp_path_factory):
     # machine many times faster than this one (the queue and disconnect scenarios need it).
     code = (
         f"import os, threading, time; threading.Timer({SERVER_LIFETIME}, os._exit, (3,)).start()\n"
-        "from emodistill.inference import EmoDistill\n"
+        "from emodistill.inference.model import EmoDistill\n"
         "load = EmoDistill.from_pretrained.__func__\n"
         "def slowed(cls, *a, **k):\n"
         "    m = load(cls, *a, **k); run = m.runner\n"
         f"    m.runner = lambda *x: (time.sleep({FORWARD_FLOOR}), run(*x))[1]\n"
         "    return m\n"
         "EmoDistill.from_pretrained = classmethod(slowed)\n"
-        "from emodistill.cli import main; main()"
+        "from emodistill.cli.app import main; main()"
     )
     args = [sys.executable, "-c", code, "serve", str(model), "--port", str(port)]
     args += ["--max-seconds", "60", "--max-upload-mb", "2", "--request-timeout", "20"]

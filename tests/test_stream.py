@@ -18,11 +18,11 @@ from test_inference import LABELS, SR, build_tiny_model, tone
 from typer.testing import CliRunner
 
 from emodistill.audio import AudioError
-from emodistill.cli import app
-from emodistill.inference import EmoDistill, ModelLoadError
-from emodistill.segment import predict_timeline
-from emodistill.serve import create_app
-from emodistill.stream import PcmDecoder, StreamError, StreamSession
+from emodistill.cli.app import app
+from emodistill.inference.model import EmoDistill, ModelLoadError
+from emodistill.inference.segment import predict_timeline
+from emodistill.inference.stream import PcmDecoder, StreamError, StreamSession
+from emodistill.service.app import create_app
 
 WINDOW, HOP = 1.0, 0.5
 
@@ -173,7 +173,7 @@ def test_int8_export_and_backend(model_dir, tmp_path):
     assert "label agreement" in result.output and out.is_file()
     import onnx
 
-    from emodistill.export import ENCODER_SCOPE
+    from emodistill.inference.onnx import ENCODER_SCOPE
 
     graph = onnx.load(str(out)).graph
     quantised = {n.name for n in graph.node if "Integer" in n.op_type or "Quant" in n.op_type}
@@ -210,7 +210,7 @@ def test_int8_export_and_backend(model_dir, tmp_path):
 
 def test_websocket_stream_keeps_the_service_limits(model_dir):
     """The HTTP hardening applies to /stream: Host check, window/hop floors, a session cap."""
-    from emodistill.serve import ServiceLimits
+    from emodistill.service.app import ServiceLimits
 
     limits = ServiceLimits(max_concurrent=1, min_window=0.5, min_hop=0.25)
     with TestClient(create_app(model_dir, limits=limits)) as client:

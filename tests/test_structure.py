@@ -97,13 +97,13 @@ def _string_constants(tree: ast.AST) -> list[str]:
 
 
 def test_model_file_names_live_in_model_folder_only():
-    """src/ and the bench/ scripts name a model folder's files through model_folder only."""
+    """src/ and the bench/ scripts name a model folder's files through models/folder.py only."""
     names = re.compile(r"(?<![\w.])(config\.json|model\.safetensors|model(\.int8)?\.onnx)\b")
     scripts = [*SRC.rglob("*.py"), *(SRC.parent / "bench").rglob("*.py")]
     found = [
         f"{path.relative_to(SRC.parent)}: {text!r}"
         for path in scripts
-        if path.name != "model_folder.py"
+        if path != SRC / "emodistill" / "models" / "folder.py"
         for text in _string_constants(ast.parse(path.read_text()))
         if names.search(text)
     ]
@@ -121,3 +121,66 @@ def test_design_citations_point_at_docs_in_the_repository():
     missing = [f"{src}: {doc}" for src, doc in sorted(cited) if not (root / doc).is_file()]
     outside = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "DESIGN.md" in p.read_text()]
     assert cited and missing == [] and outside == []
+
+
+#: The packages from the bottom up (docs/ARCHITECTURE.md). A module may import its own package
+#: and the packages of lower layers; packages on one layer do not import each other. The root
+#: (the lazy public API) and ``__main__`` are above everything.
+LAYERS = [
+    {"util"},
+    {"config", "audio"},
+    {"models"},
+    {"corpora", "inference"},
+    {"features"},
+    {"runs"},
+    {"evaluation"},
+    {"training"},
+    {"service"},
+    {"cli"},
+    {"", "__main__"},
+]
+
+
+def _package(module: str) -> str:
+    """``emodistill.models.encoders.base`` -> ``models``; the root package -> ``""``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def upward_imports() -> list[str]:
+    """Every import from a module to a package on its own or a higher layer (but its own)."""
+    layer = {pkg: i for i, pkgs in enumerate(LAYERS) for pkg in pkgs}
+    mods = _modules()
+    bad = []
+    for name, path in sorted(mods.items()):
+        src = _package(name)
+        for target in sorted(_imports(name, path, mods)):
+            dst = _package(target)
+            if dst != src and layer[dst] >= layer[src]:
+                bad.append(f"{name} -> {target}")
+    return bad
+
+
+def test_every_package_has_a_layer():
+    """A new package must be given its place in LAYERS (and in docs/ARCHITECTURE.md)."""
+    layered = {pkg for pkgs in LAYERS for pkg in pkgs}
+    assert {_package(name) for name in _modules()} <= layered
+
+
+def test_imports_only_go_down_the_layers():
+    assert upward_imports() == []
+
+
+def test_only_the_public_api_at_the_top():
+    """Everything but the lazy public API (and ``python -m emodistill``) lives in a package."""
+    top = sorted(p.name for p in (SRC / "emodistill").glob("*.py"))
+    assert top == ["__init__.py", "__main__.py"]
+
+
+def test_no_module_over_450_lines():
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in SRC.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 450
+    }
+    assert long == {}

@@ -299,8 +299,8 @@ def test_unknown_prosodic_arch_is_refused():
 def test_probe_writes_per_layer_results_on_a_tiny_random_encoder(tmp_path, monkeypatch):
     from emodistill.corpora.manifest import Manifest, Utterance
     from emodistill.corpora.splits import make_folds
+    from emodistill.evaluation.probe import run_probe
     from emodistill.models import student as student_mod
-    from emodistill.probe import run_probe
 
     monkeypatch.setattr(
         student_mod, "load_encoder", lambda *_a, **_k: tiny_whisper_encoder(layers=2)
@@ -330,7 +330,7 @@ def test_probe_writes_per_layer_results_on_a_tiny_random_encoder(tmp_path, monke
 
 
 def test_report_says_which_teachers_taught_with_which_weight_and_why():
-    from emodistill.report import teaching_markdown, teaching_of
+    from emodistill.evaluation.report import teaching_markdown, teaching_of
 
     preds = {
         ("g1", 0): {
@@ -357,9 +357,9 @@ def test_report_says_which_teachers_taught_with_which_weight_and_why():
 def test_conv_pooling_student_exports_to_onnx_with_parity(tmp_path):
     from test_inference import build_tiny_model, tone
 
-    from emodistill.batching import pad_batch
-    from emodistill.export import OnnxPredictor, export_onnx
-    from emodistill.inference import EmoDistill
+    from emodistill.inference.batching import pad_batch
+    from emodistill.inference.model import EmoDistill
+    from emodistill.inference.onnx import OnnxPredictor, export_onnx
 
     folder = build_tiny_model(tmp_path / "m", "whisper", pooling="conv", pooled_norm=True)
     report = export_onnx(folder, tmp_path / "m.onnx")

@@ -141,7 +141,7 @@ def test_failing_espeak_names_utterance_and_stderr(tmp_path, monkeypatch):
 def test_cli_synth(tmp_path):
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     res = CliRunner().invoke(
         app, ["corpus", "synth", str(tmp_path / "c"), "-n", "8", "-k", "2", "--seed", "3"]

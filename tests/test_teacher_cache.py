@@ -14,8 +14,8 @@ from factories import tiny_bert_folder
 from emodistill.corpora.manifest import Utterance
 from emodistill.models.linguistic import LinguisticTeacher, MissingTranscriptsError
 from emodistill.models.prosodic import ProsodicNetConfig, ProsodicResNet
-from emodistill.training.layout import teacher_dir
-from emodistill.training.layout import teacher_outputs_dir as outputs_dir
+from emodistill.runs.layout import teacher_dir
+from emodistill.runs.layout import teacher_outputs_dir as outputs_dir
 from emodistill.training.teacher_cache import load_teacher_outputs, write_teacher_outputs
 
 LABELS = ["neutral", "happy", "angry", "sad"]

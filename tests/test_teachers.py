@@ -16,7 +16,7 @@ from emodistill.config import Config
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.corpora.splits import Fold
 from emodistill.models.linguistic import LinguisticTeacher, MissingTranscriptsError
-from emodistill.training.layout import teacher_dir
+from emodistill.runs.layout import teacher_dir
 from emodistill.training.teacher_cache import load_teacher_outputs
 from emodistill.training.teachers import train_teacher, train_teachers
 
@@ -265,7 +265,7 @@ def test_missing_transcripts_point_at_corpus_transcribe(tmp_path):
 def test_cli_train_teachers_reports_missing_transcripts(tmp_path):
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     manifest = text_manifest(tmp_path, per_label=1, transcripts=False)
     for u in manifest.utterances:

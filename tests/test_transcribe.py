@@ -62,7 +62,7 @@ def write_manifest_csv(path: Path, rows: list[list[str]]) -> None:
 def test_corpus_transcribe_fills_empty_transcripts(tmp_path):
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
     from emodistill.corpora.manifest import load_manifest
 
     rows = []
@@ -104,7 +104,7 @@ def test_corpus_transcribe_fills_empty_transcripts(tmp_path):
 def test_corpus_transcribe_reports_a_bad_model(tmp_path):
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     synth("Hello there.", tmp_path / "u0.wav")
     synth("Good bye.", tmp_path / "u1.wav")
@@ -130,7 +130,7 @@ def test_corpus_transcribe_reports_a_bad_model(tmp_path):
 
 def _fake_whisper(monkeypatch, fail_after: int | None = None):
     """Replace Whisper by a stub that 'hears' the clip's length; optionally interrupt."""
-    from emodistill import transcribe as T
+    from emodistill.corpora import transcribe as T
 
     calls = []
 
@@ -155,7 +155,7 @@ def _clips(tmp_path, n=5):
 
 def test_bad_file_is_reported_and_the_rest_transcribed(tmp_path, monkeypatch):
     from emodistill.corpora.manifest import load_manifest
-    from emodistill.transcribe import TranscribeError, transcribe_manifest
+    from emodistill.corpora.transcribe import TranscribeError, transcribe_manifest
 
     _fake_whisper(monkeypatch)
     rows = _clips(tmp_path)
@@ -170,7 +170,7 @@ def test_bad_file_is_reported_and_the_rest_transcribed(tmp_path, monkeypatch):
 
 
 def test_interrupted_transcribe_keeps_what_it_decoded(tmp_path, monkeypatch):
-    from emodistill.transcribe import transcribe_manifest
+    from emodistill.corpora.transcribe import transcribe_manifest
 
     write_manifest_csv(tmp_path / "in.csv", _clips(tmp_path))
     out = tmp_path / "out.csv"
@@ -185,7 +185,7 @@ def test_interrupted_transcribe_keeps_what_it_decoded(tmp_path, monkeypatch):
 def test_corpus_transcribe_language_needs_a_multilingual_model(tmp_path):
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     synth("Hallo.", tmp_path / "u0.wav")
     synth("Tschüss.", tmp_path / "u1.wav")

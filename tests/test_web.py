@@ -146,7 +146,7 @@ def server(assets) -> str:
     """The real app on 127.0.0.1:<free port>, in a thread; yields its base URL."""
     import uvicorn
 
-    from emodistill.serve import create_app
+    from emodistill.service.app import create_app
 
     app = create_app(assets["model"], max_upload_mb=20, max_seconds=MAX_SECONDS)
     port = _free_port()
@@ -235,7 +235,7 @@ def _cli_predict(model: Path, clip: Path) -> dict:
     """`emodistill predict MODEL CLIP --format json`, the reference the page must match."""
     from typer.testing import CliRunner
 
-    from emodistill.cli import app
+    from emodistill.cli.app import app
 
     result = CliRunner().invoke(app, ["predict", str(model), str(clip), "--format", "json"])
     assert result.exit_code == 0, result.output

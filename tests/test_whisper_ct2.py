@@ -23,7 +23,7 @@ ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 not install
 
 def _embedded_folder() -> Path:
     try:
-        from emodistill import assets
+        from emodistill.models import assets
 
         return assets.whisper_ct2_folder()
     except Exception as err:  # AssetError: package missing

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from emodistill.util.version import __version__
 
 _LAZY = {
-    "EmoDistill": "emodistill.inference",
+    "EmoDistill": "emodistill.inference.model",
     "Config": "emodistill.config",
     "load_config": "emodistill.config",
     "load_manifest": "emodistill.corpora.manifest",
@@ -34,7 +34,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from emodistill.inference import EmoDistill  # noqa: F401
+    from emodistill.inference.model import EmoDistill  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

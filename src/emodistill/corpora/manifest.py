@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emodistill._io import atomic_path
 from emodistill.config import LABELS_4
+from emodistill.util.files import atomic_path
 
 #: Required header columns, in the order :func:`write_manifest` writes them.
 MANIFEST_COLUMNS = ("id", "path", "label", "speaker", "session", "transcript")

@@ -315,7 +315,7 @@ def fold_fingerprint(manifest: Manifest, fold: Fold) -> str:
     """
     import hashlib
 
-    from emodistill._io import file_sha256
+    from emodistill.util.files import file_sha256
 
     h = hashlib.sha256()
     for name, speakers in (

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emodistill._io import write_json_atomic
 from emodistill.config import LABELS_4
 from emodistill.corpora.espeak import (
     SynthError,
@@ -54,6 +53,11 @@ from emodistill.corpora.synthetic_words import (
     fill_template,
     neutral_sentence,
 )
+from emodistill.util.files import write_json_atomic
+from emodistill.util.log import get_logger
+from emodistill.util.progress import make_progress
+
+log = get_logger(__name__)
 
 __all__ = [
     "LABELS",
@@ -364,11 +368,6 @@ def synthesize_corpus(
         (out_dir / "wav" / sp).mkdir(parents=True, exist_ok=True)
 
     rendered: dict[str, tuple[float, int]] = {}
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
 
     def job(plan: UtterancePlan) -> tuple[str, tuple[float, int]]:
         return plan.id, render_utterance(plan, binary, _wav_path(out_dir, plan))
@@ -380,7 +379,7 @@ def synthesize_corpus(
         # map() yields in plan order: the first failing utterance in the plan is the one reported.
         results = pool.map(job, plans)
         if progress:
-            with Progress(console=console) as bar:
+            with make_progress(stderr=True) as bar:
                 task = bar.add_task(f"synthesising {len(plans)} utterances", total=len(plans))
                 for uid, res in results:
                     rendered[uid] = res
@@ -429,7 +428,7 @@ def synthesize_corpus(
     write_json_atomic(out_dir / SYNTHESIS_NAME, recipe, indent=1, sort_keys=True)
     if progress:
         minutes = sum(d for d, _ in rendered.values()) / 60
-        console.print(
+        log.info(
             f"wrote {len(plans)} utterances ({minutes:.1f} min of audio), {speakers} speakers, "
             f"labels {', '.join(LABELS)} in {time.perf_counter() - started:.1f} s: {manifest}"
         )

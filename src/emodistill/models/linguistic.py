@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emodistill.model_folder import (
+from emodistill.models.folder import (
     BadModelConfig,
     load_weights,
     read_config,
@@ -96,7 +96,7 @@ class LinguisticTeacher(nn.Module):
         """
         from transformers import AutoModel, AutoTokenizer
 
-        from emodistill.assets import resolve
+        from emodistill.models.assets import resolve
 
         source = resolve(model_id)
         try:

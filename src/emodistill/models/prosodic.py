@@ -9,7 +9,7 @@ frames only. In eval mode an utterance therefore gives the same output alone or 
 LLDs are normalised inside the network with per-descriptor mean/std fit on the fold's training
 speakers; they are buffers, so they travel in the weights file.
 
-A trained network is saved as a model folder (:mod:`emodistill.model_folder`: config + weights)
+A trained network is saved as a model folder (:mod:`emodistill.models.folder`: config + weights)
 and loads back with :meth:`ProsodicResNet.from_pretrained`.
 """
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emodistill.model_folder import (
+from emodistill.models.folder import (
     BadModelConfig,
     load_weights,
     read_config,

@@ -1,17 +1,11 @@
 """The EmoDistill student: speech encoder -> pooling -> two GELU heads -> FFN classifier.
 
-Pooling over valid frames is ``mean`` (the paper's) or ``attention`` (a learned score per frame,
-softmax over the valid frames: it can single out the frames of a few words). Optionally the
-pooled frames are a learned softmax-weighted sum over all encoder layers' outputs (the SUPERB
-recipe) instead of the last layer. With ``trainable_layers = N`` only the top N encoder layers
-(and the heads) train; the bottom runs frozen in eval mode, so its output is a function of the
-audio alone that training may cache (``training/prefix_cache.py``). The model computes the
-same thing from audio either way: inference is unchanged.
-
-The only network needed at inference. Its model folder (:mod:`emodistill.model_folder`) holds
-the config (labels, encoder architecture, the head dimensions :class:`StudentDims`, optionally
-the training config) and the weights; it loads with :func:`load_student` without teachers,
-tokenizer, opensmile, CTranslate2 files or the hub.
+Frames of the last encoder layer (or of layer ``pool_layer``, or a learned mix of every layer)
+are pooled over valid frames (:mod:`emodistill.models.pooling`). With ``trainable_layers = N``
+only the N layers below the pooled one (and the heads) train; the bottom runs frozen in eval
+mode, so training may cache its output (``features/prefix_cache.py``); inference is unchanged.
+The only network needed at inference: its model folder (:mod:`emodistill.models.folder`) loads
+with :func:`load_student` without teachers, tokenizer, opensmile, CTranslate2 files or the hub.
 """
 
 from __future__ import annotations
@@ -26,7 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emodistill.audio import SAMPLE_RATE
-from emodistill.model_folder import (
+from emodistill.models.encoders import (
+    SpeechEncoder,
+    build_encoder_from_config,
+    load_encoder,
+    parse_trainable_layers,
+    valid_mask,
+)
+from emodistill.models.folder import (
     FORMAT_VERSION,
     STUDENT_FORMAT,
     BadModelConfig,
@@ -36,13 +37,6 @@ from emodistill.model_folder import (
     read_config,
     weights_path,
     write_model_files,
-)
-from emodistill.models.encoders import (
-    SpeechEncoder,
-    build_encoder_from_config,
-    load_encoder,
-    parse_trainable_layers,
-    valid_mask,
 )
 from emodistill.models.pooling import (
     POOLINGS,
@@ -411,7 +405,7 @@ def _json_default(value: Any) -> Any:
 
 def read_student_config(folder: str | Path) -> dict[str, Any]:
     """The config of a student model folder, checked for format, version and keys
-    (:func:`emodistill.model_folder.read_config`)."""
+    (:func:`emodistill.models.folder.read_config`)."""
     return read_config(folder)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emodistill.config import OptimConfig, TrainerConfig
-from emodistill.training.layout import LOGS_NAME, TENSORBOARD_NAME
+from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME
 
 #: Values of ``trainer.logger``.
 LOGGERS = ("csv", "tensorboard")

@@ -20,17 +20,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emodistill._io import (
-    folder_lock,
-    is_rank_zero,
-    read_json,
-    write_json_atomic,
-    write_text_atomic,
-)
 from emodistill.config import Config, resolve_config
+from emodistill.config.variants import (
+    BASELINE,
+    FULL,
+    VARIANTS,
+    Variant,
+    get_variant,
+    sweep_variant,
+)
 from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold
-from emodistill.report import (
+from emodistill.evaluation.report import (
     ablation_markdown,
     aggregate_runs,
     plot_ablation,
@@ -41,8 +42,7 @@ from emodistill.report import (
     teaching_markdown,
     teaching_of,
 )
-from emodistill.training.distill import distill
-from emodistill.training.layout import (
+from emodistill.runs.layout import (
     ablation_path,
     confusion_path,
     curves_path,
@@ -58,14 +58,17 @@ from emodistill.training.layout import (
     teaching_path,
     work_dir,
 )
-from emodistill.training.variants import (
-    BASELINE,
-    FULL,
-    VARIANTS,
-    Variant,
-    get_variant,
-    sweep_variant,
+from emodistill.training.distill import distill
+from emodistill.util.files import (
+    folder_lock,
+    is_rank_zero,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
 )
+from emodistill.util.log import PLAIN, get_logger
+
+log = get_logger(__name__)
 
 
 def all_folds(manifest: Manifest, cfg: Config) -> list:
@@ -107,10 +110,10 @@ def aggregate_run(
     """Aggregate every fold of ``variant`` found under ``run_dir`` and write its reports.
 
     Writes ``results.json`` (keys: folds, mean, std, pooled, labels, confusion), ``report.md``,
-    ``confusion.png`` and, for a student variant, ``curves.png`` (``emodistill.curves``) into
-    :func:`results_dir` (and ``teaching.json``, which teachers taught each student:
-    :func:`~emodistill.report.teaching_of`). Returns the results, or None
-    when no fold of this variant has predictions yet.
+    ``confusion.png`` and, for a student variant, ``curves.png``
+    (``emodistill.evaluation.curves``) into :func:`results_dir` (and ``teaching.json``, which
+    teachers taught each student: :func:`~emodistill.evaluation.report.teaching_of`). Returns
+    the results, or None when no fold of this variant has predictions yet.
     """
     m = as_manifest(manifest)
     cfg = resolve_config(config)
@@ -170,7 +173,7 @@ def ensure_run_probe(
 ) -> dict[str, Any]:
     """The linear probe of the student's frozen encoder on every fold of the config, in
     ``RUN/probe/`` (reused when the data and settings are unchanged)."""
-    from emodistill.probe import ensure_probe
+    from emodistill.evaluation.probe import ensure_probe
     from emodistill.training.distill import prefix_cache_dir
 
     return ensure_probe(
@@ -187,7 +190,7 @@ def ensure_run_probe(
 def _probe_note(run_dir: Path, v: Variant, results: dict[str, Any]) -> str:
     """The report's "linear probe" section for a student variant, when the run folder has a
     probe."""
-    from emodistill.probe import probe_comparison, probe_markdown
+    from emodistill.evaluation.probe import probe_comparison, probe_markdown
 
     if v.teacher is not None or not probe_path(run_dir).is_file():
         return ""
@@ -201,8 +204,9 @@ def write_model_cards(
     run_dir: Path, manifest: Manifest, cfg: Config, v: Variant, runs: Sequence[tuple[str, int]]
 ) -> None:
     """(Re)write the model card of every (fold, seed) student of ``v`` in ``runs`` from the
-    run's files (``emodistill.model_card``); teacher-only variants have no student folder."""
-    from emodistill.model_card import write_model_card
+    run's files (``emodistill.evaluation.model_card``); teacher-only variants have no student
+    folder."""
+    from emodistill.evaluation.model_card import write_model_card
 
     if v.teacher is not None:
         return
@@ -217,7 +221,7 @@ def _plot_curves(
 ) -> str:
     """Draw the variant's ``curves.png`` from its students' ``metrics.csv`` logs and return the
     report's section on it; ``""`` for a teacher-only variant or when no log exists."""
-    from emodistill.curves import curves_markdown, plot_curves, read_epochs
+    from emodistill.evaluation.curves import curves_markdown, plot_curves, read_epochs
 
     if v.teacher is not None:
         return ""
@@ -255,7 +259,7 @@ def cross_validate(
         out: RUN_DIR.
         config: preset name, YAML file, Config, or None (``demo``).
         folds: ``"all"`` or comma-separated fold ids (as ``train-teachers``).
-        variant: a Table 2 variant name (:data:`~emodistill.training.variants.VARIANTS`) or a
+        variant: a Table 2 variant name (:data:`~emodistill.config.variants.VARIANTS`) or a
             :class:`Variant`.
         overrides: dotted config overrides (``{"trainer.devices": "4"}``).
         progress, callbacks, trainer_overrides: passed to :func:`distill`.
@@ -347,25 +351,22 @@ def compare_markdown_against_baseline(
     run_dir: Path, results: Mapping[str, Mapping[str, Any]]
 ) -> str:
     """Paired statistics of every variant in ``results`` against plain fine-tuning
-    (:func:`emodistill.compare.compare_against_baseline`, which writes the JSON files):
+    (:func:`emodistill.evaluation.compare.compare_against_baseline`, which writes the JSON files):
     printed, and returned as markdown."""
-    from rich.console import Console
-
-    from emodistill.compare import compare_against_baseline, compare_markdown
+    from emodistill.evaluation.compare import compare_against_baseline, compare_markdown
 
     if not results.get(BASELINE):
         return (
             f"\n\nNo paired comparison: `{BASELINE}` (plain fine-tuning) was not run in "
             f"this folder (`emodistill cv ... --variant {BASELINE}`).\n"
         )
-    console = Console(stderr=True)
     parts = ["", "", "## Paired against plain fine-tuning", ""]
     for name, cmp in compare_against_baseline(run_dir, results).items():
         if isinstance(cmp, str):
             parts += [f"`{name}`: {cmp}", ""]
             continue
         text = compare_markdown(cmp)
-        console.print(text, markup=False, highlight=False)
+        log.info(text, extra=PLAIN)
         parts += [text, ""]
     return "\n".join(parts)
 

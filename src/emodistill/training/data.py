@@ -66,7 +66,7 @@ class DistillDataset(Dataset):
         train: random (True) or centre (False) crops.
         teachers: kind -> :class:`TeacherOutputs` of this fold (rows looked up by utterance id).
         seed: base of the crop randomness.
-        prefix: a :class:`~emodistill.training.prefix_cache.PrefixCache` holding these
+        prefix: a :class:`~emodistill.features.prefix_cache.PrefixCache` holding these
             utterances: items then carry ``prefix`` (K, T, H) instead of ``wav`` (no crop: the
             cache holds centre-cropped clips).
     """
@@ -162,7 +162,7 @@ def collate_batch(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ``labels`` (B,) long, ``valid`` (B,) bool, ``index`` (B,) long,
         ``teacher_logits`` {kind: (B, C)}, ``teacher_emb`` {kind: (B, D)}.
     """
-    from emodistill.training.prefix_cache import collate_prefix
+    from emodistill.features.prefix_cache import collate_prefix
 
     out: dict[str, Any] = {}
     if "prefix" in items[0]:

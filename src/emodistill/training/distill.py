@@ -21,12 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
-from emodistill._io import folder_lock, read_json
 from emodistill.config import TEACHER_KINDS, Config
+from emodistill.config.variants import (
+    BASELINE,
+    FULL,
+    Variant,
+    get_variant,
+)
 from emodistill.corpora.manifest import Manifest
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
+from emodistill.runs.layout import predictions_path, student_dir, work_dir
 from emodistill.training.common import (
     last_checkpoint,
     make_optim_trainer,
@@ -39,7 +44,6 @@ from emodistill.training.data import (
     make_loader,
     too_short_for_training,
 )
-from emodistill.training.layout import predictions_path, student_dir, work_dir
 from emodistill.training.module import StudentModule
 from emodistill.training.predictions import (
     check_reusable,
@@ -55,17 +59,13 @@ from emodistill.training.teacher_weighting import (
     teacher_weights,
     weight_reasons,
 )
-from emodistill.training.variants import (
-    BASELINE,
-    FULL,
-    Variant,
-    get_variant,
-)
+from emodistill.util.files import folder_lock, read_json
+from emodistill.util.log import get_logger
 
 if TYPE_CHECKING:
     from emodistill.corpora.splits import Fold
 
-console = Console(stderr=True)
+log = get_logger(__name__)
 
 __all__ = ["distill", "prefix_cache_dir"]
 
@@ -187,7 +187,7 @@ def _train_student(
     short = {u.id for part in splits for u in too_short_for_training(part)}
     if short:
         counts = [sum(u.id in short for u in part) for part in splits]
-        console.print(
+        log.warning(
             f"  fold {fold.id}: left out {len(short)} utterance(s) shorter than "
             f"{1000 * FEATURES_MIN_SECONDS:.0f} ms (training {counts[0]}, validation "
             f"{counts[1]}, test {counts[2]}): no prosodic features exist for them"
@@ -220,10 +220,10 @@ def _train_student(
         reasons = weight_reasons(val_ua, weights, n_classes, len(val_utts), student_val_ua)
         if progress or weights is not None:
             for line in chance_report(val_ua, n_classes, len(val_utts), weights):
-                console.print(f"  fold {fold.id}: {line}")
+                log.info(f"  fold {fold.id}: {line}")
         if student_val_ua is not None:
             for kind, why in reasons.items():
-                console.print(f"  fold {fold.id}: {kind} teacher {why}")
+                log.info(f"  fold {fold.id}: {kind} teacher {why}")
 
     student = build_student(scfg, n_classes, d_l, d_p)
     aug = scfg.augment
@@ -233,7 +233,7 @@ def _train_student(
         student.augment = StateAugment(aug.time_mask, aug.channel_mask)
     prefix = None
     if student.trainable_layers is not None:
-        from emodistill.training.prefix_cache import PrefixCache
+        from emodistill.features.prefix_cache import PrefixCache
 
         prefix = PrefixCache(
             student,

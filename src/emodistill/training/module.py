@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from emodistill.config import TEACHER_KINDS, DistillConfig, OptimConfig
-from emodistill.evaluate import SERMetrics
+from emodistill.evaluation.metrics import SERMetrics
 from emodistill.training.common import configure_adamw
 
 #: Terms of Eq. 5 logged per step and per epoch (``train_<term>``), beside the total

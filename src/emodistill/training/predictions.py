@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from emodistill._io import read_json, write_json_atomic
 from emodistill.config import Config
+from emodistill.config.variants import Variant, get_variant
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.corpora.splits import Fold
-from emodistill.evaluate import compute_metrics
+from emodistill.evaluation.metrics import compute_metrics
+from emodistill.runs.layout import predictions_path
 from emodistill.training.data import DistillDataset, collate_batch
-from emodistill.training.layout import predictions_path
 from emodistill.training.teacher_cache import load_fold_teachers
-from emodistill.training.variants import Variant, get_variant
+from emodistill.util.files import read_json, write_json_atomic
 
 
 @torch.inference_mode()

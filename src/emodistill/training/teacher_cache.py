@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from emodistill._io import save_npy_atomic, write_json_atomic
-from emodistill.model_folder import model_files, read_config
-from emodistill.progress import progress_bar
-from emodistill.training.layout import teacher_dir, teacher_outputs_dir
+from emodistill.models.folder import model_files, read_config
+from emodistill.runs.layout import teacher_dir, teacher_outputs_dir
+from emodistill.util.files import save_npy_atomic, write_json_atomic
+from emodistill.util.progress import progress_bar
 
 CACHE_VERSION = 1
 

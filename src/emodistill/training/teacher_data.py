@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch.utils.data import Dataset
 
 from emodistill.config import Config
 from emodistill.training.teacher_cache import pad_llds
+from emodistill.util.log import get_logger
 
-console = Console(stderr=True)
+log = get_logger(__name__)
 
 
 class TextDataset(Dataset):
@@ -93,7 +93,7 @@ def collate_llds(batch: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
 def prosodic_features(manifest, features, cfg: Config | None = None):
     """The LLD store the prosodic teacher reads: cached eGeMAPS LLDs, per-speaker normalised
     when ``cfg.prosodic.speaker_norm`` (a store that is already normalised is kept)."""
-    from emodistill.speaker_norm import SpeakerNormalizedFeatures
+    from emodistill.features.speaker_norm import SpeakerNormalizedFeatures
 
     if features is None:
         from emodistill.features import default_cache_dir, extract_features
@@ -113,7 +113,7 @@ def with_features(utterances: Sequence[Any], features: Any, what: str) -> list[A
     """``utterances`` that have features in ``features`` (a warning counts the others)."""
     kept = [u for u in utterances if u.id in features]
     if len(kept) < len(utterances):
-        console.print(
+        log.warning(
             f"[yellow]warning:[/] {len(utterances) - len(kept)} {what} utterance(s) have no "
             "features (unusable audio) and are left out"
         )

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emodistill.config import OptimConfig
-from emodistill.evaluate import SERMetrics
+from emodistill.evaluation.metrics import SERMetrics
 from emodistill.training.common import (
     configure_adamw,
 )

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from emodistill.evaluate import compute_metrics
+from emodistill.evaluation.metrics import compute_metrics
 
 WEIGHTINGS = ("fixed", "validation", "student")
 

@@ -25,24 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold
-from emodistill.evaluate import compute_metrics, mean_std
-from emodistill.model_folder import is_model_folder, read_config
-from emodistill.training.common import (
-    class_weights_of,
-    last_checkpoint,
-    make_optim_trainer,
-    seed_everything,
-    total_steps,
-)
-from emodistill.training.layout import (
+from emodistill.evaluation.metrics import compute_metrics, mean_std
+from emodistill.models.folder import is_model_folder, read_config
+from emodistill.runs.layout import (
     all_teacher_metrics,
     teacher_dir,
     teacher_metrics_path,
@@ -50,6 +41,13 @@ from emodistill.training.layout import (
     teacher_work_dir,
     teachers_dir,
     teachers_summary_path,
+)
+from emodistill.training.common import (
+    class_weights_of,
+    last_checkpoint,
+    make_optim_trainer,
+    seed_everything,
+    total_steps,
 )
 from emodistill.training.teacher_cache import write_teacher_outputs
 from emodistill.training.teacher_data import (
@@ -61,11 +59,13 @@ from emodistill.training.teacher_data import (
     with_features,
 )
 from emodistill.training.teacher_module import TeacherModule
+from emodistill.util.files import folder_lock, write_json_atomic
+from emodistill.util.log import get_logger
 
 if TYPE_CHECKING:
     from emodistill.features import FeatureStore
 
-console = Console(stderr=True)
+log = get_logger(__name__)
 
 
 # --------------------------------------------------------------------------- one teacher
@@ -111,7 +111,7 @@ def teacher_done(
     if data is not None:
         old = json.loads(result.read_text()).get("data")
         if old is not None and old != data:
-            console.print(
+            log.warning(
                 f"[yellow]{kind} teacher of {fold_dir}:[/] the fold's data changed (manifest "
                 "rows, audio or speaker split); retraining"
             )
@@ -230,7 +230,7 @@ def train_teacher(
         trainer.callbacks.extend(callbacks)
     resume = last_checkpoint(work_dir)
     if resume is not None:
-        console.print(f"[cyan]{kind} teacher, fold {fold.id}:[/] resuming from {resume}")
+        log.info(f"[cyan]{kind} teacher, fold {fold.id}:[/] resuming from {resume}")
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
@@ -370,7 +370,7 @@ def train_teachers(
                     )
                     state = "reused"
                 else:
-                    console.print(
+                    log.info(
                         f"[bold]fold {fold.id}[/] ({n}/{len(chosen)}): training the {kind} "
                         f"teacher (test {', '.join(fold.test_speakers)}, "
                         f"val {', '.join(fold.val_speakers)})"
@@ -382,7 +382,7 @@ def train_teachers(
                 if not res:  # non-zero DDP rank
                     continue
                 per_kind[kind] = {k: float(res[k]) for k in ("wa", "ua", "f1")}
-                console.print(
+                log.info(
                     f"  {kind:10s} {state}: test WA {100 * res['wa']:.2f}  "
                     f"UA {100 * res['ua']:.2f}  F1 {100 * res['f1']:.2f}"
                 )
@@ -393,7 +393,7 @@ def train_teachers(
         previous.update(per_kind)
         write_json_atomic(metrics_path, previous)
         results[fold.id] = previous
-        console.print(f"  fold {fold.id} done in {time.perf_counter() - started:.1f} s")
+        log.info(f"  fold {fold.id} done in {time.perf_counter() - started:.1f} s")
     if results:
         _write_summary(out, results, kinds)
     return results
@@ -417,7 +417,7 @@ def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -
     by_id = {u.id: labels.index(u.label) for u in val}
     ua = teacher_validation_ua(outputs, ids, [by_id[i] for i in ids], len(labels))
     for line in chance_report(ua, len(labels), len(ids), None):
-        console.print(f"  {line}")
+        log.info(f"  {line}")
 
 
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
@@ -437,7 +437,7 @@ def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], k
     for kind in kinds:
         mean, std = summary["mean"].get(kind, {}), summary["std"].get(kind, {})
         if mean:
-            console.print(
+            log.info(
                 f"[bold]{kind}[/] over {len(folds_on_disk)} fold(s): "
                 f"WA {100 * mean['wa']:.2f} ± {100 * std['wa']:.2f}  "
                 f"UA {100 * mean['ua']:.2f} ± {100 * std['ua']:.2f}"

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emodistill import assets
-from emodistill.model_folder import config_path
+from emodistill.models import assets
 from emodistill.models.encoders.base import EncoderError, SpeechEncoder
 from emodistill.models.encoders.hubert import TransformersSpeechEncoder, load_transformers_encoder
 from emodistill.models.encoders.logmel import LogMelFrontend
@@ -17,6 +16,7 @@ from emodistill.models.encoders.whisper import (
     load_whisper_transformers,
     whisper_encoder_config,
 )
+from emodistill.models.folder import config_path
 
 
 def is_ct2_folder(path: str | Path) -> bool:

@@ -1,0 +1,1 @@
+"""The typer command line (thin; heavy imports happen inside the commands)."""

@@ -1,0 +1,1 @@
+"""Running a trained speech-only model: EmoDistill, batching, segments, streams, ONNX."""

@@ -1,0 +1,450 @@
+"""Speech-only inference: a model folder in, emotion probabilities out.
+
+    >>> from emodistill import EmoDistill
+    >>> m = EmoDistill.from_pretrained("runs/demo/model")
+    >>> m.predict("clip.wav").label
+    'happy'
+
+Nothing here needs a teacher, a tokenizer, opensmile or the training config: a model folder
+(:mod:`emodistill.models.folder`: config + weights, or the ONNX export for the onnxruntime
+backend) is all.
+
+Efficiency choices (see docs/inference.md for the measurements):
+
+* inputs are sorted by length and batched with their neighbours, a batch padding none of its
+  inputs by more than 20 % (:data:`emodistill.inference.batching.MAX_PADDING`), and the
+  results are put back in the caller's order;
+* the network runs under ``torch.inference_mode``;
+* inputs longer than the encoder's maximum (30 s; Whisper's positional table ends there) are
+  cut into equal windows no longer than that maximum, and the window probabilities are averaged,
+  weighted by window length: nothing is truncated;
+* files longer than :data:`STREAM_ABOVE_SECONDS` are read block by block (bounded memory).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emodistill.audio import (
+    DEFAULT_LIMITS,
+    MIN_SECONDS,
+    SAMPLE_RATE,
+    AudioError,
+    AudioLimits,
+    AudioSource,
+    Check,
+    audio_info,
+    load_audio,
+    prepare_signal,
+    stream_audio,
+)
+from emodistill.inference.batching import (
+    Window,
+    length_batches,
+    max_window_seconds,
+    pad_batch,
+    pad_invariant,
+    split_equal,
+)
+from emodistill.inference.prediction import (
+    FailedPrediction,
+    Prediction,
+    display_name,
+    safe_text,
+    source_display_name,
+)
+from emodistill.models.card import card_summary, carry_model_card
+from emodistill.models.folder import (
+    ONNX_FILES,
+    ModelLoadError,
+    config_path,
+    copy_model_files,
+    read_config,
+    resolve_model_folder,
+)
+from emodistill.util.progress import terminal_progress
+
+#: Files longer than this are streamed block by block instead of being read at once.
+STREAM_ABOVE_SECONDS = 600.0
+#: Backends of :meth:`EmoDistill.from_pretrained` (``model_folder.ONNX_FILES``: the ONNX ones
+#: and the file each reads).
+BACKENDS = ("torch", *ONNX_FILES)
+
+#: (wav (B, N) float32, lengths (B,) int64) -> probabilities (B, C) float32
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class TorchRunner:
+    """Runs an ``EmoDistillStudent`` under ``torch.inference_mode`` and returns softmax probs."""
+
+    def __init__(self, module: Any, device: str = "cpu") -> None:
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+
+    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """wav (B, N) float32, lengths (B,) int64 -> probabilities (B, C) float32."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(
+                torch.from_numpy(wav).to(self.device), torch.from_numpy(lengths).to(self.device)
+            )
+            logits = out.logits if hasattr(out, "logits") else out[0]
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+class EmoDistill:
+    """A speech-only emotion model ready to predict.
+
+    Build it with :meth:`from_pretrained`; or wrap any ``runner(wav (B, N), lengths (B,)) ->
+    probabilities (B, C)`` and its ``config`` dict directly.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        config: dict[str, Any],
+        path: Path | None = None,
+        backend: str = "torch",
+        module: Any = None,
+    ) -> None:
+        self.runner = runner
+        self.config = config
+        self.path = path
+        self.backend = backend
+        self.module = module  # the torch network (None for onnx)
+        self.labels: list[str] = list(config["labels"])
+        self.sample_rate = int(config.get("sample_rate", SAMPLE_RATE))
+        self.max_seconds = max_window_seconds(config)
+        self.pad_invariant = pad_invariant(config)
+
+    # ------------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        device: str = "cpu",
+        backend: str = "torch",
+        num_threads: int | None = None,
+    ) -> EmoDistill:
+        """Load a model folder (or a hub id, through ``huggingface_hub.snapshot_download``).
+
+        Args:
+            model: a model folder (config + weights); with ``backend="onnx"``
+                the folder's ``model.onnx`` is used (``"onnx-int8"``: ``model.int8.onnx``), or
+                ``model`` may be an ``.onnx`` file.
+            device: ``cpu`` or ``cuda`` (torch backend; onnx picks CUDA if its provider exists).
+            backend: ``torch``, ``onnx`` or ``onnx-int8`` (onnxruntime).
+            num_threads: intra-op CPU threads; ``None``: ``$EMODISTILL_NUM_THREADS`` if set, else
+                the library default (one per physical core).
+        """
+        if num_threads is None and os.environ.get("EMODISTILL_NUM_THREADS", "").isdigit():
+            num_threads = int(os.environ["EMODISTILL_NUM_THREADS"])
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        path = Path(model)
+        onnx_file: Path | None = None
+        if backend in ONNX_FILES and path.suffix == ".onnx":
+            if not path.is_file():
+                raise ModelLoadError(f"{path}: no such ONNX file")
+            onnx_file, path = path, path.parent
+        folder = resolve_model_folder(path if onnx_file else model)
+        if backend in ONNX_FILES:
+            from emodistill.inference.onnx import OnnxPredictor
+
+            name = ONNX_FILES[backend]
+            onnx_file = onnx_file or folder / name
+            if not onnx_file.is_file():
+                flag = " --quantize int8" if backend == "onnx-int8" else ""
+                raise ModelLoadError(
+                    f"{folder}: no {name}; run `emodistill export-onnx {folder} "
+                    f"{folder / name}{flag}` first"
+                )
+            runner = OnnxPredictor(onnx_file, num_threads=num_threads, device=device)
+            # An exported file carries its config; a folder's own config wins if present.
+            if config_path(folder).is_file() or not runner.config:
+                config = read_config(folder)
+            else:
+                config = runner.config
+            return cls(runner, config, path=folder, backend=backend)
+        import torch
+
+        from emodistill.models.student import load_student
+
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        try:
+            module, config = load_student(folder, map_location="cpu")
+        except ModelLoadError:
+            raise
+        except (FileNotFoundError, ValueError) as err:
+            raise ModelLoadError(f"{folder}: {err}") from err
+        return cls(TorchRunner(module, device), config, path=folder, backend="torch", module=module)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the model folder: config, weights (from ONNX: the folder's files) and card."""
+        folder = Path(folder)
+        if self.module is not None:
+            from emodistill.models.student import save_student
+
+            extra = {k: v for k, v in self.config.items() if k == "inference"}
+            save_student(
+                self.module,
+                folder,
+                self.labels,
+                training_config=self.config.get("training_config"),
+                extra=extra or None,
+            )
+        elif self.path is None:
+            raise ModelLoadError("this model has no weights in memory or on disk to save")
+        else:
+            copy_model_files(self.path, folder)
+        carry_model_card(self.path, folder)
+        return folder
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        x: Any,
+        sampling_rate: int | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> Prediction | list[Prediction]:
+        """Predict emotion from audio alone.
+
+        Args:
+            x: a file path, an array ((N,) or (N, channels); needs ``sampling_rate``), a torch
+                tensor, or a list of these.
+            sampling_rate: rate of array inputs in Hz (files carry their own).
+            batch_size: windows per forward pass.
+
+        Returns:
+            one :class:`Prediction` for a single input, a list (same order) for a list.
+
+        Raises:
+            AudioError: an input that is not usable audio (the message names it).
+        """
+        single = not isinstance(x, (list, tuple))
+        inputs = [x] if single else list(x)
+        signals: list[np.ndarray | None] = []
+        names: list[str | None] = []
+        streamed: dict[int, Prediction] = {}
+        for i, item in enumerate(inputs):
+            if isinstance(item, (str, os.PathLike)):
+                names.append(display_name(item))
+                if _duration(item) > STREAM_ABOVE_SECONDS:
+                    streamed[i] = self.predict_long_file(item, batch_size=batch_size)
+                    signals.append(None)
+                else:
+                    signals.append(load_audio(item, self.sample_rate))
+            else:
+                names.append(None)
+                signals.append(self._array(item, sampling_rate))
+        todo = [i for i, s in enumerate(signals) if s is not None]
+        probs = self.predict_proba([signals[i] for i in todo], batch_size, progress)
+        results: list[Prediction] = [None] * len(inputs)  # type: ignore[list-item]
+        for i, p in streamed.items():
+            results[i] = p
+        for i, p in zip(todo, probs, strict=True):
+            results[i] = self._prediction(names[i], p)
+        return results[0] if single else results
+
+    def predict_files(
+        self,
+        paths: Sequence[str | os.PathLike],
+        batch_size: int = 8,
+        progress: bool = False,
+        group: int | None = None,
+    ) -> list[Prediction | FailedPrediction]:
+        """Predict many files; a bad file gives a :class:`FailedPrediction`, the rest go on.
+
+        Files are read ``group`` at a time (default ``8 * batch_size``) so memory stays bounded
+        however many files there are; inside a group they are batched by similar length.
+        """
+        group = group or max(1, 8 * batch_size)
+        results: list[Prediction | FailedPrediction] = []
+        bar = terminal_progress(progress, len(paths))
+        with bar or nullcontext():
+            task = bar.add_task("predicting", total=len(paths)) if bar else None
+            for start in range(0, len(paths), group):
+                chunk = paths[start : start + group]
+                loaded: list[np.ndarray] = []
+                slots: list[int] = []
+                out: list[Prediction | FailedPrediction | None] = [None] * len(chunk)
+                for j, p in enumerate(chunk):
+                    try:
+                        if _duration(p) > STREAM_ABOVE_SECONDS:
+                            out[j] = self.predict_long_file(p, batch_size=batch_size)
+                        else:
+                            loaded.append(load_audio(p, self.sample_rate))
+                            slots.append(j)
+                    except AudioError as err:
+                        out[j] = FailedPrediction(display_name(p), safe_text(str(err)))
+                for j, pr in zip(slots, self.predict_proba(loaded, batch_size), strict=True):
+                    out[j] = self._prediction(display_name(chunk[j]), pr)
+                results.extend(out)  # type: ignore[arg-type]
+                if bar:
+                    bar.advance(task, len(chunk))
+        return results
+
+    def predict_long_file(
+        self,
+        path: AudioSource,
+        batch_size: int = 8,
+        limits: AudioLimits = DEFAULT_LIMITS,
+        name: str | None = None,
+        check: Check | None = None,
+    ) -> Prediction:
+        """Whole-file prediction of a long recording, streamed in ``max_seconds`` blocks.
+
+        Block probabilities are averaged weighted by block length (memory: a batch of blocks).
+        A short last block is merged with the one before and the pair split evenly, so no
+        window is shorter than half the maximum. ``path`` may be an open binary file;
+        ``limits``, ``name`` and ``check`` as :func:`emodistill.audio.load_audio`.
+        """
+        name = name if name is not None else source_display_name(path)
+        max_len = int(self.max_seconds * self.sample_rate)
+        total = np.zeros(len(self.labels), dtype=np.float64)
+        weight = 0
+        batch: list[np.ndarray] = []
+
+        def flush() -> None:
+            nonlocal total, weight
+            if batch:
+                p = self.predict_proba(batch, batch_size, check=check)
+                w = np.array([b.size for b in batch], dtype=np.float64)
+                total += (p * w[:, None]).sum(0)
+                weight += int(w.sum())
+                batch.clear()
+
+        # Two blocks are held back so a short last block can be merged with the one before.
+        prev: np.ndarray | None = None
+        last: np.ndarray | None = None
+        blocks = stream_audio(path, self.max_seconds, self.sample_rate, limits, name, check)
+        for block in blocks:
+            if prev is not None:
+                batch.append(prev)
+                if len(batch) >= batch_size:
+                    flush()
+            prev, last = last, np.array(block, dtype=np.float32)
+        if last is None:
+            raise AudioError(f"{name}: audio is empty (0 samples)")
+        if prev is not None and last.size < max_len // 2:
+            merged = np.concatenate([prev, last])
+            half = merged.size // 2
+            batch.extend([merged[:half], merged[half:]])
+        else:
+            batch.extend([b for b in (prev, last) if b is not None])
+        if any(b.size < MIN_SECONDS * self.sample_rate for b in batch):
+            raise AudioError(f"{name}: audio too short")
+        flush()
+        return self._prediction(name, total / max(weight, 1))
+
+    def predict_proba(
+        self,
+        signals: Sequence[np.ndarray],
+        batch_size: int = 8,
+        progress: bool = False,
+        check: Check | None = None,
+    ) -> np.ndarray:
+        """Probabilities for 16 kHz mono signals, in their order.
+
+        Args:
+            signals: list of (N_i,) float32 arrays at ``self.sample_rate``.
+            check: called before each forward pass; raises to abandon the work.
+
+        Returns:
+            (len(signals), C) float32; a signal longer than ``max_seconds`` is the length-weighted
+            mean over its equal windows.
+        """
+        if not signals:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        max_len = int(self.max_seconds * self.sample_rate)
+        items: list[Window] = []
+        for owner, sig in enumerate(signals):
+            for a, b in split_equal(sig.size, max_len):
+                items.append(Window(owner, sig[a:b], float(b - a)))
+        # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
+        order = sorted(range(len(items)), key=lambda k: items[k].signal.size, reverse=True)
+        item_probs = np.zeros((len(items), len(self.labels)), dtype=np.float64)
+        bar = terminal_progress(progress, len(order))
+        with bar or nullcontext():
+            task = bar.add_task("forward", total=len(order)) if bar else None
+            for idx in length_batches(
+                order, [items[k].signal.size for k in order], batch_size, self.pad_invariant
+            ):
+                if check is not None:
+                    check()
+                wav, lengths = pad_batch([items[k].signal for k in idx])
+                item_probs[idx] = self.runner(wav, lengths)
+                if bar:
+                    bar.advance(task, len(idx))
+        out = np.zeros((len(signals), len(self.labels)), dtype=np.float64)
+        weights = np.zeros(len(signals), dtype=np.float64)
+        for k, item in enumerate(items):
+            out[item.owner] += item.weight * item_probs[k]
+            weights[item.owner] += item.weight
+        return (out / weights[:, None]).astype(np.float32)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _array(self, item: Any, sampling_rate: int | None) -> np.ndarray:
+        if hasattr(item, "detach"):  # torch tensor
+            item = item.detach().cpu().numpy()
+        if not isinstance(item, np.ndarray):
+            raise TypeError(
+                f"predict() takes a path, an array or a list of them, got {type(item).__name__}"
+            )
+        if sampling_rate is None:
+            raise ValueError("predict(array) needs sampling_rate= (the array's rate in Hz)")
+        return prepare_signal(item, sampling_rate, self.sample_rate, min_seconds=MIN_SECONDS)
+
+    def _prediction(self, name: str | None, probs: np.ndarray) -> Prediction:
+        probs = np.asarray(probs, dtype=np.float64)
+        return Prediction(
+            file=name,
+            label=self.labels[int(np.argmax(probs))],
+            probabilities={lab: float(p) for lab, p in zip(self.labels, probs, strict=True)},
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Model facts for people and pages: labels, encoder, rate, folder, card summary."""
+        encoder = self.config.get("encoder") or {}
+        return {
+            "path": str(self.path) if self.path else None,
+            "labels": self.labels,
+            "sample_rate": self.sample_rate,
+            "encoder": encoder.get("model_type") or encoder.get("kind"),
+            "encoder_source": encoder.get("source"),
+            "backend": self.backend,
+            "max_window_seconds": self.max_seconds,
+            "summary": card_summary(self.path) if self.path else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"EmoDistill(path={self.path}, labels={self.labels}, backend={self.backend!r})"
+
+
+def check_audio_file(
+    path: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
+):
+    """Header of an audio file (``audio.audio_info``: refuses unsupported, unreadable, empty,
+    0-frame, truncated and out-of-limits files, naming the file)."""
+    return audio_info(path, limits, name)
+
+
+def _duration(path: str | os.PathLike) -> float:
+    info = check_audio_file(path)
+    return info.frames / info.samplerate if info.samplerate else 0.0

@@ -1,0 +1,340 @@
+"""ONNX export of the speech-only model, and the onnxruntime predictor that runs it.
+
+The exported graph takes raw audio, exactly like the torch model:
+
+    inputs   wav (B, N) float32, 16 kHz mono, zero-padded;  lengths (B,) int64 valid samples
+    outputs  probabilities (B, C) float32 (softmax);  logits (B, C) float32
+
+Batch and length axes are dynamic. The model folder's config (labels, sample rate, encoder)
+is stored in the ONNX file's metadata under ``emodistill_config``, so an ``.onnx`` file
+is usable on its own. After writing, the export checks that onnxruntime and torch agree on a
+batch of clips of different lengths (max abs difference of probabilities < ``tolerance``).
+
+``quantize="int8"`` writes an int8 model instead (onnxruntime dynamic quantisation of the
+MatMul/Gemm weights: the transformer layers, nearly all of the parameters; the convolutional
+front end, including Whisper's log-mel DFT kernels, stays float because int8 there costs
+accuracy and, on CPU, time). Its check is a parity report against the float torch model on a
+few clips: label agreement and max |dp|, with no tolerance (quantisation error is a measured
+property, not a bug); see :func:`int8_parity`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emodistill.inference.batching import pad_batch
+from emodistill.models.folder import ModelLoadError
+from emodistill.util.files import atomic_path
+
+#: Quantisation modes of :func:`export_onnx`.
+QUANTIZE_MODES = ("int8",)
+#: Operator types int8 quantisation touches (see the module docstring for why not Conv).
+INT8_OPS = ("MatMul", "Gemm")
+#: Metadata key holding the model folder's config (minus the training config).
+CONFIG_KEY = "emodistill_config"
+INPUT_NAMES = ("wav", "lengths")
+OUTPUT_NAMES = ("probabilities", "logits")
+#: Name prefix of the speech encoder's nodes in the exported graph (the module path).
+ENCODER_SCOPE = "/student/encoder/"
+
+
+class ExportError(RuntimeError):
+    """The export failed or its output disagrees with torch; the message says how."""
+
+
+def _wrapper(module: Any):
+    import torch
+
+    class ProbabilitiesAndLogits(torch.nn.Module):
+        """(wav (B, N), lengths (B,)) -> (probabilities (B, C), logits (B, C))."""
+
+        def __init__(self, student: torch.nn.Module) -> None:
+            super().__init__()
+            self.student = student
+
+        def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
+            logits = self.student(wav, lengths).logits
+            return torch.softmax(logits, dim=-1), logits
+
+    return ProbabilitiesAndLogits(module).eval()
+
+
+def export_onnx(
+    model_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    opset: int = 17,
+    tolerance: float = 1e-4,
+    quantize: str | None = None,
+) -> dict[str, Any]:
+    """Export a model folder to ONNX with dynamic batch and length axes.
+
+    Args:
+        model_dir: a student model folder (:mod:`emodistill.models.folder`).
+        out_path: ``.onnx`` file to write (atomically).
+        opset: ONNX opset.
+        tolerance: largest accepted |p_onnx - p_torch| on the check batch (float export).
+        quantize: ``None`` (float32) or ``"int8"`` (dynamic int8 weights, see module docstring).
+
+    Returns:
+        ``{"path", "max_abs_diff", "opset"}``; with ``quantize``, also ``"quantize"``,
+        ``"label_agreement"`` (fraction of check clips whose label matches the float model),
+        ``"clips"`` and ``"float_max_abs_diff"`` (the float graph's own check).
+
+    Raises:
+        ExportError: the export failed, or onnxruntime and torch disagree by more than
+            ``tolerance``.
+    """
+    import torch
+
+    from emodistill.models.student import load_student
+
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    model_dir, out_path = Path(model_dir), Path(out_path)
+    module, config = load_student(model_dir, map_location="cpu")
+    wrapper = _wrapper(module.eval())
+    sr = int(config.get("sample_rate", 16000))
+    rng = np.random.default_rng(0)
+    # Two clips of different lengths: the traced graph must not bake in either.
+    example = pad_batch([0.1 * rng.standard_normal(n).astype(np.float32) for n in (sr, sr // 2)])
+    args = (torch.from_numpy(example[0]), torch.from_numpy(example[1]))
+    try:
+        with atomic_path(out_path, fsync=False) as tmp:
+            check = (tolerance, quantize)
+            return _export_into(tmp, out_path, wrapper, args, config, sr, opset, *check)
+    except ExportError:
+        raise
+    except Exception as err:
+        raise ExportError(f"{model_dir}: ONNX export failed: {type(err).__name__}: {err}") from err
+
+
+def _export_into(
+    tmp: Path,
+    out_path: Path,
+    wrapper: Any,
+    args: tuple[Any, Any],
+    config: dict[str, Any],
+    sr: int,
+    opset: int,
+    tolerance: float,
+    quantize: str | None,
+) -> dict[str, Any]:
+    """Export into ``tmp`` (renamed to ``out_path`` by the caller), check it, quantise it."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # The TorchScript-based exporter: no onnxscript dependency, and it keeps the
+        # length-dependent slicing (Whisper positions, masks) dynamic.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(tmp),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "wav": {0: "batch", 1: "samples"},
+                "lengths": {0: "batch"},
+                "probabilities": {0: "batch"},
+                "logits": {0: "batch"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    import onnx
+
+    proto = onnx.load(str(tmp))
+    meta = {k: v for k, v in config.items() if k != "training_config"}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CONFIG_KEY, json.dumps(meta)
+    onnx.save(proto, str(tmp))
+    diff = parity(wrapper, tmp, sr)
+    if diff > tolerance:
+        raise ExportError(
+            f"{out_path}: onnxruntime and torch disagree (max |dp| = {diff:.2e} > {tolerance:.0e})"
+        )
+    report: dict[str, Any] = {"path": str(out_path), "max_abs_diff": diff, "opset": opset}
+    if quantize == "int8":
+        float_tmp = tmp.with_name(f"{tmp.name}.float.tmp")
+        os.replace(tmp, float_tmp)
+        try:
+            quantize_int8(float_tmp, tmp)
+        finally:
+            float_tmp.unlink(missing_ok=True)
+        check = int8_parity(wrapper, tmp, sr)
+        report.update(
+            quantize="int8",
+            float_max_abs_diff=diff,
+            max_abs_diff=check["max_abs_diff"],
+            label_agreement=check["label_agreement"],
+            clips=check["clips"],
+        )
+    return report
+
+
+def float_nodes(float_path: str | os.PathLike) -> list[str]:
+    """MatMul/Gemm nodes int8 leaves in float: everything outside the speech encoder.
+
+    The pooling scores, the two projection heads and the classifier hold < 1 % of the
+    parameters (no measurable size or speed to win) but decide the label directly
+    (``bench/int8.py`` measures both modes on a trained model; docs/inference.md).
+    """
+    import onnx
+
+    graph = onnx.load(str(float_path), load_external_data=False).graph
+    names = []
+    for n in graph.node:
+        if n.op_type in INT8_OPS and not n.name.startswith(ENCODER_SCOPE):
+            names.append(n.name)
+            if n.op_type == "Gemm":  # the quantiser first rewrites Gemm as NAME_MatMul + Add
+                names.append(f"{n.name}_MatMul")
+    return names
+
+
+def quantize_int8(
+    float_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    per_channel: bool = True,
+    heads_in_float: bool = True,
+) -> None:
+    """Dynamic int8 quantisation of a float ONNX file's MatMul/Gemm weights; keeps metadata.
+
+    Dynamic (activation scales computed per batch at run time) rather than static: it needs no
+    calibration audio, and measured on the embedded Whisper tiny student it is as fast (see
+    docs/inference.md). ``per_channel`` (one weight scale per output channel) and
+    ``heads_in_float`` (:func:`float_nodes`) are the defaults because they moved fewer labels of
+    a trained model (``bench/int8.py``); False/False is the earlier per-tensor, all-MatMul mode.
+    """
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint on the root logger
+    try:
+        quantize_dynamic(
+            str(float_path),
+            str(out_path),
+            op_types_to_quantize=list(INT8_OPS),
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            nodes_to_exclude=float_nodes(float_path) if heads_in_float else [],
+        )
+    finally:
+        root.setLevel(level)
+    # The quantiser writes a new graph; carry our config metadata across.
+    src = onnx.load(str(float_path), load_external_data=False)
+    proto = onnx.load(str(out_path))
+    have = {p.key for p in proto.metadata_props}
+    for entry in src.metadata_props:
+        if entry.key not in have:
+            new = proto.metadata_props.add()
+            new.key, new.value = entry.key, entry.value
+    onnx.save(proto, str(out_path))
+
+
+def check_clips(sample_rate: int = 16000, n: int = 8) -> list[np.ndarray]:
+    """``n`` deterministic check clips of 0.7-3.1 s: voiced-like tones with harmonics + noise."""
+    rng = np.random.default_rng(2)
+    clips = []
+    for k in range(n):
+        sec = 0.7 + 2.4 * k / max(1, n - 1)
+        t = np.arange(int(sec * sample_rate)) / sample_rate
+        f0 = 110 + 25 * k
+        x = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in (1, 2, 3))
+        x = 0.1 * x * (0.6 + 0.4 * np.sin(2 * np.pi * (1 + k % 3) * t))
+        clips.append((x + 0.02 * rng.standard_normal(t.size)).astype(np.float32))
+    return clips
+
+
+def int8_parity(
+    wrapper: Any, onnx_path: str | os.PathLike, sample_rate: int = 16000
+) -> dict[str, Any]:
+    """Float torch vs a (quantised) ONNX file, clip by clip on :func:`check_clips`.
+
+    Returns:
+        ``{"clips": n, "label_agreement": fraction in [0, 1], "max_abs_diff": max |dp|}``.
+    """
+    import torch
+
+    predictor = OnnxPredictor(onnx_path)
+    agree, worst = 0, 0.0
+    clips = check_clips(sample_rate)
+    for clip in clips:
+        wav, lengths = pad_batch([clip])
+        with torch.inference_mode():
+            ref = wrapper(torch.from_numpy(wav), torch.from_numpy(lengths))[0].numpy()[0]
+        got = predictor(wav, lengths)[0]
+        agree += int(np.argmax(ref) == np.argmax(got))
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return {"clips": len(clips), "label_agreement": agree / len(clips), "max_abs_diff": worst}
+
+
+def parity(wrapper: Any, onnx_path: str | os.PathLike, sample_rate: int = 16000) -> float:
+    """Max |probabilities| difference, onnxruntime vs torch, on a batch of 3 unequal clips."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    clips = [
+        0.1 * rng.standard_normal(int(s * sample_rate)).astype(np.float32) for s in (2.3, 0.7, 1.1)
+    ]
+    wav, lengths = pad_batch(clips)
+    with torch.inference_mode():
+        ref = wrapper(torch.from_numpy(wav), torch.from_numpy(lengths))[0].numpy()
+    got = OnnxPredictor(onnx_path)(wav, lengths)
+    return float(np.abs(ref - got).max())
+
+
+class OnnxPredictor:
+    """onnxruntime session for an exported model: ``(wav (B, N), lengths (B,)) -> probs (B, C)``.
+
+    Args:
+        path: the ``.onnx`` file.
+        num_threads: intra-op threads (``None``: onnxruntime's default, one per core).
+        device: ``cpu``, or ``cuda`` to prefer the CUDA provider when installed.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, num_threads: int | None = None, device: str = "cpu"
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelLoadError(
+                    f"device {device!r} requested but onnxruntime has no CUDA provider"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({err})") from err
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.config: dict[str, Any] = json.loads(meta[CONFIG_KEY]) if CONFIG_KEY in meta else {}
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.get("labels", []))
+
+    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """wav (B, N) float32, lengths (B,) int64 -> probabilities (B, C) float32."""
+        probs, _ = self.session.run(
+            list(OUTPUT_NAMES),
+            {"wav": np.ascontiguousarray(wav, np.float32), "lengths": lengths.astype(np.int64)},
+        )
+        return probs
