@@ -259,7 +259,9 @@ def configure_adamw(
 
 def total_steps(n_examples: int, batch_size: int, epochs: int, accumulate: int = 1) -> int:
     """Optimizer steps of a full run (for the LR schedule), at least 1."""
-    per_epoch = math.ceil(max(1, n_examples) / max(1, batch_size))
+    from emodistill.training.sampling import num_batches
+
+    per_epoch = num_batches(max(1, n_examples), batch_size)  # a last batch of one is merged
     return max(1, math.ceil(per_epoch / max(1, accumulate)) * max(1, epochs))
 
 

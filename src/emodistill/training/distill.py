@@ -48,6 +48,7 @@ from emodistill.training.predictions import (
     teacher_predictions,
     write_predictions,
 )
+from emodistill.training.sampling import check_trainable
 from emodistill.training.teacher_cache import load_fold_teachers
 from emodistill.training.teacher_weighting import (
     chance_report,
@@ -198,6 +199,7 @@ def _train_student(
             f"fold {fold.id}: needs training, validation and test utterances (got "
             f"{len(train_utts)}, {len(val_utts)}, {len(test_utts)})"
         )
+    check_trainable(len(train_utts), f"fold {fold.id}'s {v.name} student")
     label_index = {lab: i for i, lab in enumerate(manifest.labels)}
     n_classes = len(manifest.labels)
     scfg = cfg.student

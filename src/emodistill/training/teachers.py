@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from emodistill._io import folder_lock, write_json_atomic
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
@@ -51,6 +51,7 @@ from emodistill.training.layout import (
     teachers_dir,
     teachers_summary_path,
 )
+from emodistill.training.sampling import MergingBatchSampler, check_trainable
 from emodistill.training.teacher_cache import write_teacher_outputs
 from emodistill.training.teacher_data import (
     LLDDataset,
@@ -176,6 +177,7 @@ def train_teacher(
         train = with_features(train, features, "training")
         val = with_features(val, features, "validation")
         test = with_features(test, features, "test")
+    check_trainable(len(train), f"fold {fold.id}'s {kind} teacher")
 
     seed_everything(cfg.seed)
     if kind == "linguistic":
@@ -218,8 +220,13 @@ def train_teacher(
         persistent_workers=cfg.trainer.num_workers > 0,
     )
     generator = torch.Generator().manual_seed(cfg.seed)
+    # Never a training batch of one clip (BatchNorm): a last one joins the batch before it.
+    sampler = RandomSampler(train_set, generator=generator)
     train_loader = DataLoader(
-        train_set, batch_size=optim.batch_size, shuffle=True, generator=generator, **loader_kw
+        train_set,
+        batch_sampler=MergingBatchSampler(sampler, optim.batch_size, drop_last=False),
+        generator=generator,
+        **loader_kw,
     )
     val_loader = DataLoader(val_set, batch_size=max(optim.batch_size, 32), **loader_kw)
 
