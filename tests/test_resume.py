@@ -200,3 +200,113 @@ def test_a_truncated_checkpoint_is_named_and_training_starts_over(tmp_path, caps
     assert epochs[0] == 0
     assert "is unreadable" in err and str(last) in err.replace("\n", "")
     assert len(list((work / "stale").iterdir())) == 1  # kept for inspection, never resumed
+
+
+# --------------------------------------------------------------------------- preemption
+
+
+def _fake_slurm(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """The environment of task 0 of a one-task Slurm job, with an ``scontrol`` that records
+    its arguments (no Slurm here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "scontrol.log"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "emodistill-fold",
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NNODES": "1",
+        "SLURM_NODELIST": "localhost",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_STEP_NUM_TASKS": "1",
+    }
+    return env, log
+
+
+def test_sigusr1_requeues_through_lightning_and_the_requeued_task_resumes(tmp_path):
+    """Slurm's ``--signal=USR1@120``: Lightning's SLURMEnvironment calls ``scontrol requeue``;
+    Slurm then stops the task (SIGKILL here); the requeued task resumes the last finished epoch
+    (never Lightning's mid-epoch ``hpc_ckpt``, whose epoch would not match an uninterrupted run)."""
+    slurm, scontrol = _fake_slurm(tmp_path)
+    root, marker = tmp_path / "job", tmp_path / "stalled"
+    cmd = _worker("teacher", str(root), "--stall", "2", "3", str(marker))
+    proc = subprocess.Popen(
+        cmd, env={**_env(), **slurm}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    start = time.monotonic()
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-3000:]
+        assert time.monotonic() - start < 240
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGUSR1)
+    while not scontrol.exists():
+        assert time.monotonic() - start < 240 and proc.poll() is None
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)  # what Slurm does to a requeued task
+    proc.wait()
+    assert scontrol.read_text().split() == ["requeue", "4242"]
+    work = root / "run" / FOLD.id / "teachers" / "train" / "prosodic"
+    assert list(work.glob("hpc_ckpt_*.ckpt"))  # Lightning's signal-time checkpoint
+
+    done = subprocess.run(
+        _worker("teacher", str(root)), env={**_env(), **slurm}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed prosodic teacher (fold spk0) from epoch 2" in done.stderr
+    result = json.loads((work / "result.json").read_text())
+    assert result["resumed"] is True and result["global_step"] == 4 * 6
+    assert not list(work.glob("hpc_ckpt_*.ckpt")) and not (work / "checkpoints").exists()
+
+
+def test_slurm_recipes_requeue_on_sigusr1():
+    slurm = Path(__file__).resolve().parents[1] / "examples" / "slurm"
+    for name in ("cv_fold.sbatch", "cv_ddp.sbatch"):
+        text = (slurm / name).read_text()
+        assert "#SBATCH --signal=USR1@" in text and "#SBATCH --requeue" in text, name
+        assert "srun" in text, name  # the training process is a job step: it gets the signal
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_disk_full_while_checkpointing_keeps_the_last_checkpoint_and_says_so(tmp_path, monkeypatch):
+    """torch reports ENOSPC as a RuntimeError from deep inside its writer: the stage stops with
+    an EnvironmentFault naming the checkpoint and the free space; the previous checkpoint is
+    complete, and the rerun resumes it and ends as an uninterrupted run."""
+    import emodistill.training.resume as resume
+    from emodistill._io import EnvironmentFault
+
+    manifest = text_manifest(tmp_path)
+    features = lld_features(manifest)
+    cfg = teacher_config()
+    ref = train_teacher(
+        "prosodic", manifest, FOLD, cfg, tmp_path / "ref", features=features, progress=False
+    )
+    real_save, saves = torch.save, []
+
+    def full_disk(obj, f, *args, **kwargs):
+        saves.append(f)
+        if len(saves) == 3:  # epoch 0: best + last; epoch 1: best fails
+            raise RuntimeError("PytorchStreamWriter failed writing file data/7: file write failed")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(resume.torch, "save", full_disk)
+    fold_dir = tmp_path / "run" / FOLD.id
+    with pytest.raises(
+        EnvironmentFault, match=r"cannot write checkpoint .*(best|last)\.ckpt.*MiB free"
+    ):
+        train_teacher("prosodic", manifest, FOLD, cfg, fold_dir, features=features, progress=False)
+    monkeypatch.setattr(resume.torch, "save", real_save)
+    work = fold_dir / "teachers" / "train" / "prosodic"
+    assert not list((work / "checkpoints").glob(".*.tmp"))  # no half-written file left
+    assert torch.load(work / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    got = train_teacher(
+        "prosodic", manifest, FOLD, cfg, fold_dir, features=features, progress=False
+    )
+    assert got["resumed"] and all(got[k] == ref[k] for k in ("wa", "ua", "val_ua", "global_step"))

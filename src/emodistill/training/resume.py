@@ -14,6 +14,9 @@ resumed run needs to end exactly where an uninterrupted one ends, and what keeps
 * :func:`resume_checkpoint` — the checkpoint to resume, or None: prints ``resumed <stage> from
   epoch N``; a stale checkpoint (other key) or an unreadable one (a truncated file) is moved
   aside with a message naming it, and the stage starts from epoch 0.
+* Preemption (Slurm ``--signal=USR1``): Lightning's ``SLURMEnvironment`` requeues the job and
+  writes a mid-epoch ``hpc_ckpt_<n>.ckpt``; the requeued job resumes the last finished epoch
+  instead (exactness), and :func:`resume_checkpoint` removes the ``hpc_ckpt`` files.
 * :class:`AtomicCheckpointIO` — Lightning's checkpoint writer, but the temporary file lies beside
   the target (``_io.atomic_path``: fsync, rename): Lightning's own goes through ``/tmp`` and a
   cross-device move, which a kill can leave truncated, and holds a second copy in memory.
@@ -40,7 +43,7 @@ from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 from rich.markup import escape
 
-from emodistill._io import atomic_path
+from emodistill._io import EnvironmentFault, atomic_path
 from emodistill.training.layout import LOGS_NAME
 
 console = Console(stderr=True)
@@ -165,8 +168,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
-        with atomic_path(Path(path)) as tmp:
-            torch.save(checkpoint, tmp)
+        path = Path(path)
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, tmp)
+        except Exception as err:  # torch reports a full disk as a RuntimeError
+            try:
+                free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+            except OSError:
+                free = "its disk cannot be read"
+            raise EnvironmentFault(
+                f"cannot write checkpoint {path} ({type(err).__name__}: {err}; {free}): the "
+                "last complete checkpoint is kept; free space (or make the folder writable) "
+                "and rerun the same command to resume"
+            ) from err
 
 
 def read_checkpoint_head(path: Path) -> dict[str, Any]:
@@ -230,6 +245,11 @@ def resume_checkpoint(work_dir: str | Path, key: str, stage: str) -> Path | None
     checkpoints and logs are cleared, and None is returned.
     """
     work_dir = Path(work_dir)
+    # Lightning's SLURM requeue handler writes hpc_ckpt_<n>.ckpt mid-epoch, and would resume
+    # from it when ckpt_path is None: resuming there is not exact (the epoch's batches would
+    # restart), so the last finished epoch's checkpoint is the one resumed, always.
+    for hpc in work_dir.glob("hpc_ckpt_*.ckpt"):
+        hpc.unlink()
     path = work_dir / "checkpoints" / LAST_NAME
     if not path.is_file():
         if (work_dir / "checkpoints").exists() or (work_dir / LOGS_NAME).exists():
