@@ -310,3 +310,31 @@ def test_disk_full_while_checkpointing_keeps_the_last_checkpoint_and_says_so(tmp
         "prosodic", manifest, FOLD, cfg, fold_dir, features=features, progress=False
     )
     assert got["resumed"] and all(got[k] == ref[k] for k in ("wa", "ua", "val_ua", "global_step"))
+
+
+def test_truncated_cache_entry_is_rebuilt_and_truncated_weights_are_named(tmp_path):
+    import numpy as np
+
+    from emodistill.corpora.splits import fold_utterances
+    from emodistill.model_folder import ModelLoadError
+    from emodistill.training.teacher_cache import load_teacher_outputs, write_teacher_outputs
+
+    manifest = text_manifest(tmp_path)
+    features = lld_features(manifest)
+    fold_dir = tmp_path / "run" / FOLD.id
+    cfg = teacher_config().override({"prosodic.optim.epochs": 1})
+    train_teacher("prosodic", manifest, FOLD, cfg, fold_dir, features=features, progress=False)
+    ref = np.array(load_teacher_outputs(fold_dir, "prosodic").embeddings)
+    entry = fold_dir / "teachers" / "outputs" / "prosodic" / "embeddings.npy"
+    entry.write_bytes(entry.read_bytes()[:90])
+    with pytest.raises(ValueError, match=f"{entry}: unreadable"):
+        load_teacher_outputs(fold_dir, "prosodic")
+    # train-teachers' reuse path: a cache it cannot read is recomputed, to the same values.
+    utts = [u for part in fold_utterances(manifest, FOLD) for u in part]
+    again = write_teacher_outputs(fold_dir, "prosodic", utts, features=features)
+    np.testing.assert_array_equal(np.array(again.embeddings), ref)
+
+    weights = fold_dir / "teachers" / "prosodic" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(ModelLoadError, match=f"{weights}: unreadable weights"):
+        write_teacher_outputs(fold_dir, "prosodic", utts, features=features)
