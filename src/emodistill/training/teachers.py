@@ -8,12 +8,9 @@ Per fold (``fold_dir = RUN_DIR/<fold.id>``)::
     teachers/train/<kind>/                     Lightning work: checkpoints/, logs/metrics.csv,
                                                result.json (test metrics + training facts)
 
-Model selection and early stopping use UA on the fold's validation speakers only; the test
-speaker's utterances are touched once, after training, to compute the test metrics.
-Checkpoints (``last.ckpt`` each epoch, with the random generators and the stage's key:
-``training/resume.py``) let an interrupted run resume at its last finished epoch and end as an
-uninterrupted one; they are deleted once a teacher is saved, unless ``keep_checkpoints``.
-"""
+Model selection uses validation speakers only; test speakers are scored once, after training.
+Per-epoch checkpoints (``training/resume.py``) resume an interrupted run at its last finished
+epoch and are deleted once a teacher is saved (unless ``keep_checkpoints``)."""
 
 from __future__ import annotations
 
