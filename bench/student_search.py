@@ -248,6 +248,8 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     """One (fold, seed, variant): returns (val UA, test UA at the best validation epoch, w)."""
     labels = {u.id: manifest.label_index(u.label) for u in manifest.utterances}
     train, val, test = ([u.id for u in p] for p in fold_utterances(manifest, fold))
+    if row.get("trainval"):  # as the probe: the validation speakers train too (fixed epochs)
+        train = train + val
     n_classes = len(manifest.labels)
     kinds = TEACHER_KINDS if variant == FULL else ()
     teachers = load_fold_teachers(fold_dir, kinds) if kinds else {}
