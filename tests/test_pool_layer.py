@@ -103,7 +103,7 @@ def test_pool_layer_round_trips_through_a_model_folder_and_onnx(tmp_path):
     from emodistill.inference.model import EmoDistill
     from emodistill.inference.onnx import OnnxPredictor, export_onnx
 
-    model = _student(tiny_whisper_encoder(layers=3), pool_layer=2, trainable=0, pooling="conv")
+    model = _student(tiny_whisper_encoder(layers=3), pool_layer=2, trainable=0, pooling="conv_mean")
     with torch.no_grad():  # non-trivial batch-norm statistics
         model.pooled_norm.running_mean.uniform_(-1, 1)
         model.pooled_norm.running_var.uniform_(0.5, 2)

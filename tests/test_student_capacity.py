@@ -56,7 +56,7 @@ def _student(
 # --------------------------------------------------------------------------- pooling, mix
 
 
-@pytest.mark.parametrize("pooling", ["stats", "attention_stats", "conv"])
+@pytest.mark.parametrize("pooling", ["stats", "attention_stats", "conv", "conv_mean"])
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_stats_pooling_and_normalised_mix_are_padding_invariant(pooling, layer_norm):
     model = _student(pooling, True, layer_norm).eval()
@@ -68,21 +68,27 @@ def test_stats_pooling_and_normalised_mix_are_padding_invariant(pooling, layer_n
     batched = model(wav, torch.tensor([5000, 9000])).logits[:1]
     assert float((alone - batched).abs().max()) < 1e-5
     # stats pooling doubles the pooled width the heads read; conv reads [mean, max] of its CNN
-    width = 2 * (CONV_CHANNELS if pooling == "conv" else model.encoder.hidden_size)
+    # conv_mean: the plain mean of the frames in front of the CNN's [mean, max]
+    h = model.encoder.hidden_size
+    width = {"conv": 2 * CONV_CHANNELS, "conv_mean": h + 2 * CONV_CHANNELS}.get(pooling, 2 * h)
     assert model.proj_linguistic[0].in_features == width
 
 
+@pytest.mark.parametrize("with_mean", [False, True])
 @pytest.mark.parametrize("lengths", [(31, 50), (30, 7), (1, 2)])
-def test_conv_pooling_is_padding_invariant_for_odd_and_tiny_lengths(lengths):
+def test_conv_pooling_is_padding_invariant_for_odd_and_tiny_lengths(lengths, with_mean):
     torch.manual_seed(0)
-    pool = ConvPool(16).eval()
+    pool = ConvPool(16, with_mean=with_mean).eval()
     width = max(lengths)
     batch = 5.0 * torch.ones(len(lengths), width, 16)  # padding that must not leak in
     clips = [torch.randn(1, n, 16) for n in lengths]
     for i, clip in enumerate(clips):
         batch[i, : lengths[i]] = clip[0]
     out = pool(batch, torch.tensor(lengths))
-    assert out.shape == (len(lengths), 2 * CONV_CHANNELS)
+    assert out.shape == (len(lengths), 2 * CONV_CHANNELS + (16 if with_mean else 0))
+    if with_mean:  # the first 16 values are the plain mean of the clip's frames
+        for i, clip in enumerate(clips):
+            assert float((out[i, :16] - clip[0].mean(0)).abs().max()) < 1e-5
     for i, clip in enumerate(clips):
         alone = pool(clip, torch.tensor([lengths[i]]))
         assert float((alone[0] - out[i]).abs().max()) < 1e-5

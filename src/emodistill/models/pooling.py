@@ -41,13 +41,15 @@ CONV_STRIDE = 2
 #: mean / attention: one H-vector per utterance (the paper's mean, or additive attention);
 #: stats / attention_stats: [mean, std] (2H), uniform or attention-weighted over the frames;
 #: conv: [mean, max] over time of a small temporal CNN (:class:`ConvPool`, 2 * CONV_CHANNELS).
-POOLINGS = ("mean", "attention", "stats", "attention_stats", "conv")
+POOLINGS = ("mean", "attention", "stats", "attention_stats", "conv", "conv_mean")
 
 
 def pooled_size(pooling: str, hidden_size: int) -> int:
     """Width of the pooled vector for ``pooling``."""
     if pooling == "conv":
         return 2 * CONV_CHANNELS
+    if pooling == "conv_mean":
+        return hidden_size + 2 * CONV_CHANNELS
     return 2 * hidden_size if pooling.endswith("stats") else hidden_size
 
 
@@ -85,7 +87,11 @@ class ConvPool(nn.Module):
     among the other frames; a convolution followed by a max over time answers "does any stretch
     of the clip look like X", which is what a word detector does (KWS-style CNNs).
 
-    ``forward(hidden (B, T, H), lengths (B,), keep=None) -> (B, 2 * CONV_CHANNELS)``. Invalid
+    ``with_mean`` (``pooling: conv_mean``) puts the plain masked mean of the input frames in
+    front, so the heads see what a linear probe sees beside the keyword detectors.
+
+    ``forward(hidden (B, T, H), lengths (B,), keep=None) -> (B, 2 * CONV_CHANNELS)`` (``(B, H +
+    2 * CONV_CHANNELS)`` with ``with_mean``). Invalid
     frames (padding, and frames ``keep`` drops) are zeroed before each convolution and excluded
     from mean and max, so a clip pools the same alone (the convolution's own zero padding) or
     padded in a batch.
@@ -97,8 +103,10 @@ class ConvPool(nn.Module):
         channels: int = CONV_CHANNELS,
         kernel: int = CONV_KERNEL,
         stride: int = CONV_STRIDE,
+        with_mean: bool = False,
     ):
         super().__init__()
+        self.with_mean = with_mean
         pad = kernel // 2
         self.stride = stride
         self.conv1 = nn.Conv1d(hidden_size, channels, kernel, stride=stride, padding=pad)
@@ -107,6 +115,7 @@ class ConvPool(nn.Module):
     def forward(self, hidden: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
         if keep is None:
             keep = valid_mask(lengths, hidden.shape[1])
+        frames_mean = masked_mean(hidden, lengths, keep) if self.with_mean else None
         x = hidden * keep.to(hidden.dtype)[:, :, None]
         x = F.gelu(self.conv1(x.transpose(1, 2)))
         # An output frame is valid where its centre input frame is: every valid input frame
@@ -121,4 +130,6 @@ class ConvPool(nn.Module):
         # valid output frame, and its max falls back to 0 (its mean already is 0).
         peak = x.masked_fill(~keep[:, None, :], float("-inf")).amax(dim=2)
         peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        if frames_mean is not None:
+            return torch.cat([frames_mean, mean, peak], dim=-1)
         return torch.cat([mean, peak], dim=-1)

@@ -183,8 +183,8 @@ class EmoDistillStudent(nn.Module):
         self.pool: nn.Module | None = None
         if pooling.startswith("attention"):
             self.pool = AttentionPool(h, stats=pooling == "attention_stats")
-        elif pooling == "conv":
-            self.pool = ConvPool(h)
+        elif pooling.startswith("conv"):
+            self.pool = ConvPool(h, with_mean=pooling == "conv_mean")
         # Training-only frame augmentation (training/augment.py), set by the trainer; it holds
         # no weights and is a no-op in eval mode, so model folders and inference never see it.
         self.augment: nn.Module | None = None
