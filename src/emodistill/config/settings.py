@@ -105,7 +105,8 @@ class StudentConfig:
     # "all" (end to end) or N: only the top N encoder layers train; the frozen bottom's output
     # is computed once per utterance and cached (docs/student.md)
     trainable_layers: int | str = "all"
-    pooling: str = "mean"  # mean | attention | stats | attention_stats | conv | conv_mean (docs/student.md)
+    # mean | attention | stats | attention_stats | conv | conv_mean (docs/student.md)
+    pooling: str = "mean"
     layer_weights: bool = False  # learned softmax-weighted sum over all layers (SUPERB)
     layer_norm: bool = False  # with layer_weights: normalise each layer before the sum
     pooled_norm: bool = False  # batch-normalise the pooled vector before the heads

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emodistill.config import OptimConfig, TrainerConfig
-from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME
+from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME, checkpoint_path, checkpoints_dir
 
 #: Values of ``trainer.logger``.
 LOGGERS = ("csv", "tensorboard")
@@ -52,7 +52,7 @@ def _devices(value: str | int) -> str | int:
 
 def last_checkpoint(out_dir: str | Path) -> Path | None:
     """``out_dir/checkpoints/last.ckpt`` when an interrupted run left one, else None."""
-    path = Path(out_dir) / "checkpoints" / "last.ckpt"
+    path = checkpoint_path(out_dir, "last")
     return path if path.is_file() else None
 
 
@@ -87,7 +87,7 @@ def make_trainer(
     callbacks: list[Any] = [
         # First, so trainer.checkpoint_callback is the best-on-monitor one.
         ModelCheckpoint(
-            dirpath=out_dir / "checkpoints",
+            dirpath=checkpoints_dir(out_dir),
             filename="best",
             monitor=monitor,
             mode="max",
@@ -97,7 +97,7 @@ def make_trainer(
         # last.ckpt after every epoch, for resuming. (save_last=True on the callback above only
         # writes it in epochs where the monitored metric improved, in Lightning 2.6.)
         ModelCheckpoint(
-            dirpath=out_dir / "checkpoints",
+            dirpath=checkpoints_dir(out_dir),
             filename="last",
             monitor=None,
             save_top_k=1,

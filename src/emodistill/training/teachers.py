@@ -16,7 +16,6 @@ deleted once a teacher is saved, unless ``keep_checkpoints``.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -34,14 +33,17 @@ from emodistill.corpora.splits import Fold
 from emodistill.evaluation.metrics import compute_metrics, mean_std
 from emodistill.models.folder import is_model_folder, read_config
 from emodistill.runs.layout import (
-    all_teacher_metrics,
+    checkpoint_path,
+    checkpoints_dir,
     teacher_dir,
+    teacher_metrics_by_fold,
     teacher_metrics_path,
     teacher_result_path,
     teacher_work_dir,
     teachers_dir,
     teachers_summary_path,
 )
+from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
     class_weights_of,
     last_checkpoint,
@@ -59,7 +61,7 @@ from emodistill.training.teacher_data import (
     with_features,
 )
 from emodistill.training.teacher_module import TeacherModule
-from emodistill.util.files import folder_lock, write_json_atomic
+from emodistill.util.files import folder_lock, read_json, write_json_atomic
 from emodistill.util.log import get_logger
 
 if TYPE_CHECKING:
@@ -109,7 +111,7 @@ def teacher_done(
     if cfg is None:
         return True
     if data is not None:
-        old = json.loads(result.read_text()).get("data")
+        old = read_json(result).get("data")
         if old is not None and old != data:
             log.warning(
                 f"[yellow]{kind} teacher of {fold_dir}:[/] the fold's data changed (manifest "
@@ -241,7 +243,7 @@ def train_teacher(
     ckpt_cb = trainer.checkpoint_callback
     best_path = Path(ckpt_cb.best_model_path) if ckpt_cb and ckpt_cb.best_model_path else None
     if best_path is None or not best_path.is_file():
-        best_path = work_dir / "checkpoints" / "best.ckpt"
+        best_path = checkpoint_path(work_dir, "best")
     if best_path.is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -281,7 +283,7 @@ def train_teacher(
     )
     write_json_atomic(teacher_result_path(fold_dir, kind), result)
     if not keep_checkpoints:
-        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(checkpoints_dir(work_dir), ignore_errors=True)
     return result
 
 
@@ -345,7 +347,7 @@ def train_teachers(
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for n, fold in enumerate(chosen, 1):
-        fold_dir = out / fold.id
+        fold_dir = fold_folder(out, fold.id)
         metrics_path = teacher_metrics_path(fold_dir)
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
@@ -354,7 +356,7 @@ def train_teachers(
         with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
             for kind in kinds:
                 if teacher_done(fold_dir, kind, cfg, fingerprint):
-                    res = json.loads(teacher_result_path(fold_dir, kind).read_text())
+                    res = read_json(teacher_result_path(fold_dir, kind))
                     # Cached outputs are keyed: this recomputes only if missing or stale.
                     train, val, test = fold_utterances(manifest, fold)
                     utts = train + val + test
@@ -389,7 +391,7 @@ def train_teachers(
         if not per_kind:
             continue
         _print_chance_report(manifest, fold, fold_dir, list(per_kind))
-        previous = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        previous = read_json(metrics_path) if metrics_path.is_file() else {}
         previous.update(per_kind)
         write_json_atomic(metrics_path, previous)
         results[fold.id] = previous
@@ -422,9 +424,7 @@ def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -
 
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
     """``RUN_DIR/teachers.json``: every fold's metrics (all folds on disk) and mean/std."""
-    folds_on_disk: dict[str, Any] = {}
-    for path in all_teacher_metrics(out):
-        folds_on_disk[path.parent.parent.name] = json.loads(path.read_text())
+    folds_on_disk = {fold: read_json(p) for fold, p in teacher_metrics_by_fold(out).items()}
     folds_on_disk.update(results)
     summary: dict[str, Any] = {"folds": folds_on_disk, "mean": {}, "std": {}}
     for kind in kinds:
