@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
-from emodistill.corpora.splits import Fold
+from emodistill.corpora.splits import Fold, FoldSplit
 from emodistill.evaluation.metrics import compute_metrics, mean_std
 from emodistill.models.folder import is_model_folder, read_config
 from emodistill.runs.layout import (
@@ -51,7 +51,7 @@ from emodistill.training.common import (
     seed_everything,
     total_steps,
 )
-from emodistill.training.teacher_cache import write_teacher_outputs
+from emodistill.training.teacher_cache import TeacherOutputs, write_teacher_outputs
 from emodistill.training.teacher_data import (
     LLDDataset,
     TextCollator,
@@ -61,6 +61,7 @@ from emodistill.training.teacher_data import (
     with_features,
 )
 from emodistill.training.teacher_module import TeacherModule
+from emodistill.training.teacher_weighting import validation_chance_report
 from emodistill.util.files import folder_lock, read_json, write_json_atomic
 from emodistill.util.log import get_logger
 
@@ -132,6 +133,7 @@ def train_teacher(
     progress: bool = True,
     keep_checkpoints: bool = False,
     callbacks: Sequence[Any] = (),
+    split: FoldSplit | None = None,
     **trainer_overrides: Any,
 ) -> dict[str, Any]:
     """Train one teacher on ``fold``, save it, cache its outputs, and test it.
@@ -147,6 +149,8 @@ def train_teacher(
         progress: progress bars.
         keep_checkpoints: keep ``teachers/train/<kind>/checkpoints`` after success.
         callbacks: extra Lightning callbacks (tests use them to interrupt or count steps).
+        split: the fold's :class:`~emodistill.corpora.splits.FoldSplit`, when the caller made
+            it already (default: computed here).
         trainer_overrides: passed to ``lightning.Trainer``.
 
     Returns:
@@ -156,7 +160,28 @@ def train_teacher(
     Raises:
         MissingTranscriptsError: linguistic teacher on utterances without transcripts.
     """
-    from emodistill.corpora.splits import fold_fingerprint, fold_utterances
+    split = split or FoldSplit.of(manifest, fold)
+    run = _train_teacher(
+        kind, manifest, split, cfg, out_dir, features, progress, keep_checkpoints, callbacks,
+        trainer_overrides,
+    )  # fmt: skip
+    return run[0]
+
+
+def _train_teacher(
+    kind: str,
+    manifest: Manifest,
+    split: FoldSplit,
+    cfg: Config,
+    out_dir: str | Path,
+    features: FeatureStore | None,
+    progress: bool,
+    keep_checkpoints: bool,
+    callbacks: Sequence[Any],
+    trainer_overrides: dict[str, Any],
+) -> tuple[dict[str, Any], TeacherOutputs | None]:
+    """:func:`train_teacher`'s work; also returns the teacher's outputs (in memory, for the
+    caller: nothing reads them back from disk)."""
     from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
     from emodistill.models.prosodic import ProsodicNetConfig, build_prosodic_net
 
@@ -165,7 +190,8 @@ def train_teacher(
     fold_dir = Path(out_dir)
     work_dir = teacher_work_dir(fold_dir, kind)
     labels = list(manifest.labels)
-    train, val, test = fold_utterances(manifest, fold)
+    fold = split.fold
+    train, val, test = split.parts
     if not train or not val:
         raise ValueError(
             f"fold {fold.id}: needs training and validation speakers "
@@ -237,7 +263,7 @@ def train_teacher(
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
-        return {}
+        return {}, None
 
     # Best validation-UA weights -> model folder.
     ckpt_cb = trainer.checkpoint_callback
@@ -278,13 +304,13 @@ def train_teacher(
         n_train=len(train),
         n_val=len(val),
         n_test=len(test),
-        data=fold_fingerprint(manifest, fold),
+        data=split.fingerprint,
         best_checkpoint=best_path.name if best_path.is_file() else None,
     )
     write_json_atomic(teacher_result_path(fold_dir, kind), result)
     if not keep_checkpoints:
         shutil.rmtree(checkpoints_dir(work_dir), ignore_errors=True)
-    return result
+    return result, cached
 
 
 # --------------------------------------------------------------------------- all folds
@@ -318,12 +344,7 @@ def train_teachers(
         ``{fold_id: {"linguistic": {"wa", "ua", "f1"}, "prosodic": {...}}}``; also written to
         ``RUN_DIR/teachers.json`` with mean and std over the folds.
     """
-    from emodistill.corpora.splits import (
-        config_folds,
-        fold_fingerprint,
-        fold_utterances,
-        select_folds,
-    )
+    from emodistill.corpora.splits import config_folds, select_folds
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.models.linguistic import check_transcripts
 
@@ -351,18 +372,18 @@ def train_teachers(
         metrics_path = teacher_metrics_path(fold_dir)
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
-        fingerprint = fold_fingerprint(manifest, fold)
+        split = FoldSplit.of(manifest, fold)
+        outputs: dict[str, TeacherOutputs | None] = {}
         # A second process on this run folder waits, then reuses these teachers.
         with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
             for kind in kinds:
-                if teacher_done(fold_dir, kind, cfg, fingerprint):
+                if teacher_done(fold_dir, kind, cfg, split.fingerprint):
                     res = read_json(teacher_result_path(fold_dir, kind))
                     # Cached outputs are keyed: this recomputes only if missing or stale.
-                    train, val, test = fold_utterances(manifest, fold)
-                    utts = train + val + test
+                    utts = split.train + split.val + split.test
                     if kind == "prosodic":
                         utts = [u for u in utts if u.id in features]
-                    write_teacher_outputs(
+                    outputs[kind] = write_teacher_outputs(
                         fold_dir,
                         kind,
                         utts,
@@ -377,8 +398,8 @@ def train_teachers(
                         f"teacher (test {', '.join(fold.test_speakers)}, "
                         f"val {', '.join(fold.val_speakers)})"
                     )
-                    res = train_teacher(
-                        kind, manifest, fold, cfg, fold_dir, features=features, progress=progress
+                    res, outputs[kind] = _train_teacher(
+                        kind, manifest, split, cfg, fold_dir, features, progress, False, (), {}
                     )
                     state = "trained"
                 if not res:  # non-zero DDP rank
@@ -390,7 +411,10 @@ def train_teachers(
                 )
         if not per_kind:
             continue
-        _print_chance_report(manifest, fold, fold_dir, list(per_kind))
+        # Each teacher's validation UA beside chance, from the outputs in memory.
+        outs = {kind: outputs[kind] for kind in per_kind}
+        for line in validation_chance_report(manifest.labels, split.val, outs):
+            log.info(f"  {line}")
         previous = read_json(metrics_path) if metrics_path.is_file() else {}
         previous.update(per_kind)
         write_json_atomic(metrics_path, previous)
@@ -399,27 +423,6 @@ def train_teachers(
     if results:
         _write_summary(out, results, kinds)
     return results
-
-
-def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -> None:
-    """Each teacher's validation UA beside chance, with a plain warning for one at chance."""
-    from emodistill.corpora.splits import fold_utterances
-    from emodistill.training.teacher_cache import load_fold_teachers
-    from emodistill.training.teacher_weighting import chance_report, teacher_validation_ua
-
-    _, val, _ = fold_utterances(manifest, fold)
-    try:
-        outputs = load_fold_teachers(fold_dir, kinds)
-        ids = [u.id for u in val if all(u.id in o for o in outputs.values())]
-    except (FileNotFoundError, ValueError):
-        return
-    if not ids:
-        return
-    labels = list(manifest.labels)
-    by_id = {u.id: labels.index(u.label) for u in val}
-    ua = teacher_validation_ua(outputs, ids, [by_id[i] for i in ids], len(labels))
-    for line in chance_report(ua, len(labels), len(ids), None):
-        log.info(f"  {line}")
 
 
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
