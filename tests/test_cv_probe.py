@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from test_distill import _one_thread, fresh_run, one_thread, prepared  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 
-def test_cv_probe_writes_probe_json_and_report_rows(prepared, tmp_path):  # noqa: F811
+def test_cv_probe_writes_probe_json_and_report_rows(prepared, tmp_path, monkeypatch):  # noqa: F811
     """A frozen tiny random encoder: `cv` runs the probe by default (probe.json in the format
     `emodistill probe` writes), the report and the model card put it beside the student, and a
     second `cv` reuses it; `--no-probe` leaves it out."""
     from emodistill.cli.app import app
+    from emodistill.features.prefix_cache import LayerMeans
 
     cfg = prepared["config"].override(
         {"seeds": [0], "student": {"trainable_layers": 0, "optim": {"epochs": 1}}}
@@ -22,9 +24,15 @@ def test_cv_probe_writes_probe_json_and_report_rows(prepared, tmp_path):  # noqa
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict()))
     run = fresh_run(prepared, tmp_path / "run")
     args = ["cv", str(prepared["manifest"]), "--out", str(run), "--config", str(cfg_file)]
+    # The students' prefix pass leaves every layer's means in the cache: the probe runs no
+    # encoder of its own.
+    monkeypatch.setattr(
+        LayerMeans, "_compute", lambda *a: pytest.fail("the probe ran the encoder again")
+    )
     with one_thread():
         result = CliRunner().invoke(app, [*args, "--variant", "no_teachers"])
     assert result.exit_code == 0, result.output
+    monkeypatch.undo()
 
     probe = json.loads((run / "probe" / "probe.json").read_text())
     assert probe["folds"] == ["g1", "g2"] and probe["key"]

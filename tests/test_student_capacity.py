@@ -306,11 +306,10 @@ def test_probe_writes_per_layer_results_on_a_tiny_random_encoder(tmp_path, monke
     from emodistill.corpora.manifest import Manifest, Utterance
     from emodistill.corpora.splits import make_folds
     from emodistill.evaluation.probe import run_probe
-    from emodistill.models import student as student_mod
+    from emodistill.models import encoders
 
-    monkeypatch.setattr(
-        student_mod, "load_encoder", lambda *_a, **_k: tiny_whisper_encoder(layers=2)
-    )
+    encoder = tiny_whisper_encoder(layers=2)
+    monkeypatch.setattr(encoders, "load_encoder", lambda *_a, **_k: encoder)
     rng = np.random.default_rng(0)
     utts = []
     for spk in range(4):
@@ -330,9 +329,13 @@ def test_probe_writes_per_layer_results_on_a_tiny_random_encoder(tmp_path, monke
         assert 0.0 <= row["mean"] <= 1.0
     assert saved["best_layer"] == res["best_layer"] and saved["n"] == 32
     assert (tmp_path / "out" / "probe.png").stat().st_size > 1000
-    # a second probe reads the cached states instead of running the encoder again
+    # one (layers + 1, H) mean per clip, cached: a second probe runs no encoder
     cache_files = sorted((tmp_path / "cache").rglob("*.npy"))
     assert len(cache_files) == 32
+    assert all(np.load(f).shape == (3, encoder.hidden_size) for f in cache_files)
+    monkeypatch.setattr(encoder, "embed", None)  # would fail if called
+    again = run_probe(manifest, folds, tmp_path / "o2", "tiny", tmp_path / "cache", progress=False)
+    assert again["layers"] == res["layers"]
 
 
 def test_report_says_which_teachers_taught_with_which_weight_and_why():

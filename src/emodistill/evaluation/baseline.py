@@ -103,6 +103,15 @@ def _classifier(cfg: BaselineConfig, c: float):
     return LogisticRegression(C=c, class_weight=cfg.class_weight, max_iter=cfg.max_iter)
 
 
+def _fit_predict(cfg: BaselineConfig, c: float, x, y, x_new) -> np.ndarray:
+    """Fit on (x, y), predict ``x_new``; a training set of one class predicts that class (the
+    linear models refuse to fit one class)."""
+    classes = np.unique(y)
+    if classes.size < 2:
+        return np.full(len(x_new), classes[0] if classes.size else 0, dtype=np.int64)
+    return _classifier(cfg, c).fit(x, y).predict(x_new)
+
+
 def _ua(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     return compute_metrics(y_true, y_pred, num_classes)["ua"]
 
@@ -132,14 +141,14 @@ def run_fold(
     if val.any():
         best = -1.0
         for value in cfg.c_values:  # ascending; a tie keeps the smaller (stronger-regularised) C
-            pred = _classifier(cfg, value).fit(xs[train], y[train]).predict(xs[val])
+            pred = _fit_predict(cfg, value, xs[train], y[train], xs[val])
             val_ua[f"{value:g}"] = score = _ua(y[val], pred, num_classes)
             if score > best:
                 best, c = score, value
     fit = train | val if cfg.refit else train
     if cfg.refit and val.any():
         xs = _standardize(x, fit, speakers, cfg.normalization)
-    pred = _classifier(cfg, c).fit(xs[fit], y[fit]).predict(xs[test])
+    pred = _fit_predict(cfg, c, xs[fit], y[fit], xs[test])
     return {
         "y_true": y[test].tolist(),
         "y_pred": pred.astype(int).tolist(),

@@ -48,19 +48,12 @@ def layer_states(
         ``(ids, pooled)`` with pooled (N, L + 1, H) float32: row i is utterance ``ids[i]``,
         column k the mean over valid frames of layer k's output (0 = embedding output).
     """
-    import torch
-
-    from emodistill.config import StudentConfig
-    from emodistill.features.prefix_cache import PrefixCache
-    from emodistill.models.student import build_student
+    from emodistill.features.prefix_cache import LayerMeans
+    from emodistill.models.encoders import load_encoder
 
     utts = list(utterances if utterances is not None else manifest.utterances)
-    cfg = StudentConfig(encoder=encoder, trainable_layers=0, layer_weights=True)
-    # Heads are never used: any sizes do; the cache key covers only the frozen encoder.
-    student = build_student(cfg, max(len(manifest.labels), 2), 8, 8)
-    with torch.inference_mode():
-        cache = PrefixCache(student, utts, cache_dir, max_seconds=max_seconds, progress=progress)
-    pooled = np.stack([np.asarray(cache[u.id], dtype=np.float32).mean(axis=1) for u in utts])
+    cache = LayerMeans(load_encoder(encoder), utts, cache_dir, max_seconds, progress)
+    pooled = cache.array([u.id for u in utts])
     return [u.id for u in utts], pooled
 
 

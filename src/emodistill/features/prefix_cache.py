@@ -54,11 +54,111 @@ def frozen_digest(student: torch.nn.Module) -> str:
         "states": student.prefix_states,
     }
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    for module in enc._frozen_modules():
+    _hash_modules(h, enc._frozen_modules())
+    return h.hexdigest()
+
+
+def _hash_modules(h, modules) -> None:
+    for module in modules:
         for name, t in sorted(module.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
+
+
+def encoder_digest(encoder: torch.nn.Module) -> str:
+    """Hex digest of a whole frozen encoder (architecture and every weight): the key of its
+    :class:`LayerMeans`."""
+    h = hashlib.sha256()
+    meta = {"version": CACHE_VERSION, "encoder": encoder.config_dict(), "what": "layer means"}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    _hash_modules(h, encoder.bottom_modules() + encoder.layer_modules() + encoder.finish_modules())
     return h.hexdigest()
+
+
+def _entry_paths(utterances, folder: Path, max_samples: int | None) -> dict[str, Path]:
+    """utt id -> its entry in ``folder``, named after the audio's content and the crop."""
+    crop = f"c{max_samples}" if max_samples else "whole"
+    paths = {}
+    for u in utterances:
+        try:
+            content = file_sha256(u.path)
+        except OSError as err:
+            raise OSError(f"{u.path}: cannot read audio for the encoder cache ({err})") from err
+        paths[u.id] = folder / f"{content[:40]}-{crop}.npy"
+    return paths
+
+
+def _load_clip(path, max_samples: int | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+    wav = centre_crop(load_audio(path), max_samples)
+    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(device)
+    return x, torch.tensor([x.shape[1]], device=device)
+
+
+def _all_states(encoder, x: torch.Tensor, lengths: torch.Tensor):
+    """Every state of a frozen encoder: embedding output, each layer's (the last after the
+    final norm) -> (list of L + 1 (B, T, H), frame_lengths (B,))."""
+    hidden, frame_lengths = encoder.embed(x, lengths)
+    states = [hidden]
+    for i in range(encoder.num_layers):
+        hidden = encoder.run_layers(hidden, frame_lengths, i, i + 1)
+        states.append(encoder.finish(hidden) if i == encoder.num_layers - 1 else hidden)
+    return states, frame_lengths
+
+
+def _means(states, frames: int) -> np.ndarray:
+    """(L + 1, H) float32: each state's mean over the clip's valid frames."""
+    return np.stack([s[0, :frames].float().mean(dim=0).cpu().numpy() for s in states])
+
+
+class LayerMeans:
+    """Mean over valid frames of every state of a frozen encoder, per utterance: a ``(L + 1,
+    H)`` float32 ``.npy`` each (the linear probe's features), keyed on the audio's content,
+    the crop and :func:`encoder_digest`. Kilobytes per clip, where the frames of every layer
+    would be megabytes. A frozen student's :class:`PrefixCache` writes them as a by-product of
+    its own pass, so probing its encoder costs no second pass.
+
+    ``cache.array(ids)`` -> (N, L + 1, H) float32.
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        utterances: Sequence[Any],
+        cache_dir: str | Path,
+        max_seconds: float | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
+        self.folder = layer_means_folder(cache_dir, encoder)
+        self.paths = _entry_paths(utterances, self.folder, self.max_samples)
+        missing = [u for u in utterances if not self.paths[u.id].is_file()]
+        self.computed = len(missing)
+        if missing:
+            self._compute(encoder, missing, progress)
+
+    def _compute(self, encoder, utterances, progress: bool) -> None:
+        from emodistill.util.progress import track
+
+        was_training = encoder.training
+        encoder.eval()
+        device = next(encoder.parameters()).device
+        try:
+            with torch.inference_mode():
+                for u in track(utterances, "frozen encoder, every layer", enabled=progress):
+                    states, frame_lengths = _all_states(
+                        encoder, *_load_clip(u.path, self.max_samples, device)
+                    )
+                    save_npy_atomic(self.paths[u.id], _means(states, int(frame_lengths[0])))
+        finally:
+            encoder.train(was_training)
+
+    def array(self, ids: Sequence[str]) -> np.ndarray:
+        return np.stack([np.load(self.paths[i], allow_pickle=False) for i in ids])
+
+
+def layer_means_folder(cache_dir: str | Path, encoder: torch.nn.Module) -> Path:
+    """Where :class:`LayerMeans` of ``encoder`` live under a prefix cache's root."""
+    return Path(cache_dir) / "layer-means" / encoder_digest(encoder)[:24]
 
 
 class PrefixCache:
@@ -84,16 +184,9 @@ class PrefixCache:
         progress: bool = True,
     ) -> None:
         self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
-        digest = frozen_digest(student)
-        self.folder = Path(cache_dir) / digest[:24]
-        self.paths: dict[str, Path] = {}
-        crop = f"c{self.max_samples}" if self.max_samples else "whole"
-        for u in utterances:
-            try:
-                content = file_sha256(u.path)
-            except OSError as err:
-                raise OSError(f"{u.path}: cannot read audio for the prefix cache ({err})") from err
-            self.paths[u.id] = self.folder / f"{content[:40]}-{crop}.npy"
+        self.cache_dir = Path(cache_dir)
+        self.folder = self.cache_dir / frozen_digest(student)[:24]
+        self.paths = _entry_paths(utterances, self.folder, self.max_samples)
         missing = [u for u in utterances if not self.paths[u.id].is_file()]
         self.computed = len(missing)
         if missing:
@@ -106,14 +199,31 @@ class PrefixCache:
         was_training = student.training
         student.eval()
         device = next(student.parameters()).device
+        enc = student.encoder
+        # A frozen student (every layer it runs is frozen): run the whole encoder once and keep
+        # the mean of every layer too (LayerMeans: the linear probe's features, no second pass).
+        means = None
+        if student.frozen_layers == student.depth:
+            means = layer_means_folder(self.cache_dir, enc)
         try:
             for u in track(utterances, "frozen encoder prefix", enabled=progress):
-                wav = centre_crop(load_audio(u.path), self.max_samples)
-                x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(device)
-                lengths = torch.tensor([x.shape[1]], device=device)
-                states, frame_lengths = student.prefix(x, lengths)
+                x, lengths = _load_clip(u.path, self.max_samples, device)
+                if means is None:
+                    states, frame_lengths = student.prefix(x, lengths)
+                    t = int(frame_lengths[0])
+                    save_npy_atomic(self.paths[u.id], states[0, :, :t].float().cpu().numpy())
+                    continue
+                with torch.no_grad():
+                    every, frame_lengths = _all_states(enc, x, lengths)
                 t = int(frame_lengths[0])
-                save_npy_atomic(self.paths[u.id], states[0, :, :t].float().cpu().numpy())
+                d = student.depth  # layer weights keep every state up to it
+                kept = every[: d + 1] if student.prefix_states > 1 else [every[d]]
+                save_npy_atomic(
+                    self.paths[u.id], torch.stack(kept, dim=1)[0, :, :t].float().cpu().numpy()
+                )
+                target = means / self.paths[u.id].name
+                if not target.is_file():
+                    save_npy_atomic(target, _means(every, t))
         finally:
             student.train(was_training)
 

@@ -149,13 +149,20 @@ def load_weights(folder: str | Path, device: str = "cpu") -> dict[str, Any]:
 
     Raises:
         NoModelFolder: no weights file (a save that did not finish).
+        ModelLoadError: a weights file that cannot be read (truncated), named.
     """
     from safetensors.torch import load_file
 
     path = weights_path(folder)
     if not path.is_file():
         raise NoModelFolder(f"{path}: no such file")
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # SafetensorError: truncated or overwritten file
+        raise ModelLoadError(
+            f"{path}: unreadable weights ({type(err).__name__}: {err}); the file is truncated or "
+            "corrupt: copy it again, or delete its folder and rerun the command that made it"
+        ) from err
 
 
 # --------------------------------------------------------------------------- writing

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emodistill.config import OptimConfig, TrainerConfig
-from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME, checkpoint_path, checkpoints_dir
+from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME, checkpoints_dir
 
 #: Values of ``trainer.logger``.
 LOGGERS = ("csv", "tensorboard")
@@ -50,12 +50,6 @@ def _devices(value: str | int) -> str | int:
     return int(text) if text.isdigit() else text
 
 
-def last_checkpoint(out_dir: str | Path) -> Path | None:
-    """``out_dir/checkpoints/last.ckpt`` when an interrupted run left one, else None."""
-    path = checkpoint_path(out_dir, "last")
-    return path if path.is_file() else None
-
-
 def make_trainer(
     cfg: TrainerConfig,
     out_dir: str | Path,
@@ -81,6 +75,8 @@ def make_trainer(
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from emodistill.training.resume import AtomicCheckpointIO
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +123,8 @@ def make_trainer(
         accumulate_grad_batches=accumulate_grad_batches,
         deterministic=False,
         num_sanity_val_steps=0,
+        # Checkpoints written beside their target and renamed: a kill never leaves half a file.
+        plugins=[AtomicCheckpointIO()],
     )
     kwargs.update(overrides)
     # Lightning warns about few dataloader workers and small log intervals on tiny data: noise.
@@ -143,11 +141,12 @@ def make_loggers(cfg: TrainerConfig, out_dir: str | Path, logger_name: str = LOG
         ValueError: ``cfg.logger`` is not one of :data:`LOGGERS`.
         ImportError: ``tensorboard`` asked for but not installed (says how to install it).
     """
-    from lightning.pytorch.loggers import CSVLogger
+    from emodistill.training.resume import continuing_csv_logger
 
     if cfg.logger not in LOGGERS:
         raise ValueError(f"trainer.logger must be one of {', '.join(LOGGERS)}; got {cfg.logger!r}")
-    loggers: list[Any] = [CSVLogger(str(out_dir), name=logger_name, version="")]
+    # A resumed stage continues its metrics.csv (Lightning's CSVLogger would start it afresh).
+    loggers: list[Any] = [continuing_csv_logger(out_dir, logger_name)]
     if cfg.logger == "tensorboard":
         import importlib.util
 
@@ -259,7 +258,9 @@ def configure_adamw(
 
 def total_steps(n_examples: int, batch_size: int, epochs: int, accumulate: int = 1) -> int:
     """Optimizer steps of a full run (for the LR schedule), at least 1."""
-    per_epoch = math.ceil(max(1, n_examples) / max(1, batch_size))
+    from emodistill.training.sampling import num_batches
+
+    per_epoch = num_batches(max(1, n_examples), batch_size)  # a last batch of one is merged
     return max(1, math.ceil(per_epoch / max(1, accumulate)) * max(1, epochs))
 
 

@@ -61,7 +61,6 @@ from emodistill.runs.layout import (
 from emodistill.training.distill import distill
 from emodistill.util.files import (
     folder_lock,
-    is_rank_zero,
     read_json,
     write_json_atomic,
     write_text_atomic,
@@ -287,8 +286,6 @@ def cross_validate(
     _, selected = _select(m, cfg, folds)
     if v.teachers_needed(cfg.distill) and not teachers_ready:
         ensure_teachers(m, run_dir, cfg, selected, progress)
-    if v.teacher is None and probe_enabled(cfg, probe) and is_rank_zero():
-        ensure_run_probe(m, run_dir, cfg, progress)
     rank0 = True
     for fold in selected:
         for seed in [cfg.seed] if v.teacher is not None else cfg.run_seeds():
@@ -306,6 +303,11 @@ def cross_validate(
             rank0 = rank0 and result != {}
     if not rank0:
         return {}
+    # After the students: a frozen student's prefix pass left every layer's means in the cache,
+    # so the probe runs no encoder. An array task (one fold) leaves it to the aggregating run.
+    every = all_folds(m, cfg)
+    if v.teacher is None and probe_enabled(cfg, probe) and len(selected) == len(every):
+        ensure_run_probe(m, run_dir, cfg, progress)
     return aggregate_run(m, run_dir, cfg, v) or {}
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emodistill.audio import SAMPLE_RATE, audio_info, load_audio
 from emodistill.corpora.manifest import Utterance
+from emodistill.training.sampling import cut_batches
 
 #: Evaluation clips longer than this are centre-cropped (Whisper's encoder takes at most 30 s).
 EVAL_MAX_SECONDS = 30.0
@@ -207,7 +208,8 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
     """Batches of utterances of similar length, DDP-sharded by the sampler itself.
 
     Training (``shuffle=True``): each epoch a permutation from ``(seed, epoch)`` is cut into
-    pools of ``bucket_batches`` batches, each pool is sorted by length and cut into batches, and
+    pools of ``bucket_batches`` batches, each pool is sorted by length and cut into batches
+    (:func:`~emodistill.training.sampling.cut_batches`: never a batch of one clip), and
     the batches are shuffled — similar lengths per batch, random order of batches. Evaluation:
     batches of the length-sorted utterances. With ``W`` DDP ranks the batch list is padded to a
     multiple of ``W`` (training: by repeating batches; evaluation: by items marked invalid) and
@@ -241,12 +243,12 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
         if self.shuffle:
             rng = np.random.default_rng([self.seed, self.sampler.epoch])
             order = rng.permutation(n)
-            pool = bs * self.bucket_batches
             batches = []
-            for start in range(0, n, pool):
-                chunk = order[start : start + pool]
-                chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-                batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
+            # cut_batches (pools and batches alike): a last one of one clip joins the previous
+            # one, so BatchNorm layers never see a training batch of one.
+            for chunk in cut_batches(order.tolist(), bs * self.bucket_batches):
+                chunk = np.asarray(chunk)[np.argsort(-self.lengths[chunk], kind="stable")]
+                batches += cut_batches(chunk.tolist(), bs)
             return [batches[j] for j in rng.permutation(len(batches))]
         order = np.argsort(-self.lengths, kind="stable")
         return [order[i : i + bs].tolist() for i in range(0, n, bs)]
@@ -262,8 +264,8 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
         batches = [[(i, epoch, True) for i in b] for b in self._batches()]
         short = (-len(batches)) % world
         if short:
-            if self.shuffle:
-                batches += batches[:short]
+            if self.shuffle:  # cycling: fewer batches than ranks still fills every rank
+                batches += [batches[j % len(batches)] for j in range(short)]
             else:
                 filler = [(i, epoch, False) for i, _, _ in batches[0]]
                 batches += [filler] * short

@@ -40,7 +40,6 @@ from emodistill.runs.layout import (
 )
 from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
-    last_checkpoint,
     make_optim_trainer,
     resolve_precision,
     seed_everything,
@@ -59,6 +58,8 @@ from emodistill.training.predictions import (
     teacher_predictions,
     write_predictions,
 )
+from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
+from emodistill.training.sampling import check_trainable
 from emodistill.training.teacher_cache import load_fold_teachers
 from emodistill.training.teacher_weighting import (
     chance_report,
@@ -205,6 +206,7 @@ def _train_student(
             f"fold {fold.id}: needs training, validation and test utterances (got "
             f"{len(train_utts)}, {len(val_utts)}, {len(test_utts)})"
         )
+    check_trainable(len(train_utts), f"fold {fold.id}'s {v.name} student")
     label_index = {lab: i for i, lab in enumerate(manifest.labels)}
     n_classes = len(manifest.labels)
     scfg = cfg.student
@@ -280,9 +282,12 @@ def _train_student(
     strategy = _strategy_for(cfg.trainer.strategy, student)
     if strategy != cfg.trainer.strategy and "strategy" not in overrides:
         overrides["strategy"] = strategy
+    # Resume only this very stage (same config, same fold data): training/resume.py.
+    key = stage_key({"config": config_key(eff_cfg), "data": data})
+    stage = f"{v.name} student (fold {fold.id}, seed {cfg.seed})"
+    resume = resume_checkpoint(wdir, key, stage)
     trainer = make_optim_trainer(cfg.trainer, wdir, optim, progress=progress, **overrides)
-    trainer.callbacks.extend(callbacks)
-    resume = last_checkpoint(wdir)
+    trainer.callbacks.extend([ResumeState(key), *callbacks])
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     if trainer.global_rank != 0:
         return {}

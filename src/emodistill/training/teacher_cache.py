@@ -131,8 +131,16 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
         )
     meta = read_json(meta_path)
     ids = read_json(folder / "ids.json")
-    logits = np.load(folder / "logits.npy", mmap_mode="r", allow_pickle=False)
-    embeddings = np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    arrays = []
+    for name in ("logits.npy", "embeddings.npy"):
+        try:
+            arrays.append(np.load(folder / name, mmap_mode="r", allow_pickle=False))
+        except (ValueError, OSError) as err:  # truncated: np.load names no file
+            raise ValueError(
+                f"{folder / name}: unreadable ({err}); delete {folder} to rebuild it "
+                "(train-teachers recomputes a cache it cannot read)"
+            ) from err
+    logits, embeddings = arrays
     if not (len(ids) == logits.shape[0] == embeddings.shape[0] == meta.get("n")):
         raise ValueError(
             f"{folder}: inconsistent cache (ids {len(ids)}, logits {logits.shape}, "

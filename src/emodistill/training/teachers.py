@@ -8,11 +8,9 @@ Per fold (``fold_dir = RUN_DIR/<fold.id>``)::
     teachers/train/<kind>/                     Lightning work: checkpoints/, logs/metrics.csv,
                                                result.json (test metrics + training facts)
 
-Model selection and early stopping use UA on the fold's validation speakers only; the test
-speaker's utterances are touched once, after training, to compute the test metrics.
-Checkpoints (``last.ckpt`` each epoch) let an interrupted run resume where it stopped; they are
-deleted once a teacher is saved, unless ``keep_checkpoints``.
-"""
+Model selection uses validation speakers only; test speakers are scored once, after training.
+Per-epoch checkpoints (``training/resume.py``) resume an interrupted run at its last finished
+epoch and are deleted once a teacher is saved (unless ``keep_checkpoints``)."""
 
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
@@ -46,11 +44,12 @@ from emodistill.runs.layout import (
 from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
     class_weights_of,
-    last_checkpoint,
     make_optim_trainer,
     seed_everything,
     total_steps,
 )
+from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
+from emodistill.training.sampling import MergingBatchSampler, check_trainable
 from emodistill.training.teacher_cache import TeacherOutputs, write_teacher_outputs
 from emodistill.training.teacher_data import (
     LLDDataset,
@@ -161,25 +160,15 @@ def train_teacher(
         MissingTranscriptsError: linguistic teacher on utterances without transcripts.
     """
     split = split or FoldSplit.of(manifest, fold)
-    run = _train_teacher(
-        kind, manifest, split, cfg, out_dir, features, progress, keep_checkpoints, callbacks,
-        trainer_overrides,
-    )  # fmt: skip
-    return run[0]
+    run = (features, progress, keep_checkpoints, callbacks, trainer_overrides)
+    return _train_teacher(kind, manifest, split, cfg, out_dir, *run)[0]
 
 
 def _train_teacher(
-    kind: str,
-    manifest: Manifest,
-    split: FoldSplit,
-    cfg: Config,
-    out_dir: str | Path,
-    features: FeatureStore | None,
-    progress: bool,
-    keep_checkpoints: bool,
-    callbacks: Sequence[Any],
-    trainer_overrides: dict[str, Any],
-) -> tuple[dict[str, Any], TeacherOutputs | None]:
+    kind: str, manifest: Manifest, split: FoldSplit, cfg: Config, out_dir: str | Path,
+    features: FeatureStore | None, progress: bool, keep_checkpoints: bool,
+    callbacks: Sequence[Any], trainer_overrides: dict[str, Any],
+) -> tuple[dict[str, Any], TeacherOutputs | None]:  # fmt: skip
     """:func:`train_teacher`'s work; also returns the teacher's outputs (in memory, for the
     caller: nothing reads them back from disk)."""
     from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
@@ -204,6 +193,7 @@ def _train_teacher(
         train = with_features(train, features, "training")
         val = with_features(val, features, "validation")
         test = with_features(test, features, "test")
+    check_trainable(len(train), f"fold {fold.id}'s {kind} teacher")
 
     seed_everything(cfg.seed)
     if kind == "linguistic":
@@ -246,19 +236,25 @@ def _train_teacher(
         persistent_workers=cfg.trainer.num_workers > 0,
     )
     generator = torch.Generator().manual_seed(cfg.seed)
+    # Never a training batch of one clip (BatchNorm): a last one joins the batch before it.
+    sampler = RandomSampler(train_set, generator=generator)
     train_loader = DataLoader(
-        train_set, batch_size=optim.batch_size, shuffle=True, generator=generator, **loader_kw
+        train_set,
+        batch_sampler=MergingBatchSampler(sampler, optim.batch_size, drop_last=False),
+        generator=generator,
+        **loader_kw,
     )
     val_loader = DataLoader(val_set, batch_size=max(optim.batch_size, 32), **loader_kw)
 
+    # Resume the last finished epoch of an interrupted run of this very stage (same config
+    # section, same fold data); anything else starts from epoch 0 (training/resume.py).
+    data = split.fingerprint
+    key = stage_key({"config": _relevant_config(cfg.to_dict(), kind), "data": data})
+    resume = resume_checkpoint(work_dir, key, f"{kind} teacher (fold {fold.id})")
     trainer = make_optim_trainer(
         cfg.trainer, work_dir, optim, progress=progress, **trainer_overrides
     )
-    if callbacks:
-        trainer.callbacks.extend(callbacks)
-    resume = last_checkpoint(work_dir)
-    if resume is not None:
-        log.info(f"[cyan]{kind} teacher, fold {fold.id}:[/] resuming from {resume}")
+    trainer.callbacks.extend([ResumeState(key, generators=[generator]), *callbacks])
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
@@ -304,7 +300,7 @@ def _train_teacher(
         n_train=len(train),
         n_val=len(val),
         n_test=len(test),
-        data=split.fingerprint,
+        data=data,
         best_checkpoint=best_path.name if best_path.is_file() else None,
     )
     write_json_atomic(teacher_result_path(fold_dir, kind), result)
