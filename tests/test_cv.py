@@ -164,9 +164,14 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     assert set(summary["columns"]) == {
         "linguistic_teacher_only",
         "prosodic_teacher_only",
+        "linear_probe",
         "no_teachers",
         "full",
     }
+    # the linear probe on the students' frozen features: its own column and probe.json
+    probe = json.loads((out / "probe" / "probe.json").read_text())
+    assert summary["columns"]["linear_probe"]["layer"] == probe["best_layer"]
+    assert "probe" in result.output
     assert summary["folds"] == ["g1", "g2"]
     assert (out / "model" / "config.json").is_file()
     assert (out / "model" / "model.safetensors").is_file()
