@@ -184,3 +184,78 @@ def test_no_module_over_450_lines():
         if (n := len(path.read_text().splitlines())) > 450
     }
     assert long == {}
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    """Calls of ``name`` or ``<anything>.name`` in ``tree``."""
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Name) and node.func.id == name)
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == name)
+        )
+    ]
+
+
+def _sources(*skip: str) -> dict[str, ast.AST]:
+    """Every module of src/ but ``skip`` (paths relative to src/emodistill), parsed."""
+    root = SRC / "emodistill"
+    return {
+        str(path.relative_to(root)): ast.parse(path.read_text())
+        for path in sorted(root.rglob("*.py"))
+        if str(path.relative_to(root)) not in skip
+    }
+
+
+def test_json_files_are_read_through_read_json():
+    """util/files.read_json is the one reader of a JSON file (json.loads of a string stays)."""
+    found = []
+    for name, tree in _sources("util/files.py").items():
+        for call in _calls(tree, "load"):
+            if isinstance(call.func, ast.Attribute) and ast.unparse(call.func.value) == "json":
+                found.append(f"{name}:{call.lineno} json.load")
+        for call in _calls(tree, "loads"):
+            if _calls(call, "read_text") or _calls(call, "read_bytes"):
+                found.append(f"{name}:{call.lineno} json.loads(... .read_text())")
+            if any(
+                isinstance(n, ast.Call) and ast.unparse(n.func) == "open" for n in ast.walk(call)
+            ):
+                found.append(f"{name}:{call.lineno} json.loads(open(...))")
+    assert found == []
+
+
+def test_folds_come_from_a_config_through_config_folds():
+    """Only corpora/splits.py calls make_folds (config_folds: the one place a config's folds:
+    section becomes folds; the CLI's --scheme/--groups options override a FoldConfig)."""
+    found = [
+        f"{name}:{call.lineno}"
+        for name, tree in _sources("corpora/splits.py").items()
+        for call in _calls(tree, "make_folds")
+    ]
+    assert found == []
+
+
+#: Names of files and folders inside a run folder: only runs/layout.py joins them onto a path.
+RUN_NAMES = {
+    "teachers", "student", "student_train", "variants", "seeds", "outputs", "train", "folds",
+    "checkpoints", "logs", "probe", ".prefix-cache", "best.ckpt", "last.ckpt", "results.json",
+    "report.md", "confusion.png", "curves.png", "predictions.json", "teaching.json",
+    "teachers.json", "metrics.json", "result.json", "probe.json", "probe.png", "baseline.json",
+    "labels.json", "metrics.csv",
+}  # fmt: skip
+
+
+def test_run_folder_paths_live_in_runs_layout_only():
+    """No ``path / "student"`` (or any other run-folder name) outside runs/layout.py."""
+    found = [
+        f"{name}:{node.lineno} / {node.right.value!r}"
+        for name, tree in _sources("runs/layout.py").items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Div)
+        and isinstance(node.right, ast.Constant)
+        and node.right.value in RUN_NAMES
+    ]
+    assert found == []

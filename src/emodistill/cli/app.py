@@ -90,23 +90,19 @@ def baseline_cmd(
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel extraction processes."),
 ) -> None:
     """eGeMAPS functionals + linear model on the same folds as cv; results.json in cv format."""
-    from emodistill.config import load_config
+    from dataclasses import replace
+
+    from emodistill.config import FoldConfig, load_config
     from emodistill.corpora.manifest import ManifestError, load_manifest
-    from emodistill.corpora.splits import make_folds, select_folds
+    from emodistill.corpora.splits import config_folds, select_folds
     from emodistill.evaluation.baseline import BaselineConfig, run_baseline
 
     try:
-        fc = load_config(config).folds if config else None
+        fc = load_config(config).folds if config else FoldConfig()
+        options = dict(scheme=scheme or None, groups=groups, val_speakers=val_speakers, seed=seed)
+        fc = replace(fc, **{k: v for k, v in options.items() if v is not None})
         m = load_manifest(manifest)
-        chosen = dict(
-            scheme=scheme or (fc.scheme if fc else "speaker"),
-            groups=groups if groups is not None else (fc.groups if fc else 5),
-            val_speakers=val_speakers
-            if val_speakers is not None
-            else (fc.val_speakers if fc else 1),
-            seed=seed if seed is not None else (fc.seed if fc else 0),
-        )
-        selected = select_folds(make_folds(m, **chosen), folds)
+        selected = select_folds(config_folds(m, fc), folds)
         cfg = BaselineConfig(classifier=classifier, normalization=normalization)
         res = run_baseline(m, selected, out, cfg, cache_dir=cache, workers=workers, progress=True)
     except (ManifestError, FileNotFoundError, ValueError) as err:
@@ -133,6 +129,7 @@ def probe_cmd(
     from emodistill.corpora.manifest import load_manifest
     from emodistill.corpora.splits import config_folds, select_folds
     from emodistill.evaluation.probe import run_probe
+    from emodistill.runs.layout import probe_file
     from emodistill.training.distill import prefix_cache_dir
 
     cfg = load_config(config)
@@ -149,7 +146,7 @@ def probe_cmd(
         )
     console.print(
         f"{enc}: {res['n']} utterances, {len(selected)} fold(s), {res['seconds']:.0f} s; "
-        f"wrote {out / 'probe.json'} and {out / 'probe.png'}"
+        f"wrote {probe_file(out)} and {probe_file(out, '.png')}"
     )
 
 
@@ -321,7 +318,6 @@ def compare_cmd(
     Two-file form: ``compare VARIANT/results.json BASELINE/results.json`` writes the JSON
     beside the first file (or to --out).
     """
-    import json
 
     from rich.table import Table
 
@@ -334,13 +330,15 @@ def compare_cmd(
     else:
         a_path, b_path = first, second
         dest = out or compare_path(first.parent, variant, baseline)
+    from emodistill.util.files import read_json
+
     try:
-        a = json.loads(Path(a_path).read_text())
-        b = json.loads(Path(b_path).read_text())
+        a = read_json(a_path)
+        b = read_json(b_path)
         cmp = compare_results(a, b, variant, baseline)
     except FileNotFoundError as err:
         fail(f"{err.filename}: no such results file (run cv for that variant first)")
-    except (json.JSONDecodeError, KeyError, ValueError) as err:
+    except (KeyError, ValueError) as err:
         fail(f"{a_path} / {b_path}: {err}")
     from emodistill.util.files import write_json_atomic
 

@@ -15,7 +15,6 @@ turns that into a manifest:
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +52,13 @@ class CorpusRead:
             shown.append(str(what))
 
 
+#: The four classes mapped onto themselves: the 4-class mapping of every corpus whose full set
+#: contains them under these names.
+IDENTITY_4 = {lab: lab for lab in ("neutral", "happy", "angry", "sad")}
+#: Leave-one-speaker-out with one validation speaker: most corpora's default folds.
+SPEAKER_FOLDS = {"scheme": "speaker", "val_speakers": 1}
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     """A corpus: its reader, its 4-class mapping and its default speaker-independent folds.
@@ -66,8 +72,8 @@ class CorpusSpec:
     name: str
     title: str
     read: Callable[[Path], CorpusRead]
-    four_class: Mapping[str, str]
-    default_folds: Mapping[str, Any]
+    four_class: Mapping[str, str] = field(default_factory=lambda: dict(IDENTITY_4))
+    default_folds: Mapping[str, Any] = field(default_factory=lambda: dict(SPEAKER_FOLDS))
     language: str = "en"
     note: str = ""
 
@@ -262,45 +268,6 @@ def audio_files(root: Path, suffixes: Sequence[str] = (".wav",)) -> list[Path]:
             if not name.startswith(".") and path.suffix.lower() in wanted and path.is_file():
                 found.append(path)
     return sorted(found)
-
-
-#: The four classes mapped onto themselves: the 4-class mapping of every corpus whose full set
-#: contains them under these names.
-IDENTITY_4 = {lab: lab for lab in ("neutral", "happy", "angry", "sad")}
-
-
-def read_by_name(
-    root: Path,
-    pattern: re.Pattern[str],
-    make: Callable[[re.Match[str], Path], Utterance | str],
-    scheme: str,
-    suffixes: Sequence[str] = (".wav",),
-) -> CorpusRead:
-    """Read a corpus whose file names code everything (speaker, emotion, sentence).
-
-    Every audio file below ``root`` whose stem matches ``pattern`` is passed to ``make``, which
-    returns an :class:`Utterance` or a skip reason; other files are skipped as not following
-    ``scheme`` (a short description of the naming rule, shown in the summary). A second file
-    with an id already seen (the same name in two folders, e.g. a copy nested in the release) is
-    skipped as a duplicate.
-    """
-    read = CorpusRead()
-    seen: set[str] = set()
-    for path in audio_files(root, suffixes):
-        rel = path.relative_to(root)
-        m = pattern.match(path.stem)
-        if m is None:
-            read.skip(f"name does not follow {scheme}", rel)
-            continue
-        made = make(m, path)
-        if isinstance(made, str):
-            read.skip(made, rel)
-        elif made.id in seen:
-            read.skip("duplicate file name (an earlier copy was kept)", rel)
-        else:
-            seen.add(made.id)
-            read.utterances.append(made)
-    return read
 
 
 def read_text_lenient(path: Path) -> str:

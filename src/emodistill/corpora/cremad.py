@@ -9,14 +9,15 @@ sentence codes, emotion ANG/DIS/FEA/HAP/NEU/SAD, level LO/MD/HI/XX (unspecified)
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from emodistill.corpora.base import IDENTITY_4, CorpusRead, CorpusSpec, read_by_name
-from emodistill.corpora.manifest import Utterance
+from emodistill.corpora.base import CorpusSpec
+from emodistill.corpora.by_name import Code, NameRule
 
 NAME = re.compile(
     r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$"
 )
+SCHEME = "the CREMA-D rule (1001_DFA_ANG_XX)"
+NOTE = "Expected AudioWAV/1001_DFA_ANG_XX.wav-style names."
 EMOTIONS = {
     "ANG": "angry",
     "DIS": "disgust",
@@ -41,33 +42,10 @@ SENTENCES = {
     "WSI": "We'll stop in a couple of minutes.",
 }
 
-
-def _make(m: re.Match[str], path: Path) -> Utterance | str:
-    label = EMOTIONS.get(m["emotion"])
-    if label is None:
-        return f"unknown emotion code {m['emotion']!r}"
-    if m["sentence"] not in SENTENCES:
-        return f"unknown sentence code {m['sentence']!r}"
-    return Utterance(
-        id=path.stem,
-        path=path.absolute(),
-        label=label,
-        speaker=m["actor"],
-        transcript=SENTENCES[m["sentence"]],
-    )
-
-
-def read(root: Path) -> CorpusRead:
-    """All CREMA-D wavs below ``root``."""
-    return read_by_name(root, NAME, _make, "the CREMA-D rule (1001_DFA_ANG_XX)")
-
-
-SPEC = CorpusSpec(
-    name="crema-d",
-    title="CREMA-D",
-    read=read,
-    four_class=IDENTITY_4,
-    # 91 actors: 10 seeded speaker groups (9-10 test actors each) instead of 91 folds.
-    default_folds={"scheme": "groups", "groups": 10, "val_speakers": 8},
-    note="Expected AudioWAV/1001_DFA_ANG_XX.wav-style names.",
+EMOTION = Code(EMOTIONS, "emotion code")
+RULE = NameRule(
+    NAME, SCHEME, EMOTION, Code(SENTENCES, "sentence code", "sentence"), speaker="actor"
 )
+# 91 actors: 10 seeded speaker groups (9-10 test actors each) instead of 91 folds.
+GROUPS = {"scheme": "groups", "groups": 10, "val_speakers": 8}
+SPEC = CorpusSpec("crema-d", "CREMA-D", RULE.read, default_folds=GROUPS, note=NOTE)

@@ -9,12 +9,13 @@ documentation, emodb.bilderbar.info/docu): positions 1-2 speaker (03, 08, ..., 1
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from emodistill.corpora.base import IDENTITY_4, CorpusRead, CorpusSpec, read_by_name
-from emodistill.corpora.manifest import Utterance
+from emodistill.corpora.base import CorpusSpec
+from emodistill.corpora.by_name import Code, NameRule
 
 NAME = re.compile(r"^(?P<speaker>\d\d)(?P<text>[ab]\d\d)(?P<emotion>[A-Z])(?P<version>[a-z])$")
+SCHEME = "the EmoDB rule (03a01Fa: speaker, text, emotion)"
+NOTE = "Expected ROOT/wav/03a01Fa.wav-style names."
 #: German emotion letter -> shared label name.
 EMOTIONS = {
     "W": "angry",  # Ärger (Wut)
@@ -39,33 +40,7 @@ SENTENCES = {
     "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen.",
 }
 
-
-def _make(m: re.Match[str], path: Path) -> Utterance | str:
-    label = EMOTIONS.get(m["emotion"])
-    if label is None:
-        return f"unknown emotion letter {m['emotion']!r}"
-    if m["text"] not in SENTENCES:
-        return f"unknown text code {m['text']!r}"
-    return Utterance(
-        id=path.stem,
-        path=path.absolute(),
-        label=label,
-        speaker=m["speaker"],
-        transcript=SENTENCES[m["text"]],
-    )
-
-
-def read(root: Path) -> CorpusRead:
-    """All EmoDB wavs below ``root`` (see the module docstring for the name rule)."""
-    return read_by_name(root, NAME, _make, "the EmoDB rule (03a01Fa: speaker, text, emotion)")
-
-
-SPEC = CorpusSpec(
-    name="emodb",
-    title="EmoDB",
-    read=read,
-    four_class=IDENTITY_4,
-    default_folds={"scheme": "speaker", "val_speakers": 1},
-    language="de",
-    note="Expected ROOT/wav/03a01Fa.wav-style names.",
+RULE = NameRule(
+    NAME, SCHEME, Code(EMOTIONS, "emotion letter"), Code(SENTENCES, "text code", "text")
 )
+SPEC = CorpusSpec("emodb", "EmoDB", RULE.read, language="de", note=NOTE)

@@ -16,16 +16,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emodistill.corpora.base import (
-    IDENTITY_4,
-    CorpusRead,
-    CorpusSpec,
-    audio_files,
-    read_text_lenient,
-)
-from emodistill.corpora.manifest import Utterance
+from emodistill.corpora.base import CorpusRead, CorpusSpec, read_text_lenient
+from emodistill.corpora.by_name import Made, name_utterance, read_by_name
 
 NAME = re.compile(r"^(?P<speaker>\d{4})_(?P<number>\d{6})$")
+SCHEME = "the ESD rule (0011_000351)"
+NOTE = "Expected 0011/Angry/[train/]0011_000351.wav-style paths."
 ENGLISH = {f"{n:04d}" for n in range(11, 21)}
 EMOTIONS = {
     "angry": "angry",
@@ -51,19 +47,12 @@ def read_texts(speaker_dir: Path) -> dict[str, tuple[str, str]]:
 
 def read(root: Path) -> CorpusRead:
     """All English ESD wavs below ``root``, with the speaker table's transcripts."""
-    result = CorpusRead()
     texts: dict[str, dict[str, tuple[str, str]]] = {}
-    seen: set[str] = set()
-    for path in audio_files(root):
-        rel = path.relative_to(root)
-        m = NAME.match(path.stem)
-        if m is None:
-            result.skip("name does not follow the ESD rule (0011_000351)", rel)
-            continue
+
+    def make(m: re.Match[str], path: Path) -> Made:
         speaker = m["speaker"]
         if speaker not in ENGLISH:
-            result.skip("Mandarin speaker (0001-0010; only the English part is read)", rel)
-            continue
+            return "Mandarin speaker (0001-0010; only the English part is read)"
         speaker_dir = next((p for p in path.parents if p.name == speaker), None)
         if speaker_dir is not None and speaker not in texts:
             texts[speaker] = read_texts(speaker_dir)
@@ -71,29 +60,10 @@ def read(root: Path) -> CorpusRead:
         folder = next((p.name for p in path.parents if p.name.lower() in EMOTIONS), word)
         label = EMOTIONS.get(folder.lower())
         if label is None:
-            result.skip("emotion unknown (no emotion folder, not in the speaker's .txt)", rel)
-            continue
-        if path.stem in seen:
-            result.skip("duplicate file name (an earlier copy was kept)", rel)
-            continue
-        seen.add(path.stem)
-        result.utterances.append(
-            Utterance(
-                id=path.stem,
-                path=path.absolute(),
-                label=label,
-                speaker=speaker,
-                transcript=text or None,
-            )
-        )
-    return result
+            return "emotion unknown (no emotion folder, not in the speaker's .txt)"
+        return name_utterance(path, label, speaker, text or None)
+
+    return read_by_name(root, NAME, make, SCHEME)
 
 
-SPEC = CorpusSpec(
-    name="esd",
-    title="ESD (English)",
-    read=read,
-    four_class=IDENTITY_4,
-    default_folds={"scheme": "speaker", "val_speakers": 1},
-    note="Expected 0011/Angry/[train/]0011_000351.wav-style paths.",
-)
+SPEC = CorpusSpec("esd", "ESD (English)", read, note=NOTE)

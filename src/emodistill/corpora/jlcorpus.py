@@ -11,21 +11,19 @@ transcript in the ``.txt`` file of the same name. Speakers ``female1``, ``female
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from emodistill.corpora.base import (
-    IDENTITY_4,
-    CorpusRead,
-    CorpusSpec,
-    read_by_name,
-    read_text_lenient,
-)
+from emodistill.corpora.base import CorpusSpec, read_text_lenient
+from emodistill.corpora.by_name import Code, NameRule
 from emodistill.corpora.manifest import Utterance
 
 NAME = re.compile(
     r"^(?P<speaker>(?:fe)?male[12])_(?P<emotion>[a-z]+)_(?P<sentence>\d+)(?P<take>[ab])_"
     r"(?P<session>[12])$"
 )
+SCHEME = "the JL-Corpus rule (female1_angry_10a_1)"
+NOTE = "Expected female1_angry_10a_1.wav-style names."
 EMOTIONS = (
     "angry",
     "sad",
@@ -40,30 +38,13 @@ EMOTIONS = (
 )
 
 
-def _make(m: re.Match[str], path: Path) -> Utterance | str:
-    if m["emotion"] not in EMOTIONS:
-        return f"unknown emotion {m['emotion']!r}"
+def _transcript(u: Utterance, m: re.Match[str], path: Path) -> Utterance:
+    """The transcript in the ``.txt`` file of the same name (white space folded)."""
     txt = path.with_suffix(".txt")
     text = read_text_lenient(txt).strip() if txt.is_file() else ""
-    return Utterance(
-        id=path.stem,
-        path=path.absolute(),
-        label=m["emotion"],
-        speaker=m["speaker"],
-        transcript=" ".join(text.split()) or None,
-    )
+    return replace(u, transcript=" ".join(text.split()) or None)
 
 
-def read(root: Path) -> CorpusRead:
-    """All JL-Corpus wavs below ``root``, with the transcript of each one's ``.txt``."""
-    return read_by_name(root, NAME, _make, "the JL-Corpus rule (female1_angry_10a_1)")
-
-
-SPEC = CorpusSpec(
-    name="jl-corpus",
-    title="JL-Corpus",
-    read=read,
-    four_class=IDENTITY_4,  # excited is left out; --map excited=happy merges it (IEMOCAP style)
-    default_folds={"scheme": "speaker", "val_speakers": 1},
-    note="Expected female1_angry_10a_1.wav-style names.",
-)
+RULE = NameRule(NAME, SCHEME, Code({e: e for e in EMOTIONS}, "emotion"), adjust=_transcript)
+# excited is left out of the 4 classes; --map excited=happy merges it (IEMOCAP style)
+SPEC = CorpusSpec("jl-corpus", "JL-Corpus", RULE.read, note=NOTE)

@@ -22,7 +22,6 @@ import io
 from pathlib import Path
 
 from emodistill.corpora.base import (
-    IDENTITY_4,
     CorpusError,
     CorpusRead,
     CorpusSpec,
@@ -108,11 +107,5 @@ def read(root: Path) -> CorpusRead:
     return result
 
 
-SPEC = CorpusSpec(
-    name="meld",
-    title="MELD",
-    read=read,
-    four_class=IDENTITY_4,
-    default_folds={"scheme": "official"},
-    note="Expected the MELD CSVs and dia<D>_utt<U>.wav beside the split folders' videos.",
-)
+NOTE = "Expected the MELD CSVs and dia<D>_utt<U>.wav beside the split folders' videos."
+SPEC = CorpusSpec("meld", "MELD", read, default_folds={"scheme": "official"}, note=NOTE)

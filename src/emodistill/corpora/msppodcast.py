@@ -20,7 +20,6 @@ import io
 from pathlib import Path
 
 from emodistill.corpora.base import (
-    IDENTITY_4,
     CorpusError,
     CorpusRead,
     CorpusSpec,
@@ -90,11 +89,7 @@ def read(root: Path) -> CorpusRead:
     return result
 
 
+NOTE = "Expected Labels/labels_consensus.csv and Audios/*.wav."
 SPEC = CorpusSpec(
-    name="msp-podcast",
-    title="MSP-Podcast",
-    read=read,
-    four_class=IDENTITY_4,
-    default_folds={"scheme": "official"},
-    note="Expected Labels/labels_consensus.csv and Audios/*.wav.",
+    "msp-podcast", "MSP-Podcast", read, default_folds={"scheme": "official"}, note=NOTE
 )

@@ -13,13 +13,17 @@ not establish from public sources which text each number is (fill them with
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from emodistill.corpora.base import IDENTITY_4, CorpusRead, CorpusSpec, read_by_name
+from emodistill.corpora.base import CorpusSpec
+from emodistill.corpora.by_name import Code, NameRule
 from emodistill.corpora.manifest import Utterance
 
 SPEAKERS = ("DC", "JE", "JK", "KL")
 NAME = re.compile(r"^(?:(?P<speaker>DC|JE|JK|KL)_)?(?P<emotion>sa|su|a|d|f|h|n)(?P<number>\d\d)$")
+SCHEME = "the SAVEE rule (DC/a01, DC_a01)"
+NOTE = "Expected AudioData/DC/a01.wav or DC_a01.wav names."
 EMOTIONS = {
     "a": "angry",
     "d": "disgust",
@@ -29,30 +33,16 @@ EMOTIONS = {
     "sa": "sad",
     "su": "surprise",
 }
+EMOTION = Code(EMOTIONS, "emotion")
 
 
-def _make(m: re.Match[str], path: Path) -> Utterance | str:
+def _speaker(u: Utterance, m: re.Match[str], path: Path) -> Utterance | str:
+    """The speaker from the name's prefix or else the folder; ids carry the speaker."""
     speaker = m["speaker"] or path.parent.name
     if speaker not in SPEAKERS:
         return "speaker unknown (neither a DC_/JE_/JK_/KL_ prefix nor a speaker folder)"
-    return Utterance(
-        id=f"{speaker}_{m['emotion']}{m['number']}",
-        path=path.absolute(),
-        label=EMOTIONS[m["emotion"]],
-        speaker=speaker,
-    )
+    return replace(u, id=f"{speaker}_{m['emotion']}{m['number']}", speaker=speaker)
 
 
-def read(root: Path) -> CorpusRead:
-    """All SAVEE wavs below ``root``."""
-    return read_by_name(root, NAME, _make, "the SAVEE rule (DC/a01, DC_a01)")
-
-
-SPEC = CorpusSpec(
-    name="savee",
-    title="SAVEE",
-    read=read,
-    four_class=IDENTITY_4,
-    default_folds={"scheme": "speaker", "val_speakers": 1},
-    note="Expected AudioData/DC/a01.wav or DC_a01.wav names.",
-)
+RULE = NameRule(NAME, SCHEME, EMOTION, adjust=_speaker)
+SPEC = CorpusSpec("savee", "SAVEE", RULE.read, note=NOTE)

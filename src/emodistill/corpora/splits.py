@@ -305,9 +305,12 @@ def fold_utterances(
     )
 
 
-def fold_fingerprint(manifest: Manifest, fold: Fold) -> str:
+def fold_fingerprint(
+    manifest: Manifest, fold: Fold, parts: Sequence[Sequence[Utterance]] | None = None
+) -> str:
     """Hex digest of everything a fold's models learn from: its speaker split and, for every
-    utterance it uses, id, label, speaker, transcript and the audio file's content.
+    utterance it uses, id, label, speaker, transcript and the audio file's content (``parts``:
+    the fold's :func:`fold_utterances`, when the caller has them already).
 
     Saved beside trained teachers and students, so a reused model can never silently stem from
     an edited manifest (a changed label, an added speaker that moved a ``groups`` fold's
@@ -324,7 +327,7 @@ def fold_fingerprint(manifest: Manifest, fold: Fold) -> str:
         ("test", fold.test_speakers),
     ):
         h.update(f"{name}:{','.join(speakers)}\n".encode())
-    for part in fold_utterances(manifest, fold):
+    for part in fold_utterances(manifest, fold) if parts is None else parts:
         for u in part:
             try:
                 content = file_sha256(u.path)
@@ -333,3 +336,26 @@ def fold_fingerprint(manifest: Manifest, fold: Fold) -> str:
             row = "\t".join([u.id, u.label, u.speaker, u.transcript or "", content])
             h.update(row.encode() + b"\n")
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """A fold's utterances and data fingerprint, computed once per fold and handed on (the
+    teachers and the students of a fold read the same split)."""
+
+    fold: Fold
+    train: list[Utterance]
+    val: list[Utterance]
+    test: list[Utterance]
+    fingerprint: str
+
+    @classmethod
+    def of(cls, manifest: Manifest, fold: Fold) -> FoldSplit:
+        """Split ``manifest`` by ``fold`` (:func:`fold_utterances`) and fingerprint it."""
+        parts = fold_utterances(manifest, fold)
+        return cls(fold, *parts, fingerprint=fold_fingerprint(manifest, fold, parts))
+
+    @property
+    def parts(self) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
+        """``(train, val, test)``."""
+        return self.train, self.val, self.test

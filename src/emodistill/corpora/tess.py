@@ -10,12 +10,16 @@ actress, 64) and ``YAF`` (younger, 26), say 200 target words in the carrier phra
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from emodistill.corpora.base import IDENTITY_4, CorpusRead, CorpusSpec, read_by_name
+from emodistill.corpora.base import CorpusSpec
+from emodistill.corpora.by_name import Code, NameRule
 from emodistill.corpora.manifest import Utterance
 
 NAME = re.compile(r"^(?P<speaker>OAF|YAF)_(?P<word>[A-Za-z']+)_(?P<emotion>[A-Za-z_]+)$", re.I)
+SCHEME = "the TESS rule (OAF_back_angry)"
+NOTE = "Expected OAF_word_emotion.wav / YAF_word_emotion.wav names."
 EMOTIONS = {
     "angry": "angry",
     "disgust": "disgust",
@@ -29,30 +33,12 @@ EMOTIONS = {
 }
 
 
-def _make(m: re.Match[str], path: Path) -> Utterance | str:
-    label = EMOTIONS.get(m["emotion"].lower())
-    if label is None:
-        return f"unknown emotion {m['emotion']!r}"
-    return Utterance(
-        id=path.stem,
-        path=path.absolute(),
-        label=label,
-        speaker=m["speaker"].upper(),
-        transcript=f"Say the word {m['word'].lower()}.",
-    )
+def _word(u: Utterance, m: re.Match[str], path: Path) -> Utterance:
+    """Speaker names in capitals; the carrier phrase with the target word as the transcript."""
+    return replace(u, speaker=u.speaker.upper(), transcript=f"Say the word {m['word'].lower()}.")
 
 
-def read(root: Path) -> CorpusRead:
-    """All TESS wavs below ``root``."""
-    return read_by_name(root, NAME, _make, "the TESS rule (OAF_back_angry)")
-
-
-SPEC = CorpusSpec(
-    name="tess",
-    title="TESS",
-    read=read,
-    four_class=IDENTITY_4,
-    # Two speakers: each tests once; no third speaker is left to validate on.
-    default_folds={"scheme": "speaker", "val_speakers": 0},
-    note="Expected OAF_word_emotion.wav / YAF_word_emotion.wav names.",
-)
+RULE = NameRule(NAME, SCHEME, Code(EMOTIONS, "emotion", fold=str.lower), adjust=_word)
+# Two speakers: each tests once; no third speaker is left to validate on.
+FOLDS = {"scheme": "speaker", "val_speakers": 0}
+SPEC = CorpusSpec("tess", "TESS", RULE.read, default_folds=FOLDS, note=NOTE)

@@ -16,13 +16,12 @@ same transcripts (docs/teachers.md).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emodistill.util.files import file_sha256, is_environment_error, write_json_atomic
+from emodistill.util.files import file_sha256, is_environment_error, read_json, write_json_atomic
 from emodistill.util.log import get_logger
 from emodistill.util.progress import make_progress
 
@@ -52,8 +51,8 @@ def _load_cache(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = read_json(path)
+    except (OSError, ValueError):
         return {}  # a broken cache is only a lost speed-up
     return data.get("entries", {}) if data.get("version") == CACHE_VERSION else {}
 

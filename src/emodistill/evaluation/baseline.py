@@ -180,6 +180,13 @@ def run_baseline(
     """
     from emodistill.evaluation.report import aggregate, plot_confusion, results_markdown
     from emodistill.features import default_cache_dir
+    from emodistill.runs.layout import (
+        baseline_predictions_path,
+        baseline_summary_path,
+        confusion_path,
+        report_path,
+        results_path,
+    )
     from emodistill.util.files import write_json_atomic, write_text_atomic
 
     cfg = config or BaselineConfig()
@@ -209,14 +216,14 @@ def run_baseline(
             raise ValueError(f"fold {fold.id}: no training or no test utterances with features")
         result = run_fold(x, y, speakers, (train, val, test), len(manifest.labels), cfg)
         pred = {"ids": ids[test].tolist(), "y_true": result["y_true"], "y_pred": result["y_pred"]}
-        write_json_atomic(out / "folds" / fold.id / "predictions.json", pred)
+        write_json_atomic(baseline_predictions_path(out, fold.id), pred)
         predictions[fold.id] = pred
         chosen[fold.id] = {"c": result["c"], "val_ua": result["val_ua"]}
     results = aggregate(predictions, manifest.labels)
     seconds = time.perf_counter() - start
-    write_json_atomic(out / "results.json", results)
+    write_json_atomic(results_path(out), results)
     write_json_atomic(
-        out / "baseline.json",
+        baseline_summary_path(out),
         {
             "config": asdict(cfg),
             "features": "eGeMAPSv02 functionals (88)",
@@ -235,9 +242,9 @@ def run_baseline(
         + "."
     ]
     write_text_atomic(
-        out / "report.md", results_markdown(results, title, "egemaps-baseline", (), notes)
+        report_path(out), results_markdown(results, title, "egemaps-baseline", (), notes)
     )
-    plot_confusion(results["confusion"], results["labels"], out / "confusion.png", title)
+    plot_confusion(results["confusion"], results["labels"], confusion_path(out), title)
     return results
 
 

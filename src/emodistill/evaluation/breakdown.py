@@ -9,10 +9,11 @@ on lexical utterances with mild prosody, where the words are the better cue.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from emodistill.util.files import read_json
 
 #: Intensity at or above which a non-neutral utterance's prosody counts as clear (the synthetic
 #: corpus draws mild from [0.05, 0.35] and clear from [0.8, 1.4]).
@@ -24,7 +25,7 @@ GROUPS = ("lexical", "neutral words", "misleading", "mild prosody", "clear proso
 def utterance_groups(synthesis_json: str | Path) -> dict[str, tuple[str, ...]]:
     """utterance id -> the groups it belongs to (a words group, and a prosody group unless its
     label is neutral)."""
-    plan = json.loads(Path(synthesis_json).read_text())["plan"]
+    plan = read_json(synthesis_json)["plan"]
     out = {}
     for p in plan:
         words = p.get("word_emotion")

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from emodistill.audio import AudioError, audio_info, stream_audio
+from emodistill.audio import audio_info, stream_audio
+from emodistill.audio.failures import file_error
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.features.egemaps import MIN_SECONDS
-from emodistill.util.files import EnvironmentFault, is_environment_error
 from emodistill.util.progress import progress_bar
 
 #: A sample at or above this magnitude (full scale = 1.0) counts as clipped. 16-bit full scale
@@ -126,15 +126,8 @@ def check_file(utterance: Utterance) -> FileCheck:
             peak = max(peak, float(magnitude.max()))
             energy += float(np.dot(block.astype(np.float64), block.astype(np.float64)))
             clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
-    except AudioError as err:
-        return FileCheck(**base, error=str(err))
     except Exception as err:  # noqa: BLE001 - report any failure per file, keep going
-        if is_environment_error(err):
-            raise EnvironmentFault(
-                f"corpus check stopped at {utterance.path}: {err} (the machine failed, not the "
-                "file)"
-            ) from err
-        return FileCheck(**base, error=f"{utterance.path}: {type(err).__name__}: {err}")
+        return FileCheck(**base, error=file_error(err, utterance.path, "corpus check"))
     if frames == 0:
         return FileCheck(**base, error=f"{utterance.path}: audio is empty (0 samples)")
     return FileCheck(

@@ -59,6 +59,13 @@ def evaluate_model(
     """
     from emodistill.audio import load_audio
     from emodistill.evaluation.report import aggregate, plot_confusion, results_markdown
+    from emodistill.runs.layout import (
+        confusion_path,
+        evaluation_labels_path,
+        evaluation_predictions_path,
+        report_path,
+        results_path,
+    )
     from emodistill.util.files import write_json_atomic, write_text_atomic
 
     report = label_report(list(model.labels), manifest)
@@ -82,9 +89,9 @@ def evaluate_model(
 
     out = Path(out)
     results = aggregate({FOLD_ID: {"y_true": y_true, "y_pred": y_pred}}, shared)
-    write_json_atomic(out / "results.json", results)
+    write_json_atomic(results_path(out), results)
     write_json_atomic(
-        out / "predictions.json",
+        evaluation_predictions_path(out),
         {
             "ids": [u.id for u in utts],
             "y_true": y_true,
@@ -93,12 +100,12 @@ def evaluate_model(
             "probabilities": probs.round(6).tolist(),
         },
     )
-    write_json_atomic(out / "labels.json", report)
+    write_json_atomic(evaluation_labels_path(out), report)
     title = f"Cross-corpus evaluation: {Path(str(model.path or 'model')).name} on {manifest.path}"
     write_text_atomic(
-        out / "report.md", results_markdown(results, title, "cross-corpus", (), _notes(report))
+        report_path(out), results_markdown(results, title, "cross-corpus", (), _notes(report))
     )
-    plot_confusion(results["confusion"], shared, out / "confusion.png", "Cross-corpus")
+    plot_confusion(results["confusion"], shared, confusion_path(out), "Cross-corpus")
     return results
 
 

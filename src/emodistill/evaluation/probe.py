@@ -28,6 +28,7 @@ import numpy as np
 from emodistill.corpora.manifest import Manifest
 from emodistill.corpora.splits import Fold, fold_utterances
 from emodistill.evaluation.metrics import compute_metrics
+from emodistill.runs.layout import probe_file
 
 #: The probe's grid of inverse regularisation strengths (chosen per fold on validation UA).
 PROBE_C_VALUES = (0.001, 0.01, 0.1, 1.0)
@@ -170,8 +171,8 @@ def run_probe(
     if key is not None:
         result["key"] = key
     out = Path(out)
-    write_json_atomic(out / "probe.json", result)
-    plot_probe(result, out / "probe.png", f"layer probe: {encoder} ({len(folds)} folds)")
+    write_json_atomic(probe_file(out), result)
+    plot_probe(result, probe_file(out, ".png"), f"layer probe: {encoder} ({len(folds)} folds)")
     return result
 
 
@@ -210,7 +211,7 @@ def ensure_probe(
     out = Path(out)
     key = probe_key(manifest, folds, encoder, max_seconds)
     with folder_lock(out, "the linear probe"):
-        path = out / "probe.json"
+        path = probe_file(out)
         if path.is_file():
             old = read_json(path)
             if old.get("key") == key:

@@ -18,7 +18,6 @@ opened with ``np.load(mmap_mode="r")``: training reads them memory-mapped.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +28,7 @@ from filelock import FileLock
 
 from emodistill.util.files import (
     file_sha256,
+    read_json,
     sweep_stale_tmp,
     write_json_atomic,
 )
@@ -89,7 +89,7 @@ class _HashIndex:
         self.changed = False
         self.hashed = 0
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path)
             if data.get("version") == 1 and isinstance(data.get("files"), dict):
                 self.entries = data["files"]
         except (OSError, ValueError, AttributeError):

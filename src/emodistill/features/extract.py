@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np  # noqa: F401 - entries are numpy .npy files; features.np is patched in tests
 
-from emodistill.audio import AudioError, load_audio
+from emodistill.audio import load_audio
+from emodistill.audio.failures import file_error
 from emodistill.util.files import (
     EnvironmentFault,
     is_environment_error,
@@ -99,15 +100,10 @@ def _extract_one(
             feats = extract_prepared(x, settings, path)
             save_npy_atomic(entry_path, feats)
             return feats.shape[0], seconds, None
-    except AudioError as err:
-        return None, 0.0, str(err)
     except Exception as err:  # noqa: BLE001 - report any failure per file, keep going
-        if is_environment_error(err):
-            raise EnvironmentFault(
-                f"feature extraction stopped at {path}: {err} (the machine failed, not the "
-                "file: free space or fix the disk, then re-run; finished entries are kept)"
-            ) from err
-        return None, 0.0, f"{path}: feature extraction failed ({type(err).__name__}: {err})"
+        advice = ": free space or fix the disk, then re-run; finished entries are kept"
+        failed = "feature extraction failed"
+        return None, 0.0, file_error(err, path, "feature extraction", failed, advice)
 
 
 def _utterances(manifest: Manifest | Sequence[Utterance] | str | Path) -> list[Utterance]:

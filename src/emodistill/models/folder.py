@@ -16,7 +16,6 @@ through this module.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -24,7 +23,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from emodistill.util.files import atomic_folder, atomic_path, json_text, write_text_atomic
+from emodistill.util.files import (
+    atomic_folder,
+    atomic_path,
+    json_text,
+    read_json,
+    write_text_atomic,
+)
 
 #: The model's description (JSON). transformers and CTranslate2 folders use the same name.
 CONFIG_NAME = "config.json"
@@ -108,9 +113,9 @@ def read_config(
     if not path.is_file():
         raise NoModelFolder(f"{folder}: not a {what} folder (no {CONFIG_NAME})")
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadModelConfig(f"{path}: not valid JSON ({err})") from err
+        config = read_json(path)
+    except ValueError as err:  # "<path>: not valid JSON (...)"
+        raise BadModelConfig(str(err)) from err
     if not isinstance(config, dict):
         raise BadModelConfig(f"{path}: not a JSON object ({type(config).__name__})")
     if model_type == "any":

@@ -8,6 +8,13 @@ RUN_DIR/<fold>/student/ (+ predictions.json)                    full, seed = con
 RUN_DIR/<fold>/variants/<variant>/student/                      other variants
 RUN_DIR/<fold>/.../seeds/<seed>/student/                        other seeds
 RUN_DIR/<fold>/.../student_train/logs/metrics.csv               a student's training log
+<work>/checkpoints/{best,last}.ckpt                             a stage's checkpoints
+RUN_DIR/.prefix-cache/                                          frozen-bottom outputs (no CSV)
+RUN_DIR/probe/probe.{json,png}                                  the linear probe
+RUN_DIR/folds/<fold>/predictions.json, baseline.json            the eGeMAPS baseline
+OUT/predictions.json, labels.json (+ results.json, ...)          a cross-corpus evaluation
+
+No other module joins these names onto a run folder (tests/test_structure.py checks it).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ LOGS_NAME = "logs"
 METRICS_CSV_NAME = "metrics.csv"
 #: Folder of the TensorBoard event files inside a work folder (``trainer.logger: tensorboard``).
 TENSORBOARD_NAME = "tensorboard"
+#: Folder of a training stage's checkpoints inside its work folder.
+CHECKPOINTS_NAME = "checkpoints"
 
 
 def run_config_path(run_dir: str | Path) -> Path:
@@ -86,6 +95,21 @@ def metrics_csv_path(work: str | Path) -> Path:
     """``<work>/logs/metrics.csv``: the CSV log of the training stage whose work folder (student
     :func:`work_dir`, teacher :func:`teacher_work_dir`) is ``work``."""
     return Path(work) / LOGS_NAME / METRICS_CSV_NAME
+
+
+def checkpoints_dir(work: str | Path) -> Path:
+    """``<work>/checkpoints``: a training stage's ``best.ckpt`` and ``last.ckpt``."""
+    return Path(work) / CHECKPOINTS_NAME
+
+
+def checkpoint_path(work: str | Path, which: str) -> Path:
+    """``<work>/checkpoints/<which>.ckpt`` (``which``: ``best`` or ``last``)."""
+    return checkpoints_dir(work) / f"{which}.ckpt"
+
+
+def run_prefix_cache_dir(run_dir: str | Path) -> Path:
+    """``RUN_DIR/.prefix-cache``: frozen-bottom outputs of a run whose manifest has no file."""
+    return Path(run_dir) / ".prefix-cache"
 
 
 def results_path(run_dir: str | Path, variant: str | Variant = FULL) -> Path:
@@ -166,6 +190,11 @@ def all_teacher_metrics(run_dir: str | Path) -> list[Path]:
     return sorted(Path(run_dir).glob("*/teachers/metrics.json"))
 
 
+def teacher_metrics_by_fold(run_dir: str | Path) -> dict[str, Path]:
+    """Fold id -> its ``teachers/metrics.json``, for every fold on disk (sorted)."""
+    return {path.parent.parent.name: path for path in all_teacher_metrics(run_dir)}
+
+
 def compare_path(run_dir: str | Path, variant: str, baseline: str) -> Path:
     """``RUN_DIR/compare-<variant>-vs-<baseline>.json``."""
     return Path(run_dir) / f"compare-{variant}-vs-{baseline}.json"
@@ -178,4 +207,29 @@ def probe_dir(run_dir: str | Path) -> Path:
 
 def probe_path(run_dir: str | Path) -> Path:
     """``RUN/probe/probe.json`` (the format ``emodistill probe`` writes)."""
-    return probe_dir(run_dir) / "probe.json"
+    return probe_file(probe_dir(run_dir))
+
+
+def probe_file(folder: str | Path, suffix: str = ".json") -> Path:
+    """``<folder>/probe<suffix>`` in a probe's output folder (``.json``: result, ``.png``)."""
+    return Path(folder) / f"probe{suffix}"
+
+
+def baseline_predictions_path(run_dir: str | Path, fold_id: str) -> Path:
+    """``RUN_DIR/folds/<fold>/predictions.json``: the eGeMAPS baseline's test predictions."""
+    return Path(run_dir) / "folds" / fold_id / "predictions.json"
+
+
+def baseline_summary_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/baseline.json``: the baseline's settings and each fold's chosen C."""
+    return Path(run_dir) / "baseline.json"
+
+
+def evaluation_predictions_path(out: str | Path) -> Path:
+    """``OUT/predictions.json`` of a cross-corpus evaluation (beside its results.json)."""
+    return Path(out) / "predictions.json"
+
+
+def evaluation_labels_path(out: str | Path) -> Path:
+    """``OUT/labels.json`` of a cross-corpus evaluation: how the label sets were matched."""
+    return Path(out) / "labels.json"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emodistill.config import OptimConfig, TrainerConfig
-from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME
+from emodistill.runs.layout import LOGS_NAME, TENSORBOARD_NAME, checkpoints_dir
 
 #: Values of ``trainer.logger``.
 LOGGERS = ("csv", "tensorboard")
@@ -83,7 +83,7 @@ def make_trainer(
     callbacks: list[Any] = [
         # First, so trainer.checkpoint_callback is the best-on-monitor one.
         ModelCheckpoint(
-            dirpath=out_dir / "checkpoints",
+            dirpath=checkpoints_dir(out_dir),
             filename="best",
             monitor=monitor,
             mode="max",
@@ -93,7 +93,7 @@ def make_trainer(
         # last.ckpt after every epoch, for resuming. (save_last=True on the callback above only
         # writes it in epochs where the monitored metric improved, in Lightning 2.6.)
         ModelCheckpoint(
-            dirpath=out_dir / "checkpoints",
+            dirpath=checkpoints_dir(out_dir),
             filename="last",
             monitor=None,
             save_top_k=1,

@@ -31,7 +31,14 @@ from emodistill.config.variants import (
 )
 from emodistill.corpora.manifest import Manifest
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
-from emodistill.runs.layout import predictions_path, student_dir, work_dir
+from emodistill.runs.layout import (
+    checkpoints_dir,
+    predictions_path,
+    run_prefix_cache_dir,
+    student_dir,
+    work_dir,
+)
+from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
     make_optim_trainer,
     resolve_precision,
@@ -76,7 +83,7 @@ def prefix_cache_dir(manifest: Manifest, run_dir: Path) -> Path:
     corpus, like the eGeMAPS cache), else inside the run folder."""
     if manifest.path is not None:
         return Path(manifest.path).absolute().parent / ".emodistill-cache" / "student-prefix"
-    return run_dir / ".prefix-cache"
+    return run_prefix_cache_dir(run_dir)
 
 
 def distill(
@@ -179,7 +186,7 @@ def _train_student(
     if out_path.is_file():  # stale: made from other data; never resume its checkpoints
         shutil.rmtree(wdir, ignore_errors=True)
 
-    fold_dir = run_dir / fold.id
+    fold_dir = fold_folder(run_dir, fold.id)
     teachers = load_fold_teachers(fold_dir, v.teachers_needed(cfg.distill))
     d_l, d_p = _embedding_dims(fold_dir, teachers, cfg)
 
@@ -321,7 +328,7 @@ def _train_student(
         {**extra, "config": config_key(eff_cfg), "epochs_run": int(trainer.current_epoch)},
     )
     if not keep_checkpoints:
-        shutil.rmtree(wdir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(checkpoints_dir(wdir), ignore_errors=True)
     return result
 
 

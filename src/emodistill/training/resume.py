@@ -43,7 +43,7 @@ from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 from rich.markup import escape
 
-from emodistill.runs.layout import LOGS_NAME
+from emodistill.runs.layout import LOGS_NAME, checkpoints_dir, metrics_csv_path
 from emodistill.util.files import EnvironmentFault, atomic_path
 
 console = Console(stderr=True)
@@ -210,14 +210,14 @@ def _set_aside(work_dir: Path, path: Path, why: str) -> Path:
 
 def _fresh_start(work_dir: Path) -> None:
     """Clear what an earlier attempt left (checkpoints, training logs) before epoch 0."""
-    for name in ("checkpoints", LOGS_NAME):
-        shutil.rmtree(work_dir / name, ignore_errors=True)
+    for folder in (checkpoints_dir(work_dir), work_dir / LOGS_NAME):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _trim_logs(work_dir: Path, global_step: int) -> None:
     """Drop the CSV log rows an interrupted epoch wrote after the checkpoint (the resumed epoch
     logs them again), so the logs read like an uninterrupted run's."""
-    path = work_dir / LOGS_NAME / "metrics.csv"
+    path = metrics_csv_path(work_dir)
     if not path.is_file():
         return
     with open(path, newline="") as fh:
@@ -250,9 +250,9 @@ def resume_checkpoint(work_dir: str | Path, key: str, stage: str) -> Path | None
     # restart), so the last finished epoch's checkpoint is the one resumed, always.
     for hpc in work_dir.glob("hpc_ckpt_*.ckpt"):
         hpc.unlink()
-    path = work_dir / "checkpoints" / LAST_NAME
+    path = checkpoints_dir(work_dir) / LAST_NAME
     if not path.is_file():
-        if (work_dir / "checkpoints").exists() or (work_dir / LOGS_NAME).exists():
+        if checkpoints_dir(work_dir).exists() or (work_dir / LOGS_NAME).exists():
             _fresh_start(work_dir)  # killed before the first epoch ended
         return None
     try:

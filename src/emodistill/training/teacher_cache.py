@@ -20,7 +20,6 @@ data is recomputed instead of read stale.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 
 from emodistill.models.folder import model_files, read_config
 from emodistill.runs.layout import teacher_dir, teacher_outputs_dir
-from emodistill.util.files import save_npy_atomic, write_json_atomic
+from emodistill.util.files import read_json, save_npy_atomic, write_json_atomic
 from emodistill.util.progress import progress_bar
 
 CACHE_VERSION = 1
@@ -130,8 +129,8 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
             f"{folder}: no cached {kind} teacher outputs (meta.json missing); "
             "run `emodistill train-teachers` for this fold first"
         )
-    meta = json.loads(meta_path.read_text())
-    ids = json.loads((folder / "ids.json").read_text())
+    meta = read_json(meta_path)
+    ids = read_json(folder / "ids.json")
     arrays = []
     for name in ("logits.npy", "embeddings.npy"):
         try:
@@ -280,7 +279,7 @@ def write_teacher_outputs(
             cached = load_teacher_outputs(fold_dir, kind)
             if cached.meta.get("key") == key:
                 return cached
-        except (ValueError, OSError, json.JSONDecodeError):
+        except (ValueError, OSError):
             pass  # incomplete or corrupt: recompute below
     model = load_teacher(model_folder)
     logits, emb = teacher_forward(

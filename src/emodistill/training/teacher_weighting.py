@@ -164,3 +164,18 @@ def chance_report(
             line += f" -- AT CHANCE: {what}; it should not teach ({fix})"
         lines.append(line)
     return lines
+
+
+def validation_chance_report(
+    labels: Sequence[str], val: Sequence[Any], outputs: Mapping[str, Any]
+) -> list[str]:
+    """:func:`chance_report` lines of teachers whose outputs (``TeacherOutputs``, None: not
+    at hand) cover the validation utterances ``val``; no lines when none are covered."""
+    if any(o is None for o in outputs.values()):
+        return []
+    ids = [u.id for u in val if all(u.id in o for o in outputs.values())]
+    if not ids:
+        return []
+    by_id = {u.id: list(labels).index(u.label) for u in val}
+    ua = teacher_validation_ua(outputs, ids, [by_id[i] for i in ids], len(labels))
+    return chance_report(ua, len(labels), len(ids), None)

@@ -14,7 +14,6 @@ epoch and are deleted once a teacher is saved (unless ``keep_checkpoints``)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -28,18 +27,21 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
-from emodistill.corpora.splits import Fold
+from emodistill.corpora.splits import Fold, FoldSplit
 from emodistill.evaluation.metrics import compute_metrics, mean_std
 from emodistill.models.folder import is_model_folder, read_config
 from emodistill.runs.layout import (
-    all_teacher_metrics,
+    checkpoint_path,
+    checkpoints_dir,
     teacher_dir,
+    teacher_metrics_by_fold,
     teacher_metrics_path,
     teacher_result_path,
     teacher_work_dir,
     teachers_dir,
     teachers_summary_path,
 )
+from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
     class_weights_of,
     make_optim_trainer,
@@ -48,7 +50,7 @@ from emodistill.training.common import (
 )
 from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
 from emodistill.training.sampling import MergingBatchSampler, check_trainable
-from emodistill.training.teacher_cache import write_teacher_outputs
+from emodistill.training.teacher_cache import TeacherOutputs, write_teacher_outputs
 from emodistill.training.teacher_data import (
     LLDDataset,
     TextCollator,
@@ -58,7 +60,8 @@ from emodistill.training.teacher_data import (
     with_features,
 )
 from emodistill.training.teacher_module import TeacherModule
-from emodistill.util.files import folder_lock, write_json_atomic
+from emodistill.training.teacher_weighting import validation_chance_report
+from emodistill.util.files import folder_lock, read_json, write_json_atomic
 from emodistill.util.log import get_logger
 
 if TYPE_CHECKING:
@@ -108,7 +111,7 @@ def teacher_done(
     if cfg is None:
         return True
     if data is not None:
-        old = json.loads(result.read_text()).get("data")
+        old = read_json(result).get("data")
         if old is not None and old != data:
             log.warning(
                 f"[yellow]{kind} teacher of {fold_dir}:[/] the fold's data changed (manifest "
@@ -129,6 +132,7 @@ def train_teacher(
     progress: bool = True,
     keep_checkpoints: bool = False,
     callbacks: Sequence[Any] = (),
+    split: FoldSplit | None = None,
     **trainer_overrides: Any,
 ) -> dict[str, Any]:
     """Train one teacher on ``fold``, save it, cache its outputs, and test it.
@@ -144,6 +148,8 @@ def train_teacher(
         progress: progress bars.
         keep_checkpoints: keep ``teachers/train/<kind>/checkpoints`` after success.
         callbacks: extra Lightning callbacks (tests use them to interrupt or count steps).
+        split: the fold's :class:`~emodistill.corpora.splits.FoldSplit`, when the caller made
+            it already (default: computed here).
         trainer_overrides: passed to ``lightning.Trainer``.
 
     Returns:
@@ -153,7 +159,18 @@ def train_teacher(
     Raises:
         MissingTranscriptsError: linguistic teacher on utterances without transcripts.
     """
-    from emodistill.corpora.splits import fold_fingerprint, fold_utterances
+    split = split or FoldSplit.of(manifest, fold)
+    run = (features, progress, keep_checkpoints, callbacks, trainer_overrides)
+    return _train_teacher(kind, manifest, split, cfg, out_dir, *run)[0]
+
+
+def _train_teacher(
+    kind: str, manifest: Manifest, split: FoldSplit, cfg: Config, out_dir: str | Path,
+    features: FeatureStore | None, progress: bool, keep_checkpoints: bool,
+    callbacks: Sequence[Any], trainer_overrides: dict[str, Any],
+) -> tuple[dict[str, Any], TeacherOutputs | None]:  # fmt: skip
+    """:func:`train_teacher`'s work; also returns the teacher's outputs (in memory, for the
+    caller: nothing reads them back from disk)."""
     from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
     from emodistill.models.prosodic import ProsodicNetConfig, build_prosodic_net
 
@@ -162,7 +179,8 @@ def train_teacher(
     fold_dir = Path(out_dir)
     work_dir = teacher_work_dir(fold_dir, kind)
     labels = list(manifest.labels)
-    train, val, test = fold_utterances(manifest, fold)
+    fold = split.fold
+    train, val, test = split.parts
     if not train or not val:
         raise ValueError(
             f"fold {fold.id}: needs training and validation speakers "
@@ -230,7 +248,7 @@ def train_teacher(
 
     # Resume the last finished epoch of an interrupted run of this very stage (same config
     # section, same fold data); anything else starts from epoch 0 (training/resume.py).
-    data = fold_fingerprint(manifest, fold)
+    data = split.fingerprint
     key = stage_key({"config": _relevant_config(cfg.to_dict(), kind), "data": data})
     resume = resume_checkpoint(work_dir, key, f"{kind} teacher (fold {fold.id})")
     trainer = make_optim_trainer(
@@ -241,13 +259,13 @@ def train_teacher(
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     train_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
-        return {}
+        return {}, None
 
     # Best validation-UA weights -> model folder.
     ckpt_cb = trainer.checkpoint_callback
     best_path = Path(ckpt_cb.best_model_path) if ckpt_cb and ckpt_cb.best_model_path else None
     if best_path is None or not best_path.is_file():
-        best_path = work_dir / "checkpoints" / "best.ckpt"
+        best_path = checkpoint_path(work_dir, "best")
     if best_path.is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -287,8 +305,8 @@ def train_teacher(
     )
     write_json_atomic(teacher_result_path(fold_dir, kind), result)
     if not keep_checkpoints:
-        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
-    return result
+        shutil.rmtree(checkpoints_dir(work_dir), ignore_errors=True)
+    return result, cached
 
 
 # --------------------------------------------------------------------------- all folds
@@ -322,12 +340,7 @@ def train_teachers(
         ``{fold_id: {"linguistic": {"wa", "ua", "f1"}, "prosodic": {...}}}``; also written to
         ``RUN_DIR/teachers.json`` with mean and std over the folds.
     """
-    from emodistill.corpora.splits import (
-        config_folds,
-        fold_fingerprint,
-        fold_utterances,
-        select_folds,
-    )
+    from emodistill.corpora.splits import config_folds, select_folds
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.models.linguistic import check_transcripts
 
@@ -351,22 +364,22 @@ def train_teachers(
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for n, fold in enumerate(chosen, 1):
-        fold_dir = out / fold.id
+        fold_dir = fold_folder(out, fold.id)
         metrics_path = teacher_metrics_path(fold_dir)
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
-        fingerprint = fold_fingerprint(manifest, fold)
+        split = FoldSplit.of(manifest, fold)
+        outputs: dict[str, TeacherOutputs | None] = {}
         # A second process on this run folder waits, then reuses these teachers.
         with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
             for kind in kinds:
-                if teacher_done(fold_dir, kind, cfg, fingerprint):
-                    res = json.loads(teacher_result_path(fold_dir, kind).read_text())
+                if teacher_done(fold_dir, kind, cfg, split.fingerprint):
+                    res = read_json(teacher_result_path(fold_dir, kind))
                     # Cached outputs are keyed: this recomputes only if missing or stale.
-                    train, val, test = fold_utterances(manifest, fold)
-                    utts = train + val + test
+                    utts = split.train + split.val + split.test
                     if kind == "prosodic":
                         utts = [u for u in utts if u.id in features]
-                    write_teacher_outputs(
+                    outputs[kind] = write_teacher_outputs(
                         fold_dir,
                         kind,
                         utts,
@@ -381,8 +394,8 @@ def train_teachers(
                         f"teacher (test {', '.join(fold.test_speakers)}, "
                         f"val {', '.join(fold.val_speakers)})"
                     )
-                    res = train_teacher(
-                        kind, manifest, fold, cfg, fold_dir, features=features, progress=progress
+                    res, outputs[kind] = _train_teacher(
+                        kind, manifest, split, cfg, fold_dir, features, progress, False, (), {}
                     )
                     state = "trained"
                 if not res:  # non-zero DDP rank
@@ -394,8 +407,11 @@ def train_teachers(
                 )
         if not per_kind:
             continue
-        _print_chance_report(manifest, fold, fold_dir, list(per_kind))
-        previous = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        # Each teacher's validation UA beside chance, from the outputs in memory.
+        outs = {kind: outputs[kind] for kind in per_kind}
+        for line in validation_chance_report(manifest.labels, split.val, outs):
+            log.info(f"  {line}")
+        previous = read_json(metrics_path) if metrics_path.is_file() else {}
         previous.update(per_kind)
         write_json_atomic(metrics_path, previous)
         results[fold.id] = previous
@@ -405,32 +421,9 @@ def train_teachers(
     return results
 
 
-def _print_chance_report(manifest, fold, fold_dir: Path, kinds: Sequence[str]) -> None:
-    """Each teacher's validation UA beside chance, with a plain warning for one at chance."""
-    from emodistill.corpora.splits import fold_utterances
-    from emodistill.training.teacher_cache import load_fold_teachers
-    from emodistill.training.teacher_weighting import chance_report, teacher_validation_ua
-
-    _, val, _ = fold_utterances(manifest, fold)
-    try:
-        outputs = load_fold_teachers(fold_dir, kinds)
-        ids = [u.id for u in val if all(u.id in o for o in outputs.values())]
-    except (FileNotFoundError, ValueError):
-        return
-    if not ids:
-        return
-    labels = list(manifest.labels)
-    by_id = {u.id: labels.index(u.label) for u in val}
-    ua = teacher_validation_ua(outputs, ids, [by_id[i] for i in ids], len(labels))
-    for line in chance_report(ua, len(labels), len(ids), None):
-        log.info(f"  {line}")
-
-
 def _write_summary(out: Path, results: dict[str, dict[str, dict[str, float]]], kinds) -> None:
     """``RUN_DIR/teachers.json``: every fold's metrics (all folds on disk) and mean/std."""
-    folds_on_disk: dict[str, Any] = {}
-    for path in all_teacher_metrics(out):
-        folds_on_disk[path.parent.parent.name] = json.loads(path.read_text())
+    folds_on_disk = {fold: read_json(p) for fold, p in teacher_metrics_by_fold(out).items()}
     folds_on_disk.update(results)
     summary: dict[str, Any] = {"folds": folds_on_disk, "mean": {}, "std": {}}
     for kind in kinds:

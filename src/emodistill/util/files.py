@@ -173,11 +173,16 @@ def write_json_atomic(
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; the error names the file when it is not valid JSON."""
+    """Read a JSON file (UTF-8): every JSON file we read goes through here.
+
+    Raises:
+        ValueError: not valid JSON, or not UTF-8 (the message names the file).
+        OSError: the file cannot be read (``FileNotFoundError`` names it in ``filename``).
+    """
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from emodistill.models.encoders.whisper import (
     whisper_encoder_config,
 )
 from emodistill.models.folder import config_path
+from emodistill.util.files import read_json
 
 
 def is_ct2_folder(path: str | Path) -> bool:
@@ -25,8 +25,8 @@ def is_ct2_folder(path: str | Path) -> bool:
     if not (path / "model.bin").is_file():
         return False
     try:
-        config = json.loads(config_path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json(config_path(path))
+    except (OSError, ValueError):
         return True
     return "model_type" not in config
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from torch import Tensor, nn
 from emodistill.audio import SAMPLE_RATE
 from emodistill.models.encoders.base import EncoderError, SpeechEncoder, valid_mask
 from emodistill.models.encoders.logmel import WHISPER_HOP, LogMelFrontend
+from emodistill.util.files import read_json
 
 #: WhisperConfig fields the encoder depends on (the rest describe the decoder).
 WHISPER_ENCODER_FIELDS = (
@@ -172,9 +172,9 @@ def _whisper_frontend_settings(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        pre = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise EncoderError(f"{path}: not valid JSON: {err}") from err
+        pre = read_json(path)
+    except ValueError as err:
+        raise EncoderError(str(err)) from err
     out: dict[str, Any] = {}
     if "feature_size" in pre:
         out["n_mels"] = int(pre["feature_size"])
