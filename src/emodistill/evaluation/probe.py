@@ -145,14 +145,30 @@ def run_probe(
     cache_dir: str | Path,
     max_seconds: float | None = None,
     progress: bool = True,
-    key: str | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Probe every layer of ``encoder`` on ``folds``; write ``probe.json`` and ``probe.png``.
 
+    ``reuse``: return the ``probe.json`` already in ``out`` when it was computed on the same
+    data and settings (its ``key``, :func:`probe_key`); locked against a concurrent writer.
+
     Returns:
-        The :func:`probe_layers` result with ``encoder``, ``chance``, ``n`` and ``seconds``
-        (and ``key``, :func:`probe_key`, when given: what a run folder's probe is reused on).
+        The :func:`probe_layers` result with ``encoder``, ``chance``, ``n``, ``seconds`` and
+        ``key``.
     """
+    from emodistill.util.files import folder_lock, read_json
+
+    out = Path(out)
+    key = probe_key(manifest, folds, encoder, max_seconds)
+    with folder_lock(out, "the linear probe"):
+        if reuse and probe_file(out).is_file():
+            old = read_json(probe_file(out))
+            if old.get("key") == key:
+                return old
+        return _probe(manifest, folds, out, encoder, cache_dir, max_seconds, progress, key)
+
+
+def _probe(manifest, folds, out: Path, encoder, cache_dir, max_seconds, progress, key):
     from emodistill.util.files import write_json_atomic
 
     start = time.perf_counter()
@@ -168,9 +184,7 @@ def run_probe(
         max_seconds=max_seconds,
         seconds=round(time.perf_counter() - start, 2),
     )
-    if key is not None:
-        result["key"] = key
-    out = Path(out)
+    result["key"] = key
     write_json_atomic(probe_file(out), result)
     plot_probe(result, probe_file(out, ".png"), f"layer probe: {encoder} ({len(folds)} folds)")
     return result
@@ -193,30 +207,6 @@ def probe_key(
         "folds": {f.id: fold_fingerprint(manifest, f) for f in folds},
     }
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-
-
-def ensure_probe(
-    manifest: Manifest,
-    folds: Sequence[Fold],
-    out: str | Path,
-    encoder: str,
-    cache_dir: str | Path,
-    max_seconds: float | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """:func:`run_probe` into ``out``, or the ``probe.json`` already there when it was computed
-    on the same data and settings (:func:`probe_key`); locked against a concurrent writer."""
-    from emodistill.util.files import folder_lock, read_json
-
-    out = Path(out)
-    key = probe_key(manifest, folds, encoder, max_seconds)
-    with folder_lock(out, "the linear probe"):
-        path = probe_file(out)
-        if path.is_file():
-            old = read_json(path)
-            if old.get("key") == key:
-                return old
-        return run_probe(manifest, folds, out, encoder, cache_dir, max_seconds, progress, key)
 
 
 def probe_comparison(probe: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
@@ -296,7 +286,6 @@ def probe_markdown(cmp: dict[str, Any], label: str = "student") -> str:
 
 __all__ = [
     "PROBE_C_VALUES",
-    "ensure_probe",
     "layer_states",
     "plot_probe",
     "probe_comparison",

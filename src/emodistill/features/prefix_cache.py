@@ -110,7 +110,21 @@ def _means(states, frames: int) -> np.ndarray:
     return np.stack([s[0, :frames].float().mean(dim=0).cpu().numpy() for s in states])
 
 
-class LayerMeans:
+class _ClipEntries:
+    """One ``.npy`` entry per clip in ``self.folder``, named after its content and crop."""
+
+    def _index(self, utterances, folder: Path, max_seconds: float | None) -> list:
+        """Set ``max_samples``, ``folder``, ``paths`` and ``computed``; return the clips whose
+        entry is missing."""
+        self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
+        self.folder = folder
+        self.paths = _entry_paths(utterances, folder, self.max_samples)
+        missing = [u for u in utterances if not self.paths[u.id].is_file()]
+        self.computed = len(missing)
+        return missing
+
+
+class LayerMeans(_ClipEntries):
     """Mean over valid frames of every state of a frozen encoder, per utterance: a ``(L + 1,
     H)`` float32 ``.npy`` each (the linear probe's features), keyed on the audio's content,
     the crop and :func:`encoder_digest`. Kilobytes per clip, where the frames of every layer
@@ -128,11 +142,7 @@ class LayerMeans:
         max_seconds: float | None = None,
         progress: bool = True,
     ) -> None:
-        self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
-        self.folder = layer_means_folder(cache_dir, encoder)
-        self.paths = _entry_paths(utterances, self.folder, self.max_samples)
-        missing = [u for u in utterances if not self.paths[u.id].is_file()]
-        self.computed = len(missing)
+        missing = self._index(utterances, layer_means_folder(cache_dir, encoder), max_seconds)
         if missing:
             self._compute(encoder, missing, progress)
 
@@ -161,7 +171,7 @@ def layer_means_folder(cache_dir: str | Path, encoder: torch.nn.Module) -> Path:
     return Path(cache_dir) / "layer-means" / encoder_digest(encoder)[:24]
 
 
-class PrefixCache:
+class PrefixCache(_ClipEntries):
     """Frozen-bottom outputs of a student for a set of utterances.
 
     ``cache[utt_id]`` is a read-only ``(K, T, H)`` float32 memmap; ``cache.frames[utt_id]`` is
@@ -183,12 +193,9 @@ class PrefixCache:
         max_seconds: float | None = None,
         progress: bool = True,
     ) -> None:
-        self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
         self.cache_dir = Path(cache_dir)
-        self.folder = self.cache_dir / frozen_digest(student)[:24]
-        self.paths = _entry_paths(utterances, self.folder, self.max_samples)
-        missing = [u for u in utterances if not self.paths[u.id].is_file()]
-        self.computed = len(missing)
+        folder = self.cache_dir / frozen_digest(student)[:24]
+        missing = self._index(utterances, folder, max_seconds)
         if missing:
             self._compute(student, missing, progress)
         self.frames = {i: int(np.load(p, mmap_mode="r").shape[1]) for i, p in self.paths.items()}

@@ -172,10 +172,10 @@ def ensure_run_probe(
 ) -> dict[str, Any]:
     """The linear probe of the student's frozen encoder on every fold of the config, in
     ``RUN/probe/`` (reused when the data and settings are unchanged)."""
-    from emodistill.evaluation.probe import ensure_probe
+    from emodistill.evaluation.probe import run_probe
     from emodistill.training.distill import prefix_cache_dir
 
-    return ensure_probe(
+    return run_probe(
         manifest,
         all_folds(manifest, cfg),
         probe_dir(run_dir),
@@ -183,6 +183,7 @@ def ensure_run_probe(
         prefix_cache_dir(manifest, run_dir),
         max_seconds=cfg.student.max_seconds,
         progress=progress,
+        reuse=True,
     )
 
 
