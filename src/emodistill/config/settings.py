@@ -119,7 +119,14 @@ class StudentConfig:
     classifier_hidden: int = 256
     dropout: float = 0.1
     max_seconds: float = 8.0  # training crops; inference takes any length via segmentation
+    # which epoch's weights the student keeps: "best" validation UA, or the "last" epoch (with a
+    # few validation speakers, picking the best epoch fits their noise: docs/defaults.md)
+    select: str = "best"
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, epochs=8))
+
+    def __post_init__(self) -> None:
+        if self.select not in ("best", "last"):
+            raise ValueError(f"student.select must be 'best' or 'last', got {self.select!r}")
 
 
 @dataclass

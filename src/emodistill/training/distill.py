@@ -40,6 +40,7 @@ from emodistill.runs.layout import (
 )
 from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
+    MONITOR,
     make_optim_trainer,
     resolve_precision,
     seed_everything,
@@ -296,7 +297,10 @@ def _train_student(
     best_score = (
         trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     )
-    if best_path and Path(best_path).is_file():
+    if cfg.student.select == "last":  # the weights as training left them
+        last = trainer.callback_metrics.get(MONITOR)
+        best_score = None if last is None else float(last)
+    elif best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_trained_state(state)
     test_ds = DistillDataset(test_utts, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed)
