@@ -335,6 +335,7 @@ def main() -> None:
     ap.add_argument("--folds-groups", type=int, default=None, help="override folds.groups")
     ap.add_argument("--val-speakers", type=int, default=None)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--folds", default="all", help="'all' or comma-separated fold ids")
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--weighting", default=None, help="override distill.teacher_weighting")
     ap.add_argument(
@@ -360,6 +361,8 @@ def main() -> None:
         cfg = cfg.override({"distill.teacher_weighting": args.weighting})
     manifest = load_manifest(args.manifest)
     folds = config_folds(manifest, cfg.folds)
+    if args.folds != "all":
+        folds = [f for f in folds if f.id in args.folds.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     run = Path(args.run)
     teacher_ua = {}
