@@ -1,4 +1,4 @@
-"""Audio in: SAMPLE_RATE, bounded decoding, resampling and validation."""
+"""Audio in: SAMPLE_RATE, bounded decoding (each file opened once), resampling, validation."""
 
 from emodistill.audio.loading import (
     BLOCK_FRAMES,
@@ -13,15 +13,16 @@ from emodistill.audio.loading import (
     AudioSource,
     AudioTooLargeError,
     Check,
+    OpenAudio,
     UnsupportedFormatError,
     audio_info,
     load_audio,
-    prepare_signal,
+    open_audio,
     sniff_format,
     source_name,
     stream_audio,
-    write_wav,
 )
+from emodistill.audio.signals import prepare_signal, write_wav
 
 __all__ = [
     "AudioError",
@@ -33,12 +34,14 @@ __all__ = [
     "Check",
     "DEFAULT_LIMITS",
     "MIN_SECONDS",
+    "OpenAudio",
     "SAMPLE_RATE",
     "SUPPORTED_FORMATS",
     "SUPPORTED_TEXT",
     "UnsupportedFormatError",
     "audio_info",
     "load_audio",
+    "open_audio",
     "prepare_signal",
     "sniff_format",
     "source_name",

@@ -1,7 +1,7 @@
 """Audio I/O: any supported file, sample rate and channel count to 16 kHz mono float32.
 
 soundfile reads, soxr resamples. Every error names the file and what is wrong with it.
-No torch here: this module is shared by feature extraction, training and inference.
+No torch here: this package is shared by feature extraction, training and inference.
 
 Decoding is bounded before it starts and while it runs:
 
@@ -13,6 +13,11 @@ Decoding is bounded before it starts and while it runs:
 * samples are decoded, mixed to mono and resampled in blocks of :data:`BLOCK_FRAMES` frames, so
   memory is the 16 kHz mono result plus one block, whatever the file's rate and channel count;
   the limits are enforced again on what is actually decoded (a header may lie).
+
+:func:`open_audio` gives the header and the samples from one open file (``predict`` decides
+from the header whether to read a file at once or stream it); :func:`audio_info`,
+:func:`load_audio` and :func:`stream_audio` are its one-call forms. In-memory signals and
+writing are :mod:`emodistill.audio.signals`.
 """
 
 from __future__ import annotations
@@ -28,8 +33,6 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 import soxr
-
-from emodistill.util.files import atomic_path
 
 #: Sample rate of every model in emodistill.
 SAMPLE_RATE = 16000
@@ -145,31 +148,6 @@ def source_name(source: AudioSource, name: str | None = None) -> str:
     return str(getattr(source, "name", None) or "<upload>")
 
 
-def _open_arg(source: AudioSource) -> bytes | BinaryIO:
-    """What soundfile opens: a bytes path (any file name works) or the file rewound."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.fsencode(source)
-    source.seek(0)
-    return source
-
-
-def _head(source: AudioSource, name: str) -> bytes:
-    """The first 16 bytes; refuses a missing or empty file."""
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise AudioError(f"{name}: file not found")
-        with open(path, "rb") as f:
-            head = f.read(16)
-    else:
-        source.seek(0)
-        head = source.read(16)
-        source.seek(0)
-    if not head:
-        raise AudioError(f"{name}: file is empty (0 bytes)")
-    return head
-
-
 def _reason(err: Exception) -> str:
     """libsndfile's reason without its repeat of the (bytes) file name."""
     return str(getattr(err, "error_string", None) or err)
@@ -181,118 +159,11 @@ def _to_mono(signal: np.ndarray) -> np.ndarray:
     return signal
 
 
-def prepare_signal(
-    signal: np.ndarray,
-    sampling_rate: int,
-    sample_rate: int = SAMPLE_RATE,
-    name: str = "<array>",
-    min_seconds: float = MIN_SECONDS,
-) -> np.ndarray:
-    """Validate and convert an in-memory signal to mono float32 at ``sample_rate``.
-
-    Args:
-        signal: (N,) or (N, channels) samples, any float or int dtype.
-        sampling_rate: rate of ``signal`` in Hz.
-        name: what to call the signal in error messages (usually its file path).
-
-    Returns:
-        (M,) float32 mono signal at ``sample_rate``.
-    """
-    signal = np.asarray(signal)
-    if signal.ndim not in (1, 2):
-        raise AudioError(f"{name}: expected 1-D or (samples, channels) audio, got {signal.shape}")
-    if not sampling_rate or sampling_rate <= 0:
-        raise AudioError(f"{name}: invalid sampling rate {sampling_rate!r}")
-    if np.issubdtype(signal.dtype, np.unsignedinteger):
-        # unsigned PCM (e.g. 8-bit wav) is centred on 2**(bits-1): remove the offset first
-        half = float(np.iinfo(signal.dtype).max // 2 + 1)
-        signal = (signal.astype(np.float32) - half) / half
-    elif np.issubdtype(signal.dtype, np.integer):
-        # 2**(bits-1), as libsndfile scales: int16 -32768 -> -1.0 exactly
-        signal = signal.astype(np.float32) / float(-np.iinfo(signal.dtype).min)
-    signal = _to_mono(signal.astype(np.float32, copy=False))
-    if signal.size == 0:
-        raise AudioError(f"{name}: audio is empty (0 samples)")
-    if not np.all(np.isfinite(signal)):
-        bad = int(np.count_nonzero(~np.isfinite(signal)))
-        raise AudioError(f"{name}: audio holds {bad} non-finite (NaN/inf) samples")
-    _check_min_length(signal.size / sampling_rate, min_seconds, name)
-    if sampling_rate != sample_rate:
-        signal = soxr.resample(signal, sampling_rate, sample_rate, quality="HQ")
-    return np.ascontiguousarray(signal, dtype=np.float32)
-
-
 def _check_min_length(duration: float, min_seconds: float, name: str) -> None:
     if duration < min_seconds:
         raise AudioError(
             f"{name}: audio too short ({duration * 1000:.0f} ms < {min_seconds * 1000:.0f} ms)"
         )
-
-
-def audio_info(
-    source: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
-) -> AudioInfo:
-    """The checked header of an audio file; nothing is decoded.
-
-    Raises:
-        UnsupportedFormatError: the bytes are none of :data:`SUPPORTED_FORMATS`.
-        AudioTooLargeError: longer than ``limits.max_seconds`` or more decoded samples
-            (frames x channels) than ``limits.max_samples``.
-        AudioError: missing, empty, unreadable, truncated or 0-frame file; a sample rate or
-            channel count outside ``limits``. Each message names the file.
-    """
-    name = source_name(source, name)
-    try:
-        head = _head(source, name)
-    except (PermissionError, IsADirectoryError) as err:
-        raise AudioError(f"{name}: cannot read the file ({err.strerror})") from err
-    container = sniff_format(head)
-    if container is None:
-        raise UnsupportedFormatError(
-            f"{name}: not a readable audio file: its bytes are none of the supported "
-            f"formats ({SUPPORTED_TEXT})"
-        )
-    try:
-        with sf.SoundFile(_open_arg(source)) as f:
-            info = AudioInfo(container, f.format, f.subtype, f.samplerate, f.channels, f.frames)
-            extra = f.extra_info or ""
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{name}: not a readable audio file ({_reason(err)})") from err
-    if info.format not in SUPPORTED_FORMATS[container]:
-        raise UnsupportedFormatError(
-            f"{name}: {container} bytes decode as {info.format}; supported: {SUPPORTED_TEXT}"
-        )
-    # libsndfile silently reads what is there of a WAV whose data chunk is cut short (an
-    # interrupted copy); its log says "data : <header> (should be <present>)". Refuse it, except
-    # for the 0 / 0xFFFFFFFF sizes that streaming writers leave in the header.
-    m = _TRUNCATED.search(extra)
-    if m and int(m[2]) < int(m[1]) < 0xFFFFFFFF:
-        raise AudioError(
-            f"{name}: truncated audio file (header declares {m[1]} data bytes, only {m[2]} present)"
-        )
-    if not limits.min_rate <= info.samplerate <= limits.max_rate:
-        raise AudioError(
-            f"{name}: sample rate {info.samplerate} Hz is outside the accepted "
-            f"{limits.min_rate}-{limits.max_rate} Hz"
-        )
-    if not 1 <= info.channels <= limits.max_channels:
-        raise AudioError(
-            f"{name}: {info.channels} channels; at most {limits.max_channels} are accepted"
-        )
-    if info.frames == 0:
-        raise AudioError(f"{name}: audio is empty (0 samples)")
-    if limits.max_seconds is not None and info.duration > limits.max_seconds:
-        raise AudioTooLargeError(
-            f"{name}: audio too long ({info.duration:.1f} s; at most {limits.max_seconds:g} s "
-            "accepted)"
-        )
-    if limits.max_samples is not None and info.frames * info.channels > limits.max_samples:
-        raise AudioTooLargeError(
-            f"{name}: too much audio to decode ({info.frames * info.channels:,} samples = "
-            f"{info.duration:.1f} s x {info.samplerate} Hz x {info.channels} channels; "
-            f"at most {limits.max_samples:,} accepted)"
-        )
-    return info
 
 
 def _frame_budget(info: AudioInfo, limits: AudioLimits) -> float:
@@ -305,18 +176,147 @@ def _frame_budget(info: AudioInfo, limits: AudioLimits) -> float:
     return budget
 
 
-def _decode(
-    source: AudioSource, info: AudioInfo, name: str, limits: AudioLimits, check: Check | None
-) -> Iterator[np.ndarray]:
-    """(n,) float32 mono blocks at the file's own rate, :data:`BLOCK_FRAMES` frames at a time."""
-    budget = _frame_budget(info, limits)
-    frames = 0
-    try:
-        with sf.SoundFile(_open_arg(source)) as f:
+def _resampler(rate_in: int, rate_out: int) -> soxr.ResampleStream | None:
+    # The streaming resampler keeps its filter state across blocks: the result equals a one-shot
+    # soxr.resample of the whole signal.
+    if rate_in == rate_out:
+        return None
+    return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+
+
+def _check_block_seconds(block_seconds: float) -> None:
+    if not (block_seconds > 0 and math.isfinite(block_seconds)):
+        raise ValueError(f"block_seconds must be > 0 and finite, got {block_seconds!r}")
+
+
+class OpenAudio:
+    """An audio file opened once: its checked header (:attr:`info`, nothing decoded yet), then
+    its samples, decoded block by block by :meth:`load` or :meth:`stream` from the same open file.
+
+    Made by :func:`open_audio`; use it in a ``with`` block (or call :meth:`close`).
+
+    Raises (on opening):
+        UnsupportedFormatError: the bytes are none of :data:`SUPPORTED_FORMATS`.
+        AudioTooLargeError: longer than ``limits.max_seconds`` or more decoded samples
+            (frames x channels) than ``limits.max_samples``.
+        AudioError: missing, empty, unreadable, truncated or 0-frame file; a sample rate or
+            channel count outside ``limits``. Each message names the file.
+    """
+
+    def __init__(
+        self, source: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
+    ) -> None:
+        self.name = source_name(source, name)
+        self.limits = limits
+        self._raw: BinaryIO | None = None  # the one OS-level open of a path
+        self._file: sf.SoundFile | None = None
+        try:
+            self.info = self._check(source)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> OpenAudio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (an open binary file passed in stays open)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+    def _head(self, source: AudioSource) -> bytes:
+        """The first 16 bytes, the file left at its start; refuses a missing or empty file."""
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise AudioError(f"{self.name}: file not found")
+            # Unbuffered: seek(0) really moves the descriptor libsndfile reads from.
+            self._raw = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+            head = self._raw.read(16)
+            self._raw.seek(0)
+        else:
+            source.seek(0)
+            head = source.read(16)
+            source.seek(0)
+        if not head:
+            raise AudioError(f"{self.name}: file is empty (0 bytes)")
+        return head
+
+    def _check(self, source: AudioSource) -> AudioInfo:
+        name, limits = self.name, self.limits
+        try:
+            head = self._head(source)
+        except (PermissionError, IsADirectoryError) as err:
+            raise AudioError(f"{name}: cannot read the file ({err.strerror})") from err
+        container = sniff_format(head)
+        if container is None:
+            raise UnsupportedFormatError(
+                f"{name}: not a readable audio file: its bytes are none of the supported "
+                f"formats ({SUPPORTED_TEXT})"
+            )
+        try:
+            opened = self._raw.fileno() if self._raw is not None else source
+            self._file = f = sf.SoundFile(opened, closefd=False)
+            info = AudioInfo(container, f.format, f.subtype, f.samplerate, f.channels, f.frames)
+            extra = f.extra_info or ""
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise AudioError(f"{name}: not a readable audio file ({_reason(err)})") from err
+        if info.format not in SUPPORTED_FORMATS[container]:
+            raise UnsupportedFormatError(
+                f"{name}: {container} bytes decode as {info.format}; supported: {SUPPORTED_TEXT}"
+            )
+        # libsndfile silently reads what is there of a WAV whose data chunk is cut short (an
+        # interrupted copy); its log says "data : <header> (should be <present>)". Refuse it,
+        # except for the 0 / 0xFFFFFFFF sizes that streaming writers leave in the header.
+        m = _TRUNCATED.search(extra)
+        if m and int(m[2]) < int(m[1]) < 0xFFFFFFFF:
+            raise AudioError(
+                f"{name}: truncated audio file (header declares {m[1]} data bytes, only {m[2]} "
+                "present)"
+            )
+        if not limits.min_rate <= info.samplerate <= limits.max_rate:
+            raise AudioError(
+                f"{name}: sample rate {info.samplerate} Hz is outside the accepted "
+                f"{limits.min_rate}-{limits.max_rate} Hz"
+            )
+        if not 1 <= info.channels <= limits.max_channels:
+            raise AudioError(
+                f"{name}: {info.channels} channels; at most {limits.max_channels} are accepted"
+            )
+        if info.frames == 0:
+            raise AudioError(f"{name}: audio is empty (0 samples)")
+        if limits.max_seconds is not None and info.duration > limits.max_seconds:
+            raise AudioTooLargeError(
+                f"{name}: audio too long ({info.duration:.1f} s; at most {limits.max_seconds:g} s "
+                "accepted)"
+            )
+        if limits.max_samples is not None and info.frames * info.channels > limits.max_samples:
+            raise AudioTooLargeError(
+                f"{name}: too much audio to decode ({info.frames * info.channels:,} samples = "
+                f"{info.duration:.1f} s x {info.samplerate} Hz x {info.channels} channels; "
+                f"at most {limits.max_samples:,} accepted)"
+            )
+        return info
+
+    def _decode(self, check: Check | None) -> Iterator[np.ndarray]:
+        """(n,) float32 mono blocks at the file's own rate, :data:`BLOCK_FRAMES` at a time."""
+        if self._file is None:
+            raise ValueError(f"{self.name}: the audio file is closed")
+        info, name = self.info, self.name
+        budget = _frame_budget(info, self.limits)
+        frames = 0
+        try:
             while True:
                 if check is not None:
                     check()
-                raw = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                raw = self._file.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if raw.shape[0] == 0:
                     return
                 frames += raw.shape[0]
@@ -327,16 +327,75 @@ def _decode(
                         f"header declared {info.duration:.1f} s)"
                     )
                 yield _to_mono(raw).astype(np.float32, copy=False)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"{name}: read failed ({_reason(err)})") from err
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{name}: read failed ({_reason(err)})") from err
+
+    def load(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        min_seconds: float = MIN_SECONDS,
+        check: Check | None = None,
+    ) -> np.ndarray:
+        """All samples as (N,) float32 mono at ``sample_rate`` (see :func:`load_audio`)."""
+        name, info = self.name, self.info
+        resampler = _resampler(info.samplerate, sample_rate)
+        parts: list[np.ndarray] = []
+        frames = bad = 0
+        for mono in self._decode(check):
+            frames += mono.size
+            nonfinite = int(np.count_nonzero(~np.isfinite(mono)))
+            bad += nonfinite
+            if bad:  # keep counting for the message, stop converting
+                continue
+            parts.append(resampler.resample_chunk(mono) if resampler else mono.copy())
+        if frames == 0:
+            raise AudioError(f"{name}: audio is empty (0 samples)")
+        if bad:
+            raise AudioError(f"{name}: audio holds {bad} non-finite (NaN/inf) samples")
+        _check_min_length(frames / info.samplerate, min_seconds, name)
+        if resampler is not None:
+            parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+    def stream(
+        self, block_seconds: float, sample_rate: int = SAMPLE_RATE, check: Check | None = None
+    ) -> Iterator[np.ndarray]:
+        """Consecutive (n,) float32 mono blocks of ``block_seconds`` (see :func:`stream_audio`)."""
+        _check_block_seconds(block_seconds)
+        resampler = _resampler(self.info.samplerate, sample_rate)
+        pending = np.zeros(0, dtype=np.float32)
+        block_out = max(1, int(round(block_seconds * sample_rate)))
+        for mono in self._decode(check):
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"{self.name}: audio holds non-finite (NaN/inf) samples")
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono)
+            pending = np.concatenate([pending, mono])
+            while pending.size >= block_out:
+                yield pending[:block_out]
+                pending = pending[block_out:]
+        if resampler is not None:
+            pending = np.concatenate(
+                [pending, resampler.resample_chunk(np.zeros(0, "float32"), last=True)]
+            )
+        if pending.size:
+            yield pending
 
 
-def _resampler(rate_in: int, rate_out: int) -> soxr.ResampleStream | None:
-    # The streaming resampler keeps its filter state across blocks: the result equals a one-shot
-    # soxr.resample of the whole signal.
-    if rate_in == rate_out:
-        return None
-    return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+def open_audio(
+    source: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
+) -> OpenAudio:
+    """Open an audio file (path or open binary file) once and check its header: an
+    :class:`OpenAudio` whose ``info`` tells what it holds before deciding how to decode it."""
+    return OpenAudio(source, limits, name)
+
+
+def audio_info(
+    source: AudioSource, limits: AudioLimits = DEFAULT_LIMITS, name: str | None = None
+) -> AudioInfo:
+    """The checked header of an audio file; nothing is decoded (raises as :class:`OpenAudio`)."""
+    with open_audio(source, limits, name) as audio:
+        return audio.info
 
 
 def load_audio(
@@ -352,7 +411,7 @@ def load_audio(
     Decoded block by block: memory is the result plus one block.
 
     Args:
-        limits: header and decoding bounds (see :func:`audio_info`).
+        limits: header and decoding bounds (see :class:`OpenAudio`).
         name: the file's name in error messages (default: the path).
         check: called once per block; raises to abandon the decode.
 
@@ -360,26 +419,8 @@ def load_audio(
         AudioError: unsupported, unreadable, empty, truncated, non-finite, too-short or (its
             :class:`AudioTooLargeError` subclass) too large audio; the message names the file.
     """
-    name = source_name(source, name)
-    info = audio_info(source, limits, name)
-    resampler = _resampler(info.samplerate, sample_rate)
-    parts: list[np.ndarray] = []
-    frames = bad = 0
-    for mono in _decode(source, info, name, limits, check):
-        frames += mono.size
-        nonfinite = int(np.count_nonzero(~np.isfinite(mono)))
-        bad += nonfinite
-        if bad:  # keep counting for the message, stop converting
-            continue
-        parts.append(resampler.resample_chunk(mono) if resampler else mono.copy())
-    if frames == 0:
-        raise AudioError(f"{name}: audio is empty (0 samples)")
-    if bad:
-        raise AudioError(f"{name}: audio holds {bad} non-finite (NaN/inf) samples")
-    _check_min_length(frames / info.samplerate, min_seconds, name)
-    if resampler is not None:
-        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    with open_audio(source, limits, name) as audio:
+        return audio.load(sample_rate, min_seconds, check)
 
 
 def stream_audio(
@@ -396,32 +437,6 @@ def stream_audio(
     (soxr's streaming resampler keeps the filter state across blocks, so block edges are exact).
     The last block may be shorter. ``limits``, ``name`` and ``check`` as :func:`load_audio`.
     """
-    if not (block_seconds > 0 and math.isfinite(block_seconds)):
-        raise ValueError(f"block_seconds must be > 0 and finite, got {block_seconds!r}")
-    name = source_name(source, name)
-    info = audio_info(source, limits, name)
-    resampler = _resampler(info.samplerate, sample_rate)
-    pending = np.zeros(0, dtype=np.float32)
-    block_out = max(1, int(round(block_seconds * sample_rate)))
-    for mono in _decode(source, info, name, limits, check):
-        if not np.all(np.isfinite(mono)):
-            raise AudioError(f"{name}: audio holds non-finite (NaN/inf) samples")
-        if resampler is not None:
-            mono = resampler.resample_chunk(mono)
-        pending = np.concatenate([pending, mono])
-        while pending.size >= block_out:
-            yield pending[:block_out]
-            pending = pending[block_out:]
-    if resampler is not None:
-        pending = np.concatenate(
-            [pending, resampler.resample_chunk(np.zeros(0, "float32"), last=True)]
-        )
-    if pending.size:
-        yield pending
-
-
-def write_wav(path: str | Path, signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write a 16-bit PCM wav atomically (temporary file, then rename)."""
-    # No fsync: a corpus writes thousands of wavs, and a crash only leaves a tmp file behind.
-    with atomic_path(path, fsync=False) as tmp:
-        sf.write(str(tmp), signal, sample_rate, subtype="PCM_16", format="WAV")
+    _check_block_seconds(block_seconds)
+    with open_audio(source, limits, name) as audio:
+        yield from audio.stream(block_seconds, sample_rate, check)

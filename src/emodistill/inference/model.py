@@ -24,7 +24,7 @@ Efficiency choices (see docs/inference.md for the measurements):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,10 @@ from emodistill.audio import (
     AudioLimits,
     AudioSource,
     Check,
+    OpenAudio,
     audio_info,
-    load_audio,
+    open_audio,
     prepare_signal,
-    stream_audio,
 )
 from emodistill.inference.batching import (
     Window,
@@ -59,6 +59,7 @@ from emodistill.inference.prediction import (
     safe_text,
     source_display_name,
 )
+from emodistill.inference.runner import Runner, TorchRunner
 from emodistill.models.card import card_summary, carry_model_card
 from emodistill.models.folder import (
     ONNX_FILES,
@@ -75,32 +76,6 @@ STREAM_ABOVE_SECONDS = 600.0
 #: Backends of :meth:`EmoDistill.from_pretrained` (``model_folder.ONNX_FILES``: the ONNX ones
 #: and the file each reads).
 BACKENDS = ("torch", *ONNX_FILES)
-
-#: (wav (B, N) float32, lengths (B,) int64) -> probabilities (B, C) float32
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-class TorchRunner:
-    """Runs an ``EmoDistillStudent`` under ``torch.inference_mode`` and returns softmax probs."""
-
-    def __init__(self, module: Any, device: str = "cpu") -> None:
-        import torch
-
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
-        self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
-
-    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """wav (B, N) float32, lengths (B,) int64 -> probabilities (B, C) float32."""
-        import torch
-
-        with torch.inference_mode():
-            out = self.module(
-                torch.from_numpy(wav).to(self.device), torch.from_numpy(lengths).to(self.device)
-            )
-            logits = out.logits if hasattr(out, "logits") else out[0]
-            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
 class EmoDistill:
@@ -237,29 +212,10 @@ class EmoDistill:
             AudioError: an input that is not usable audio (the message names it).
         """
         single = not isinstance(x, (list, tuple))
-        inputs = [x] if single else list(x)
-        signals: list[np.ndarray | None] = []
-        names: list[str | None] = []
-        streamed: dict[int, Prediction] = {}
-        for i, item in enumerate(inputs):
-            if isinstance(item, (str, os.PathLike)):
-                names.append(display_name(item))
-                if _duration(item) > STREAM_ABOVE_SECONDS:
-                    streamed[i] = self.predict_long_file(item, batch_size=batch_size)
-                    signals.append(None)
-                else:
-                    signals.append(load_audio(item, self.sample_rate))
-            else:
-                names.append(None)
-                signals.append(self._array(item, sampling_rate))
-        todo = [i for i, s in enumerate(signals) if s is not None]
-        probs = self.predict_proba([signals[i] for i in todo], batch_size, progress)
-        results: list[Prediction] = [None] * len(inputs)  # type: ignore[list-item]
-        for i, p in streamed.items():
-            results[i] = p
-        for i, p in zip(todo, probs, strict=True):
-            results[i] = self._prediction(names[i], p)
-        return results[0] if single else results
+        results = self._predict_group(
+            [x] if single else list(x), sampling_rate, batch_size, progress
+        )
+        return results[0] if single else results  # type: ignore[return-value]
 
     def predict_files(
         self,
@@ -280,24 +236,52 @@ class EmoDistill:
             task = bar.add_task("predicting", total=len(paths)) if bar else None
             for start in range(0, len(paths), group):
                 chunk = paths[start : start + group]
-                loaded: list[np.ndarray] = []
-                slots: list[int] = []
-                out: list[Prediction | FailedPrediction | None] = [None] * len(chunk)
-                for j, p in enumerate(chunk):
-                    try:
-                        if _duration(p) > STREAM_ABOVE_SECONDS:
-                            out[j] = self.predict_long_file(p, batch_size=batch_size)
-                        else:
-                            loaded.append(load_audio(p, self.sample_rate))
-                            slots.append(j)
-                    except AudioError as err:
-                        out[j] = FailedPrediction(display_name(p), safe_text(str(err)))
-                for j, pr in zip(slots, self.predict_proba(loaded, batch_size), strict=True):
-                    out[j] = self._prediction(display_name(chunk[j]), pr)
-                results.extend(out)  # type: ignore[arg-type]
+                results.extend(self._predict_group(chunk, None, batch_size, failures=True))
                 if bar:
                     bar.advance(task, len(chunk))
         return results
+
+    def _predict_group(
+        self,
+        inputs: Sequence[Any],
+        sampling_rate: int | None,
+        batch_size: int,
+        progress: bool = False,
+        failures: bool = False,
+    ) -> list[Prediction | FailedPrediction]:
+        """The one predict loop: files and arrays in, results in their order.
+
+        Each file is opened once (``audio.open_audio``): its header says whether it is read at
+        once (then batched with the others by length) or streamed (:meth:`predict_long_file`).
+        ``failures``: a file's :class:`AudioError` gives a :class:`FailedPrediction` instead of
+        being raised.
+        """
+        out: list[Prediction | FailedPrediction | None] = [None] * len(inputs)
+        signals: list[np.ndarray] = []
+        slots: list[int] = []
+        for i, item in enumerate(inputs):
+            if not isinstance(item, (str, os.PathLike)):
+                signals.append(self._array(item, sampling_rate))
+                slots.append(i)
+                continue
+            try:
+                with open_audio(item) as audio:
+                    if audio.info.duration > STREAM_ABOVE_SECONDS:
+                        audio.name = display_name(item)  # as predict_long_file names it
+                        out[i] = self._predict_stream(audio, batch_size)
+                    else:
+                        signals.append(audio.load(self.sample_rate))
+                        slots.append(i)
+            except AudioError as err:
+                if not failures:
+                    raise
+                out[i] = FailedPrediction(display_name(item), safe_text(str(err)))
+        probs = self.predict_proba(signals, batch_size, progress)
+        for i, p in zip(slots, probs, strict=True):
+            item = inputs[i]
+            name = display_name(item) if isinstance(item, (str, os.PathLike)) else None
+            out[i] = self._prediction(name, p)
+        return out  # type: ignore[return-value]
 
     def predict_long_file(
         self,
@@ -315,6 +299,14 @@ class EmoDistill:
         ``limits``, ``name`` and ``check`` as :func:`emodistill.audio.load_audio`.
         """
         name = name if name is not None else source_display_name(path)
+        with open_audio(path, limits, name) as audio:
+            return self._predict_stream(audio, batch_size, check)
+
+    def _predict_stream(
+        self, audio: OpenAudio, batch_size: int = 8, check: Check | None = None
+    ) -> Prediction:
+        """:meth:`predict_long_file` of a file already open."""
+        name = audio.name
         max_len = int(self.max_seconds * self.sample_rate)
         total = np.zeros(len(self.labels), dtype=np.float64)
         weight = 0
@@ -332,8 +324,7 @@ class EmoDistill:
         # Two blocks are held back so a short last block can be merged with the one before.
         prev: np.ndarray | None = None
         last: np.ndarray | None = None
-        blocks = stream_audio(path, self.max_seconds, self.sample_rate, limits, name, check)
-        for block in blocks:
+        for block in audio.stream(self.max_seconds, self.sample_rate, check):
             if prev is not None:
                 batch.append(prev)
                 if len(batch) >= batch_size:
@@ -443,8 +434,3 @@ def check_audio_file(
     """Header of an audio file (``audio.audio_info``: refuses unsupported, unreadable, empty,
     0-frame, truncated and out-of-limits files, naming the file)."""
     return audio_info(path, limits, name)
-
-
-def _duration(path: str | os.PathLike) -> float:
-    info = check_audio_file(path)
-    return info.frames / info.samplerate if info.samplerate else 0.0
