@@ -356,6 +356,35 @@ def test_teacher_only_variant_uses_cached_teacher_predictions(prepared, tmp_path
     assert distill(m, fold, other, run, variant="prosodic_teacher_only") == res
 
 
+def test_teacher_outputs_handed_in_memory_are_not_read_back(prepared, tmp_path):
+    """distill(teachers=...) uses the outputs it is given (train_teachers(outputs=...)): the
+    fold's cache on disk is not read; the embedding widths come from them too, and without
+    them from the cache's meta.json alone."""
+    from emodistill.runs.layout import teacher_outputs_dir
+    from emodistill.training.distill import _embedding_dims, distill
+    from emodistill.training.teacher_cache import TeacherOutputs, load_teacher_outputs
+
+    run = fresh_run(prepared, tmp_path / "run")
+    m, fold = _fold(prepared)
+    cfg = prepared["config"]
+    outputs = {}
+    for kind in ("linguistic", "prosodic"):
+        c = load_teacher_outputs(run / fold.id, kind)
+        outputs[kind] = TeacherOutputs(c.ids, np.array(c.logits), np.array(c.embeddings), c.meta)
+    widths = tuple(outputs[k].embeddings.shape[1] for k in ("linguistic", "prosodic"))
+    assert _embedding_dims(run / fold.id, {}, cfg) == widths  # from meta.json
+    for kind in ("linguistic", "prosodic"):
+        shutil.rmtree(teacher_outputs_dir(run / fold.id, kind))
+    assert _embedding_dims(run / fold.id, outputs, cfg) == widths
+    hidden = cfg.student.projection_hidden
+    assert _embedding_dims(run / fold.id, {}, cfg) == (hidden, hidden)  # nothing cached
+    res = distill(m, fold, cfg, run, variant="prosodic_teacher_only", teachers=outputs)
+    ids = [u.id for u in m.by_speakers(fold.test_speakers)]
+    assert res["y_pred"] == outputs["prosodic"].logits_of(ids).argmax(1).tolist()
+    with pytest.raises(FileNotFoundError, match="run train-teachers"):  # not handed: from disk
+        distill(m, fold, cfg, tmp_path / "other", variant="prosodic_teacher_only")
+
+
 def test_clips_too_short_for_features_are_left_out_of_every_variant(prepared, tmp_path, caplog):
     """A 40 ms clip has no eGeMAPS features (no prosodic-teacher output): EmoDistill and plain
     fine-tuning both leave it out, say so, and stay paired on the same utterances."""

@@ -129,13 +129,13 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         console.print(f"  [yellow]{len(store.errors)} utterance(s) without features[/]")
 
     _stage(console, "3/5", f"teachers T_L and T_P on {len(folds)} speaker-independent folds")
-    train_teachers(manifest, out, config=cfg, folds=folds)
+    outputs: dict = {}  # the teachers' outputs in memory, handed to every student below
+    train_teachers(manifest, out, config=cfg, folds=folds, outputs=outputs)
+    ready = {"progress": False, "teachers_ready": True, "teacher_outputs": outputs}
 
     results: dict[str, dict] = {}
     for variant in TEACHER_VARIANTS:
-        results[variant] = cross_validate(
-            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True
-        )
+        results[variant] = cross_validate(manifest, out, cfg, variant=variant, **ready)
     variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
     seeds = cfg.run_seeds()
 
@@ -147,13 +147,9 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
             f"4/5 ({n}/{len(variants)})",
             f"{title} student, {cfg.student.encoder}, {len(folds)} folds x {len(seeds)} seeds",
         )
-        results[variant] = cross_validate(
-            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True, probe=True
-        )
+        results[variant] = cross_validate(manifest, out, cfg, variant=variant, probe=True, **ready)
     for variant in extra:  # already trained by `emodistill cv --variant`: aggregated, not rerun
-        results[variant] = cross_validate(
-            manifest, out, cfg, variant=variant, progress=False, teachers_ready=True
-        )
+        results[variant] = cross_validate(manifest, out, cfg, variant=variant, **ready)
     variants = (*variants, *extra)
 
     _stage(console, "5/5", "paired comparison, report and speech-only model")

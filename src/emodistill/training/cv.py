@@ -59,6 +59,7 @@ from emodistill.runs.layout import (
     work_dir,
 )
 from emodistill.training.distill import distill
+from emodistill.training.teacher_cache import TeacherOutputs
 from emodistill.util.files import (
     folder_lock,
     read_json,
@@ -87,16 +88,19 @@ def _select(manifest: Manifest, cfg: Config, folds: str | Sequence[str]) -> tupl
 
 def ensure_teachers(
     manifest: Manifest, run_dir: Path, cfg: Config, folds: Sequence[Fold], progress: bool = True
-) -> None:
+) -> dict[str, dict[str, TeacherOutputs]]:
     """Train (or reuse) both teachers and their cached outputs for ``folds``.
 
     Always goes through ``train_teachers``: it reuses a fold's teachers only when they were
     trained with this config's teacher sections (and refreshes a stale output cache), so a
-    changed teacher setting can never be paired silently with old teachers.
+    changed teacher setting can never be paired silently with old teachers. Returns the
+    outputs in memory (``{fold_id: {kind: TeacherOutputs}}``), to hand to :func:`distill`.
     """
     from emodistill.training.teachers import train_teachers
 
-    train_teachers(manifest, run_dir, config=cfg, folds=folds, progress=progress)
+    outputs: dict[str, dict[str, TeacherOutputs]] = {}
+    train_teachers(manifest, run_dir, config=cfg, folds=folds, progress=progress, outputs=outputs)
+    return outputs
 
 
 def aggregate_run(
@@ -250,6 +254,7 @@ def cross_validate(
     teachers_ready: bool = False,
     seeds: Sequence[int] | None = None,
     probe: bool | None = None,
+    teacher_outputs: Mapping[str, Mapping[str, TeacherOutputs]] | None = None,
 ) -> dict[str, Any]:
     """Teachers (reused if present), the linear probe, then the student of ``variant`` per
     selected fold and seed; report.
@@ -270,6 +275,9 @@ def cross_validate(
         probe: the linear probe on the student's frozen features, on every fold, in
             ``RUN/probe/`` and beside the students in the reports (:func:`probe_enabled`: None =
             when the encoder is frozen).
+        teacher_outputs: the folds' teacher outputs in memory (``{fold_id: {kind: outputs}}``,
+            from :func:`ensure_teachers`), handed to :func:`distill`; a fold or kind missing
+            here is read from its cache on disk.
 
     Returns:
         The aggregated results over every fold of the variant found on disk (see
@@ -285,8 +293,9 @@ def cross_validate(
     if not run_config_path(run_dir).is_file():
         write_json_atomic(run_config_path(run_dir), cfg.to_dict())
     _, selected = _select(m, cfg, folds)
+    teacher_outputs = dict(teacher_outputs or {})
     if v.teachers_needed(cfg.distill) and not teachers_ready:
-        ensure_teachers(m, run_dir, cfg, selected, progress)
+        teacher_outputs.update(ensure_teachers(m, run_dir, cfg, selected, progress))
     rank0 = True
     for fold in selected:
         for seed in [cfg.seed] if v.teacher is not None else cfg.run_seeds():
@@ -300,6 +309,7 @@ def cross_validate(
                 progress=progress,
                 callbacks=callbacks,
                 trainer_overrides=trainer_overrides,
+                teachers=teacher_outputs.get(fold.id),
             )
             rank0 = rank0 and result != {}
     if not rank0:
@@ -335,9 +345,11 @@ def ablate(
     names = list(variants or VARIANTS)
     run_dir = Path(out)
     _, selected = _select(m, cfg, folds)
-    ensure_teachers(m, run_dir, cfg, selected, progress)
+    outputs = ensure_teachers(m, run_dir, cfg, selected, progress)
     ablation = {
-        name: _cv_on_ready_teachers(m, run_dir, cfg, selected, name, progress, trainer_overrides)
+        name: _cv_on_ready_teachers(
+            m, run_dir, cfg, selected, name, progress, trainer_overrides, outputs
+        )
         for name in names
     }
     write_json_atomic(ablation_path(run_dir, ".json"), ablation)
@@ -374,8 +386,9 @@ def compare_markdown_against_baseline(
     return "\n".join(parts)
 
 
-def _cv_on_ready_teachers(m, run_dir, cfg, selected, variant, progress, trainer_overrides):
-    """One variant's cross-validation on ``selected`` folds whose teachers are already trained."""
+def _cv_on_ready_teachers(m, run_dir, cfg, selected, variant, progress, trainer_overrides, outputs):
+    """One variant's cross-validation on ``selected`` folds whose teachers are already trained
+    (``outputs``: theirs, in memory)."""
     return cross_validate(
         m,
         run_dir,
@@ -385,6 +398,7 @@ def _cv_on_ready_teachers(m, run_dir, cfg, selected, variant, progress, trainer_
         progress=progress,
         trainer_overrides=trainer_overrides,
         teachers_ready=True,
+        teacher_outputs=outputs,
     )
 
 
@@ -412,11 +426,13 @@ def sweep_temperature(
     if not values:
         raise ValueError("sweep_temperature: no temperatures given")
     _, selected = _select(m, cfg, folds)
-    ensure_teachers(m, run_dir, cfg, selected, progress)
+    outputs = ensure_teachers(m, run_dir, cfg, selected, progress)
     rows = []
     for tau in values:
         v = sweep_variant(teacher, tau)
-        res = _cv_on_ready_teachers(m, run_dir, cfg, selected, v, progress, trainer_overrides)
+        res = _cv_on_ready_teachers(
+            m, run_dir, cfg, selected, v, progress, trainer_overrides, outputs
+        )
         rows.append({"tau": tau, "variant": v.name, **res})
     sweep = {"teacher": teacher, "values": values, "results": rows}
     write_json_atomic(sweep_path(run_dir, teacher, ".json"), sweep)

@@ -61,7 +61,11 @@ from emodistill.training.predictions import (
 )
 from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
 from emodistill.training.sampling import check_trainable
-from emodistill.training.teacher_cache import load_fold_teachers
+from emodistill.training.teacher_cache import (
+    TeacherOutputs,
+    cached_embedding_dim,
+    load_fold_teachers,
+)
 from emodistill.training.teacher_weighting import (
     chance_report,
     teacher_validation_ua,
@@ -99,6 +103,7 @@ def distill(
     callbacks: Sequence[Any] = (),
     trainer_overrides: Mapping[str, Any] | None = None,
     keep_checkpoints: bool = False,
+    teachers: Mapping[str, TeacherOutputs | None] | None = None,
 ) -> dict[str, Any]:
     """Train one fold's student (or evaluate a teacher-only variant) and predict its test speakers.
 
@@ -122,6 +127,9 @@ def distill(
         trainer_overrides: extra ``lightning.Trainer`` arguments.
         keep_checkpoints: keep ``best.ckpt``/``last.ckpt`` after success (default: deleted, the
             model folder holds the selected weights).
+        teachers: the fold's teacher outputs by kind, when the caller has them in memory
+            (``train_teachers(outputs=...)``); a kind missing here is read from the fold's cache
+            on disk (a run that restarts).
 
     Returns:
         The predictions dict (``metrics`` holds test WA/UA/F1/confusion; ``seed``; and, when
@@ -136,8 +144,9 @@ def distill(
         cfg = dataclasses.replace(cfg, seed=int(seed))
     dcfg = v.distill_config(cfg.distill)
     eff_cfg = dataclasses.replace(cfg, distill=dcfg)
+    given = {k: o for k, o in (teachers or {}).items() if o is not None}
     if v.teacher is not None:
-        return teacher_predictions(manifest, fold, eff_cfg, run_dir, v)
+        return teacher_predictions(manifest, fold, eff_cfg, run_dir, v, given.get(v.teacher))
     wdir = work_dir(run_dir, fold.id, v, seed_dir)
     # Two processes on one run folder (a retried array job, two cv runs): the second waits here,
     # then reuses the first one's student instead of training into the same checkpoints.
@@ -151,6 +160,7 @@ def distill(
             v,
             seed_dir,
             wdir,
+            given,
             base_cfg=base_cfg,
             progress=progress,
             callbacks=callbacks,
@@ -168,6 +178,7 @@ def _train_student(
     v: Variant,
     seed_dir: int | None,
     wdir: Path,
+    given: Mapping[str, TeacherOutputs],
     *,
     base_cfg: Config,
     progress: bool,
@@ -188,8 +199,10 @@ def _train_student(
         shutil.rmtree(wdir, ignore_errors=True)
 
     fold_dir = fold_folder(run_dir, fold.id)
-    teachers = load_fold_teachers(fold_dir, v.teachers_needed(cfg.distill))
-    d_l, d_p = _embedding_dims(fold_dir, teachers, cfg)
+    needed = v.teachers_needed(cfg.distill)
+    loaded = load_fold_teachers(fold_dir, [k for k in needed if k not in given])
+    teachers = {k: given[k] if k in given else loaded[k] for k in needed}
+    d_l, d_p = _embedding_dims(fold_dir, {**given, **teachers}, cfg)
 
     seed_everything(cfg.seed)
     splits = fold_utterances(manifest, fold)
@@ -364,20 +377,18 @@ def _strategy_for(strategy: str, student: torch.nn.Module) -> str:
     return "ddp_find_unused_parameters_true" if conditional else strategy
 
 
-def _embedding_dims(fold_dir: Path, teachers: Mapping[str, Any], cfg: Config) -> tuple[int, int]:
-    """(d_L, d_P): from the cached teacher embeddings when present (needed for the cosine terms),
-    else from a cache of the fold on disk, else the student's projection width."""
+def _embedding_dims(
+    fold_dir: Path, teachers: Mapping[str, TeacherOutputs], cfg: Config
+) -> tuple[int, int]:
+    """(d_L, d_P): from the teacher outputs at hand when present (needed for the cosine terms),
+    else the width recorded in the fold's cache on disk, else the student's projection width."""
     dims = {}
     for kind in TEACHER_KINDS:
         outputs = teachers.get(kind)
-        if outputs is None:
-            try:
-                outputs = load_fold_teachers(fold_dir, [kind])[kind]
-            except (FileNotFoundError, ValueError, ImportError):
-                outputs = None
-        dims[kind] = (
+        dim = (
             int(np.asarray(outputs.embeddings).shape[1])
             if outputs is not None
-            else cfg.student.projection_hidden
+            else cached_embedding_dim(fold_dir, kind)
         )
+        dims[kind] = cfg.student.projection_hidden if dim is None else dim
     return dims["linguistic"], dims["prosodic"]

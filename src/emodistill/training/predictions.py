@@ -16,7 +16,7 @@ from emodistill.corpora.splits import Fold
 from emodistill.evaluation.metrics import compute_metrics
 from emodistill.runs.layout import predictions_path
 from emodistill.training.data import DistillDataset, collate_batch
-from emodistill.training.teacher_cache import load_fold_teachers
+from emodistill.training.teacher_cache import TeacherOutputs, load_fold_teachers
 from emodistill.util.files import read_json, write_json_atomic
 
 
@@ -129,9 +129,15 @@ def write_predictions(
 
 
 def teacher_predictions(
-    manifest: Manifest, fold: Fold, cfg: Config, run_dir: str | Path, variant: str | Variant
+    manifest: Manifest,
+    fold: Fold,
+    cfg: Config,
+    run_dir: str | Path,
+    variant: str | Variant,
+    outputs: TeacherOutputs | None = None,
 ) -> dict[str, Any]:
-    """A teacher-only variant: the teacher's own test-speaker predictions, from its cache."""
+    """A teacher-only variant: the teacher's own test-speaker predictions, from its outputs
+    (``outputs`` when the caller has them in memory, else the fold's cache on disk)."""
     from emodistill.corpora.splits import fold_fingerprint, fold_utterances
 
     v = get_variant(variant)
@@ -140,7 +146,8 @@ def teacher_predictions(
     if check_reusable(path, cfg, teacher_only=True, data=data):
         return read_json(path)
     _, _, test = fold_utterances(manifest, fold)
-    outputs = load_fold_teachers(Path(run_dir) / fold.id, [v.teacher])[v.teacher]
+    if outputs is None:
+        outputs = load_fold_teachers(Path(run_dir) / fold.id, [v.teacher])[v.teacher]
     try:
         rows = np.asarray(outputs.rows([u.id for u in test]), dtype=np.int64)
     except KeyError as err:

@@ -149,6 +149,15 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
     return TeacherOutputs(ids=ids, logits=logits, embeddings=embeddings, meta=meta)
 
 
+def cached_embedding_dim(fold_dir: str | Path, kind: str) -> int | None:
+    """The embedding width of ``kind``'s cached outputs, from its ``meta.json`` alone (no array
+    is opened), or None when nothing readable is cached."""
+    try:
+        return int(read_json(teacher_outputs_dir(fold_dir, kind) / "meta.json")["embedding_dim"])
+    except (ValueError, OSError, KeyError, TypeError):
+        return None
+
+
 # --------------------------------------------------------------------------- computing
 
 

@@ -320,6 +320,8 @@ def train_teachers(
     kinds: Sequence[str] = TEACHER_KINDS,
     progress: bool = True,
     workers: int = 1,
+    *,
+    outputs: dict[str, dict[str, TeacherOutputs]] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Train both teachers for every selected fold (the ``train-teachers`` command).
 
@@ -335,6 +337,8 @@ def train_teachers(
             (test speaker/session names) of the config's folds.
         kinds: which teachers (default both).
         workers: feature-extraction processes.
+        outputs: filled with ``{fold_id: {kind: TeacherOutputs}}``, the outputs in memory, for
+            a caller that distils next (``distill(teachers=...)``: nothing read back).
 
     Returns:
         ``{fold_id: {"linguistic": {"wa", "ua", "f1"}, "prosodic": {...}}}``; also written to
@@ -369,7 +373,7 @@ def train_teachers(
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
         split = FoldSplit.of(manifest, fold)
-        outputs: dict[str, TeacherOutputs | None] = {}
+        fold_outputs: dict[str, TeacherOutputs | None] = {}
         # A second process on this run folder waits, then reuses these teachers.
         with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
             for kind in kinds:
@@ -379,7 +383,7 @@ def train_teachers(
                     utts = split.train + split.val + split.test
                     if kind == "prosodic":
                         utts = [u for u in utts if u.id in features]
-                    outputs[kind] = write_teacher_outputs(
+                    fold_outputs[kind] = write_teacher_outputs(
                         fold_dir,
                         kind,
                         utts,
@@ -394,7 +398,7 @@ def train_teachers(
                         f"teacher (test {', '.join(fold.test_speakers)}, "
                         f"val {', '.join(fold.val_speakers)})"
                     )
-                    res, outputs[kind] = _train_teacher(
+                    res, fold_outputs[kind] = _train_teacher(
                         kind, manifest, split, cfg, fold_dir, features, progress, False, (), {}
                     )
                     state = "trained"
@@ -408,7 +412,9 @@ def train_teachers(
         if not per_kind:
             continue
         # Each teacher's validation UA beside chance, from the outputs in memory.
-        outs = {kind: outputs[kind] for kind in per_kind}
+        outs = {kind: fold_outputs[kind] for kind in per_kind}
+        if outputs is not None:
+            outputs[fold.id] = outs  # type: ignore[assignment]
         for line in validation_chance_report(manifest.labels, split.val, outs):
             log.info(f"  {line}")
         previous = read_json(metrics_path) if metrics_path.is_file() else {}
