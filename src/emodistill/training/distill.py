@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,8 @@ import numpy as np
 import torch
 
 from emodistill.config import TEACHER_KINDS, Config
-from emodistill.config.variants import (
-    BASELINE,
-    FULL,
-    Variant,
-    get_variant,
-)
-from emodistill.corpora.manifest import Manifest
+from emodistill.config.variants import BASELINE, FULL, Variant, get_variant
+from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
 from emodistill.runs.layout import (
     checkpoints_dir,
@@ -38,7 +34,6 @@ from emodistill.runs.layout import (
     student_dir,
     work_dir,
 )
-from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.training.common import (
     MONITOR,
     make_optim_trainer,
@@ -61,6 +56,7 @@ from emodistill.training.predictions import (
 )
 from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
 from emodistill.training.sampling import check_trainable
+from emodistill.training.stage import StageContext
 from emodistill.training.teacher_cache import (
     TeacherOutputs,
     cached_embedding_dim,
@@ -112,7 +108,8 @@ def distill(
     from ``last.ckpt`` when an earlier run was interrupted. Writes the model folder
     (:func:`student_dir`, via ``save_student`` with this ``cfg`` as ``training_config``) and
     ``predictions.json`` in it (ids, y_true, y_pred, probabilities, metrics). A fold whose
-    predictions exist (made with the same config) is not retrained.
+    predictions exist (made with the same config) is not retrained. The
+    :class:`~emodistill.training.stage.StageContext` form is :func:`distill_stage`.
 
     Args:
         manifest: the corpus.
@@ -136,76 +133,105 @@ def distill(
         teachers were read, ``teacher_val_ua`` and ``teacher_weights``); ``{}`` on DDP ranks
         other than 0.
     """
+    ctx = StageContext.of(
+        manifest,
+        fold,
+        cfg,
+        run_dir,
+        progress=progress,
+        callbacks=tuple(callbacks),
+        trainer_overrides=dict(trainer_overrides or {}),
+        keep_checkpoints=keep_checkpoints,
+    )
+    return distill_stage(ctx, variant, seed=seed, teachers=teachers)
+
+
+@dataclass(frozen=True)
+class _Student:
+    """One student of a stage: its variant, seed and configs, and where it is written."""
+
+    v: Variant
+    cfg: Config  # the run's config with the seed applied
+    eff_cfg: Config  # ... and the variant's distillation settings
+    seed_dir: int | None  # a seed other than the config's: its own folder
+    wdir: Path  # training state (checkpoints, logs)
+    out_path: Path  # predictions.json
+
+    @classmethod
+    def of(cls, ctx: StageContext, v: Variant, seed: int | None) -> _Student:
+        cfg = ctx.cfg if seed is None else dataclasses.replace(ctx.cfg, seed=int(seed))
+        eff_cfg = dataclasses.replace(cfg, distill=v.distill_config(cfg.distill))
+        seed_dir = None if seed is None or int(seed) == ctx.cfg.seed else int(seed)
+        wdir = work_dir(ctx.run_dir, ctx.fold.id, v, seed_dir)
+        out_path = predictions_path(ctx.run_dir, ctx.fold.id, v, seed_dir)
+        return cls(v, cfg, eff_cfg, seed_dir, wdir, out_path)
+
+
+@dataclass
+class _Data:
+    """The student's utterances (too-short clips left out) and what its teachers bring."""
+
+    train: list[Utterance]
+    val: list[Utterance]
+    test: list[Utterance]
+    teachers: dict[str, TeacherOutputs]
+    dims: tuple[int, int]  # (d_L, d_P)
+    val_ua: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+    student_val_ua: float | None = None
+
+
+@dataclass
+class _Built:
+    """The student network, its Lightning module and loaders."""
+
+    student: torch.nn.Module
+    module: StudentModule
+    train_loader: Any
+    val_loader: Any
+
+
+def distill_stage(
+    ctx: StageContext,
+    variant: str | Variant = FULL,
+    *,
+    seed: int | None = None,
+    teachers: Mapping[str, TeacherOutputs | None] | None = None,
+) -> dict[str, Any]:
+    """:func:`distill` of the context's fold: data, module, fit, save."""
     v = get_variant(variant)
-    run_dir = Path(run_dir)
-    seed_dir = None if seed is None or int(seed) == cfg.seed else int(seed)
-    base_cfg = cfg
-    if seed is not None:
-        cfg = dataclasses.replace(cfg, seed=int(seed))
-    dcfg = v.distill_config(cfg.distill)
-    eff_cfg = dataclasses.replace(cfg, distill=dcfg)
+    s = _Student.of(ctx, v, seed)
     given = {k: o for k, o in (teachers or {}).items() if o is not None}
     if v.teacher is not None:
-        return teacher_predictions(manifest, fold, eff_cfg, run_dir, v, given.get(v.teacher))
-    wdir = work_dir(run_dir, fold.id, v, seed_dir)
+        manifest, fold, run_dir = ctx.manifest, ctx.fold, ctx.run_dir
+        return teacher_predictions(manifest, fold, s.eff_cfg, run_dir, v, given.get(v.teacher))
     # Two processes on one run folder (a retried array job, two cv runs): the second waits here,
     # then reuses the first one's student instead of training into the same checkpoints.
-    with folder_lock(wdir, f"fold {fold.id}'s {v.name} student (seed {cfg.seed})"):
-        return _train_student(
-            manifest,
-            fold,
-            cfg,
-            eff_cfg,
-            run_dir,
-            v,
-            seed_dir,
-            wdir,
-            given,
-            base_cfg=base_cfg,
-            progress=progress,
-            callbacks=callbacks,
-            trainer_overrides=trainer_overrides,
-            keep_checkpoints=keep_checkpoints,
-        )
+    with folder_lock(s.wdir, f"fold {ctx.fold.id}'s {v.name} student (seed {s.cfg.seed})"):
+        if check_reusable(s.out_path, s.eff_cfg, data=ctx.split.fingerprint):
+            return read_json(s.out_path)
+        if s.out_path.is_file():  # stale: made from other data; never resume its checkpoints
+            shutil.rmtree(s.wdir, ignore_errors=True)
+        data = _student_data(ctx, s, given)
+        built = _student_module(ctx, s, data)
+        trainer = _student_fit(ctx, s, built)
+        if trainer.global_rank != 0:
+            return {}
+        return _student_save(ctx, s, data, built, trainer)
 
 
-def _train_student(
-    manifest: Manifest,
-    fold: Fold,
-    cfg: Config,
-    eff_cfg: Config,
-    run_dir: Path,
-    v: Variant,
-    seed_dir: int | None,
-    wdir: Path,
-    given: Mapping[str, TeacherOutputs],
-    *,
-    base_cfg: Config,
-    progress: bool,
-    callbacks: Sequence[Any],
-    trainer_overrides: Mapping[str, Any] | None,
-    keep_checkpoints: bool,
-) -> dict[str, Any]:
-    """:func:`distill`'s work for a student variant, under the work folder's lock."""
-    from emodistill.corpora.splits import fold_fingerprint, fold_utterances
-    from emodistill.models.student import build_student, save_student
-
-    dcfg = eff_cfg.distill
-    out_path = predictions_path(run_dir, fold.id, v, seed_dir)
-    data = fold_fingerprint(manifest, fold)
-    if check_reusable(out_path, eff_cfg, data=data):
-        return read_json(out_path)
-    if out_path.is_file():  # stale: made from other data; never resume its checkpoints
-        shutil.rmtree(wdir, ignore_errors=True)
-
-    fold_dir = fold_folder(run_dir, fold.id)
-    needed = v.teachers_needed(cfg.distill)
-    loaded = load_fold_teachers(fold_dir, [k for k in needed if k not in given])
+def _student_data(ctx: StageContext, s: _Student, given: Mapping[str, TeacherOutputs]) -> _Data:
+    """The teachers' outputs, the fold's utterances, and the teachers' validation UA and
+    weights (training the plain student first when the weighting needs it)."""
+    fold, manifest, cfg, dcfg = ctx.fold, ctx.manifest, s.cfg, s.eff_cfg.distill
+    needed = s.v.teachers_needed(cfg.distill)
+    loaded = load_fold_teachers(ctx.fold_dir, [k for k in needed if k not in given])
     teachers = {k: given[k] if k in given else loaded[k] for k in needed}
-    d_l, d_p = _embedding_dims(fold_dir, {**given, **teachers}, cfg)
+    dims = _embedding_dims(ctx.fold_dir, {**given, **teachers}, cfg)
 
     seed_everything(cfg.seed)
-    splits = fold_utterances(manifest, fold)
+    splits = ctx.split.parts
     short = {u.id for part in splits for u in too_short_for_training(part)}
     if short:
         counts = [sum(u.id in short for u in part) for part in splits]
@@ -220,35 +246,36 @@ def _train_student(
             f"fold {fold.id}: needs training, validation and test utterances (got "
             f"{len(train_utts)}, {len(val_utts)}, {len(test_utts)})"
         )
-    check_trainable(len(train_utts), f"fold {fold.id}'s {v.name} student")
-    label_index = {lab: i for i, lab in enumerate(manifest.labels)}
-    n_classes = len(manifest.labels)
-    scfg = cfg.student
-    optim = scfg.optim
+    check_trainable(len(train_utts), f"fold {fold.id}'s {s.v.name} student")
+    data = _Data(train_utts, val_utts, test_utts, teachers, dims)
+    if not teachers:
+        return data
+    n_classes, n_val = len(manifest.labels), len(val_utts)
+    y_val = [manifest.label_index(u.label) for u in val_utts]
+    data.val_ua = teacher_validation_ua(teachers, [u.id for u in val_utts], y_val, n_classes)
+    if dcfg.teacher_weighting == "student":
+        data.student_val_ua = _plain_student_val_ua(ctx, cfg.seed)
+    data.weights = teacher_weights(
+        dcfg.teacher_weighting, data.val_ua, n_classes, n_val, data.student_val_ua
+    )
+    data.reasons = weight_reasons(data.val_ua, data.weights, n_classes, n_val, data.student_val_ua)
+    if ctx.progress or data.weights is not None:
+        for line in chance_report(data.val_ua, n_classes, n_val, data.weights):
+            log.info(f"  fold {fold.id}: {line}")
+    if data.student_val_ua is not None:
+        for kind, why in data.reasons.items():
+            log.info(f"  fold {fold.id}: {kind} teacher {why}")
+    return data
 
-    val_ua: dict[str, float] = {}
-    weights = None
-    student_val_ua = None
-    reasons: dict[str, str] = {}
-    if teachers:
-        y_val = [label_index[u.label] for u in val_utts]
-        val_ua = teacher_validation_ua(teachers, [u.id for u in val_utts], y_val, n_classes)
-        if dcfg.teacher_weighting == "student":
-            student_val_ua = _plain_student_val_ua(
-                manifest, fold, base_cfg, cfg.seed, run_dir, progress
-            )
-        weights = teacher_weights(
-            dcfg.teacher_weighting, val_ua, n_classes, len(val_utts), student_val_ua
-        )
-        reasons = weight_reasons(val_ua, weights, n_classes, len(val_utts), student_val_ua)
-        if progress or weights is not None:
-            for line in chance_report(val_ua, n_classes, len(val_utts), weights):
-                log.info(f"  fold {fold.id}: {line}")
-        if student_val_ua is not None:
-            for kind, why in reasons.items():
-                log.info(f"  fold {fold.id}: {kind} teacher {why}")
 
-    student = build_student(scfg, n_classes, d_l, d_p)
+def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
+    """The student network (+ augmentation, frozen-bottom cache), its loaders and module."""
+    from emodistill.models.student import build_student
+
+    cfg, labels = s.cfg, ctx.manifest.labels
+    scfg, optim, n_classes = cfg.student, cfg.student.optim, len(labels)
+    label_index = {lab: i for i, lab in enumerate(labels)}
+    student = build_student(scfg, n_classes, *data.dims)
     aug = scfg.augment
     if aug.time_mask > 0 or aug.channel_mask > 0:
         from emodistill.models.augment import StateAugment
@@ -260,17 +287,18 @@ def _train_student(
 
         prefix = PrefixCache(
             student,
-            train_utts + val_utts,
-            prefix_cache_dir(manifest, run_dir),
+            data.train + data.val,
+            prefix_cache_dir(ctx.manifest, ctx.run_dir),
             max_seconds=scfg.max_seconds,
-            progress=progress,
+            progress=ctx.progress,
         )
+    teachers = data.teachers
     train_ds = DistillDataset(
-        train_utts, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix=prefix
+        data.train, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix=prefix
     )
     val_max = scfg.max_seconds if prefix is not None else EVAL_MAX_SECONDS
     val_ds = DistillDataset(
-        val_utts, label_index, val_max, False, teachers, cfg.seed, prefix=prefix
+        data.val, label_index, val_max, False, teachers, cfg.seed, prefix=prefix
     )
     workers = cfg.trainer.num_workers
     train_loader = make_loader(train_ds, optim.batch_size, True, cfg.seed, workers)
@@ -283,29 +311,51 @@ def _train_student(
         class_weights = class_weights_of(train_ds.labels, n_classes)
     module = StudentModule(
         student,
-        dcfg,
+        s.eff_cfg.distill,
         optim,
         n_classes,
-        logit_teachers=v.logit_teachers or TEACHER_KINDS,
+        logit_teachers=s.v.logit_teachers or TEACHER_KINDS,
         class_weights=class_weights,
         seed=cfg.seed,
-        teacher_weights=weights,
+        teacher_weights=data.weights,
         mixup=aug.mixup,
     )
-    overrides = {"use_distributed_sampler": False, **dict(trainer_overrides or {})}
-    strategy = _strategy_for(cfg.trainer.strategy, student)
+    return _Built(student, module, train_loader, val_loader)
+
+
+def _student_fit(ctx: StageContext, s: _Student, built: _Built) -> Any:
+    """Fit, resuming an interrupted run of this very stage (same config, same fold data)."""
+    cfg = s.cfg
+    overrides = {"use_distributed_sampler": False, **dict(ctx.trainer_overrides)}
+    strategy = _strategy_for(cfg.trainer.strategy, built.student)
     if strategy != cfg.trainer.strategy and "strategy" not in overrides:
         overrides["strategy"] = strategy
     # Resume only this very stage (same config, same fold data): training/resume.py.
-    key = stage_key({"config": config_key(eff_cfg), "data": data})
-    stage = f"{v.name} student (fold {fold.id}, seed {cfg.seed})"
-    resume = resume_checkpoint(wdir, key, stage)
-    trainer = make_optim_trainer(cfg.trainer, wdir, optim, progress=progress, **overrides)
-    trainer.callbacks.extend([ResumeState(key), *callbacks])
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
-    if trainer.global_rank != 0:
-        return {}
+    key = stage_key({"config": config_key(s.eff_cfg), "data": ctx.split.fingerprint})
+    stage = f"{s.v.name} student (fold {ctx.fold.id}, seed {cfg.seed})"
+    resume = resume_checkpoint(s.wdir, key, stage)
+    trainer = make_optim_trainer(
+        cfg.trainer, s.wdir, cfg.student.optim, progress=ctx.progress, **overrides
+    )
+    trainer.callbacks.extend([ResumeState(key), *ctx.callbacks])
+    ckpt = str(resume) if resume else None
+    trainer.fit(built.module, built.train_loader, built.val_loader, ckpt_path=ckpt)
+    return trainer
 
+
+def _student_save(
+    ctx: StageContext, s: _Student, data: _Data, built: _Built, trainer: Any
+) -> dict[str, Any]:
+    """The selected weights -> model folder; test predictions -> predictions.json."""
+    from emodistill.models.student import save_student
+
+    cfg, fold, manifest, module, student = (
+        s.cfg,
+        ctx.fold,
+        ctx.manifest,
+        built.module,
+        built.student,
+    )
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = (
         trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
@@ -316,48 +366,51 @@ def _train_student(
     elif best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_trained_state(state)
-    test_ds = DistillDataset(test_utts, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed)
+    label_index = {lab: i for i, lab in enumerate(manifest.labels)}
+    test_ds = DistillDataset(data.test, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed)
     device = module.device if module.device.type != "meta" else torch.device("cpu")
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    _, probs = predict(student, test_ds, optim.batch_size, device, precision)
+    _, probs = predict(student, test_ds, cfg.student.optim.batch_size, device, precision)
     student.cpu()
-    sdir = student_dir(run_dir, fold.id, v, seed_dir)
+    sdir = student_dir(ctx.run_dir, fold.id, s.v, s.seed_dir)
     extra = {
         "fold": fold.id,
-        "variant": v.name,
+        "variant": s.v.name,
         "seed": cfg.seed,
         "val_ua": None if best_score is None else float(best_score),
         "test_speakers": list(fold.test_speakers),
         "val_speakers": list(fold.val_speakers),
-        "teacher_val_ua": val_ua,
-        "teacher_weights": weights,
-        "teacher_weight_reasons": reasons,
-        "student_val_ua": student_val_ua,
-        "data": data,
+        "teacher_val_ua": data.val_ua,
+        "teacher_weights": data.weights,
+        "teacher_weight_reasons": data.reasons,
+        "student_val_ua": data.student_val_ua,
+        "data": ctx.split.fingerprint,
     }
-    save_student(student, sdir, list(manifest.labels), eff_cfg.to_dict(), extra)
+    save_student(student, sdir, list(manifest.labels), s.eff_cfg.to_dict(), extra)
     result = write_predictions(
-        out_path,
-        test_utts,
+        s.out_path,
+        data.test,
         test_ds.labels.tolist(),
         probs,
         manifest.labels,
-        {**extra, "config": config_key(eff_cfg), "epochs_run": int(trainer.current_epoch)},
+        {**extra, "config": config_key(s.eff_cfg), "epochs_run": int(trainer.current_epoch)},
     )
-    if not keep_checkpoints:
-        shutil.rmtree(checkpoints_dir(wdir), ignore_errors=True)
+    if not ctx.keep_checkpoints:
+        shutil.rmtree(checkpoints_dir(s.wdir), ignore_errors=True)
     return result
 
 
-def _plain_student_val_ua(
-    manifest: Manifest, fold: Fold, cfg: Config, seed: int, run_dir: Path, progress: bool
-) -> float:
-    """Validation UA of the plain student (same fold, ``seed`` and student settings; ``cfg``
-    is the run's config before the seed is applied), training it first if the run folder has
-    none yet; a later ``--variant no_teachers`` reuses it instead of training it again."""
-    plain = distill(manifest, fold, cfg, run_dir, BASELINE, seed=seed, progress=progress)
+def _plain_student_val_ua(ctx: StageContext, seed: int) -> float:
+    """Validation UA of the plain student (same fold, ``seed`` and student settings; the
+    context's config is the run's, before the seed is applied), training it first if the run
+    folder has none yet; a later ``--variant no_teachers`` reuses it instead of training it
+    again."""
+    plain_ctx = ctx.replace(callbacks=(), trainer_overrides={}, keep_checkpoints=False)
+    plain = distill_stage(plain_ctx, BASELINE, seed=seed)
     if plain.get("val_ua") is None:
-        raise ValueError(f"fold {fold.id}: the plain student (seed {seed}) has no validation UA")
+        raise ValueError(
+            f"fold {ctx.fold.id}: the plain student (seed {seed}) has no validation UA"
+        )
     return float(plain["val_ua"])
 
 

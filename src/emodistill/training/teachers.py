@@ -14,52 +14,29 @@ epoch and are deleted once a teacher is saved (unless ``keep_checkpoints``)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
-
-from emodistill.config import TEACHER_KINDS, Config, OptimConfig, resolve_config
+from emodistill.config import TEACHER_KINDS, Config, resolve_config
 from emodistill.corpora.manifest import Manifest, as_manifest
 from emodistill.corpora.splits import Fold, FoldSplit
-from emodistill.evaluation.metrics import compute_metrics, mean_std
+from emodistill.evaluation.metrics import mean_std
 from emodistill.models.folder import is_model_folder, read_config
+from emodistill.runs.layout import fold_dir as fold_folder
 from emodistill.runs.layout import (
-    checkpoint_path,
-    checkpoints_dir,
     teacher_dir,
     teacher_metrics_by_fold,
     teacher_metrics_path,
     teacher_result_path,
-    teacher_work_dir,
     teachers_dir,
     teachers_summary_path,
 )
-from emodistill.runs.layout import fold_dir as fold_folder
-from emodistill.training.common import (
-    class_weights_of,
-    make_optim_trainer,
-    seed_everything,
-    total_steps,
-)
-from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
-from emodistill.training.sampling import MergingBatchSampler, check_trainable
+from emodistill.training.stage import StageContext
 from emodistill.training.teacher_cache import TeacherOutputs, write_teacher_outputs
-from emodistill.training.teacher_data import (
-    LLDDataset,
-    TextCollator,
-    TextDataset,
-    collate_llds,
-    prosodic_features,
-    with_features,
-)
-from emodistill.training.teacher_module import TeacherModule
+from emodistill.training.teacher_data import prosodic_features
+from emodistill.training.teacher_stage import cuda_device, relevant_config, teacher_stage
 from emodistill.training.teacher_weighting import validation_chance_report
 from emodistill.util.files import folder_lock, read_json, write_json_atomic
 from emodistill.util.log import get_logger
@@ -71,32 +48,6 @@ log = get_logger(__name__)
 
 
 # --------------------------------------------------------------------------- one teacher
-
-
-def _kind_section(cfg: Config, kind: str):
-    if kind == "linguistic":
-        return cfg.linguistic
-    if kind == "prosodic":
-        return cfg.prosodic
-    raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
-
-
-def _relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The parts of a Config dict that change a teacher (to decide whether one can be reused)."""
-    folds = dict(cfg_dict.get("folds") or {})
-    if folds.get("scheme") != "groups":
-        folds.pop("groups", None)  # only the groups scheme reads it
-    return {
-        "seed": cfg_dict.get("seed"),
-        "folds": folds,
-        kind: cfg_dict.get(kind),
-        "limit_train_batches": (cfg_dict.get("trainer") or {}).get("limit_train_batches"),
-    }
-
-
-def _cuda_device(cfg: Config) -> str:
-    on_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-    return "cuda" if on_cuda else "cpu"
 
 
 def teacher_done(
@@ -119,7 +70,7 @@ def teacher_done(
             )
             return False
     saved = read_config(folder, "any").get("training_config") or {}
-    return _relevant_config(saved, kind) == _relevant_config(cfg.to_dict(), kind)
+    return relevant_config(saved, kind) == relevant_config(cfg.to_dict(), kind)
 
 
 def train_teacher(
@@ -135,7 +86,8 @@ def train_teacher(
     split: FoldSplit | None = None,
     **trainer_overrides: Any,
 ) -> dict[str, Any]:
-    """Train one teacher on ``fold``, save it, cache its outputs, and test it.
+    """Train one teacher on ``fold``, save it, cache its outputs, and test it (the
+    :class:`~emodistill.training.stage.StageContext` form: ``teacher_stage.teacher_stage``).
 
     Args:
         kind: ``linguistic`` or ``prosodic``.
@@ -159,154 +111,20 @@ def train_teacher(
     Raises:
         MissingTranscriptsError: linguistic teacher on utterances without transcripts.
     """
-    split = split or FoldSplit.of(manifest, fold)
-    run = (features, progress, keep_checkpoints, callbacks, trainer_overrides)
-    return _train_teacher(kind, manifest, split, cfg, out_dir, *run)[0]
-
-
-def _train_teacher(
-    kind: str, manifest: Manifest, split: FoldSplit, cfg: Config, out_dir: str | Path,
-    features: FeatureStore | None, progress: bool, keep_checkpoints: bool,
-    callbacks: Sequence[Any], trainer_overrides: dict[str, Any],
-) -> tuple[dict[str, Any], TeacherOutputs | None]:  # fmt: skip
-    """:func:`train_teacher`'s work; also returns the teacher's outputs (in memory, for the
-    caller: nothing reads them back from disk)."""
-    from emodistill.models.linguistic import LinguisticTeacher, check_transcripts
-    from emodistill.models.prosodic import ProsodicNetConfig, build_prosodic_net
-
-    section = _kind_section(cfg, kind)
-    optim: OptimConfig = section.optim
-    fold_dir = Path(out_dir)
-    work_dir = teacher_work_dir(fold_dir, kind)
-    labels = list(manifest.labels)
-    fold = split.fold
-    train, val, test = split.parts
-    if not train or not val:
-        raise ValueError(
-            f"fold {fold.id}: needs training and validation speakers "
-            f"(train {fold.train_speakers}, val {fold.val_speakers})"
-        )
-    if kind == "linguistic":
-        check_transcripts(train + val + test, manifest.path)
-    else:
-        features = prosodic_features(manifest, features, cfg)
-        train = with_features(train, features, "training")
-        val = with_features(val, features, "validation")
-        test = with_features(test, features, "test")
-    check_trainable(len(train), f"fold {fold.id}'s {kind} teacher")
-
-    seed_everything(cfg.seed)
-    if kind == "linguistic":
-        ling = cfg.linguistic
-        net: nn.Module = LinguisticTeacher.from_encoder(
-            ling.model,
-            labels,
-            pooling=ling.pooling,
-            dropout=ling.dropout,
-            max_length=ling.max_length,
-        )
-        collate = TextCollator(net.tokenizer, ling.max_length)
-        train_set: Dataset = TextDataset(train, labels)
-        val_set: Dataset = TextDataset(val, labels)
-    else:
-        pros = cfg.prosodic
-        net = build_prosodic_net(ProsodicNetConfig.from_prosodic_config(pros, labels))
-        # Normalisation statistics from the training speakers only (never val/test).
-        net.set_normalization(*features.normalization_stats([u.id for u in train]))
-        collate = collate_llds
-        train_set = LLDDataset(train, labels, features, max_frames=pros.max_frames, train=True)
-        val_set = LLDDataset(val, labels, features)
-
-    targets = [labels.index(u.label) for u in train]
-    weights = class_weights_of(targets, len(labels)) if optim.class_weights else None
-    steps = total_steps(
-        int(len(train_set) * cfg.trainer.limit_train_batches)
-        if cfg.trainer.limit_train_batches <= 1
-        else int(cfg.trainer.limit_train_batches) * optim.batch_size,
-        optim.batch_size,
-        optim.epochs,
-        optim.accumulate_grad_batches,
+    out_dir = Path(out_dir)
+    ctx = StageContext(
+        manifest,
+        fold,
+        cfg,
+        out_dir.parent,
+        out_dir,
+        progress,
+        tuple(callbacks),
+        trainer_overrides,
+        keep_checkpoints,
+        known_split=split,
     )
-    # from_pretrained returns eval mode and Lightning keeps module modes: fine-tune with dropout.
-    net.train()
-    module = TeacherModule(net, optim, steps, len(labels), class_weights=weights)
-    loader_kw = dict(
-        collate_fn=collate,
-        num_workers=cfg.trainer.num_workers,
-        persistent_workers=cfg.trainer.num_workers > 0,
-    )
-    generator = torch.Generator().manual_seed(cfg.seed)
-    # Never a training batch of one clip (BatchNorm): a last one joins the batch before it.
-    sampler = RandomSampler(train_set, generator=generator)
-    train_loader = DataLoader(
-        train_set,
-        batch_sampler=MergingBatchSampler(sampler, optim.batch_size, drop_last=False),
-        generator=generator,
-        **loader_kw,
-    )
-    val_loader = DataLoader(val_set, batch_size=max(optim.batch_size, 32), **loader_kw)
-
-    # Resume the last finished epoch of an interrupted run of this very stage (same config
-    # section, same fold data); anything else starts from epoch 0 (training/resume.py).
-    data = split.fingerprint
-    key = stage_key({"config": _relevant_config(cfg.to_dict(), kind), "data": data})
-    resume = resume_checkpoint(work_dir, key, f"{kind} teacher (fold {fold.id})")
-    trainer = make_optim_trainer(
-        cfg.trainer, work_dir, optim, progress=progress, **trainer_overrides
-    )
-    trainer.callbacks.extend([ResumeState(key, generators=[generator]), *callbacks])
-    started = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
-    train_seconds = time.perf_counter() - started
-    if not trainer.is_global_zero:
-        return {}, None
-
-    # Best validation-UA weights -> model folder.
-    ckpt_cb = trainer.checkpoint_callback
-    best_path = Path(ckpt_cb.best_model_path) if ckpt_cb and ckpt_cb.best_model_path else None
-    if best_path is None or not best_path.is_file():
-        best_path = checkpoint_path(work_dir, "best")
-    if best_path.is_file():
-        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    score = ckpt_cb.best_model_score if ckpt_cb is not None else None
-    best_val_ua = float(score) if score is not None else None
-    net = module.net.cpu().eval()
-    net.save_pretrained(teacher_dir(fold_dir, kind), training_config=cfg.to_dict())
-
-    # Outputs for every utterance of the fold, cached once; test metrics from the test rows.
-    cached = write_teacher_outputs(
-        fold_dir,
-        kind,
-        train + val + test,
-        features=features,
-        device=_cuda_device(cfg),
-        progress=progress,
-    )
-    result: dict[str, Any] = {}
-    if test:
-        preds = np.asarray(cached.logits_of([u.id for u in test])).argmax(axis=1)
-        result = compute_metrics(
-            [labels.index(u.label) for u in test], preds, num_classes=len(labels)
-        )
-    else:
-        result = {"wa": float("nan"), "ua": float("nan"), "f1": float("nan"), "confusion": []}
-    result.update(
-        val_ua=best_val_ua,
-        epochs=int(trainer.current_epoch),
-        global_step=int(trainer.global_step),
-        resumed=resume is not None,
-        train_seconds=round(train_seconds, 2),
-        n_train=len(train),
-        n_val=len(val),
-        n_test=len(test),
-        data=data,
-        best_checkpoint=best_path.name if best_path.is_file() else None,
-    )
-    write_json_atomic(teacher_result_path(fold_dir, kind), result)
-    if not keep_checkpoints:
-        shutil.rmtree(checkpoints_dir(work_dir), ignore_errors=True)
-    return result, cached
+    return teacher_stage(ctx, kind, features)[0]
 
 
 # --------------------------------------------------------------------------- all folds
@@ -372,7 +190,8 @@ def train_teachers(
         metrics_path = teacher_metrics_path(fold_dir)
         per_kind: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
-        split = FoldSplit.of(manifest, fold)
+        ctx = StageContext.of(manifest, fold, cfg, out, progress=progress)
+        split = ctx.split
         fold_outputs: dict[str, TeacherOutputs | None] = {}
         # A second process on this run folder waits, then reuses these teachers.
         with folder_lock(teachers_dir(out, fold.id), f"fold {fold.id}'s teachers"):
@@ -388,7 +207,7 @@ def train_teachers(
                         kind,
                         utts,
                         features=features,
-                        device=_cuda_device(cfg),
+                        device=cuda_device(cfg),
                         progress=progress,
                     )
                     state = "reused"
@@ -398,9 +217,7 @@ def train_teachers(
                         f"teacher (test {', '.join(fold.test_speakers)}, "
                         f"val {', '.join(fold.val_speakers)})"
                     )
-                    res, fold_outputs[kind] = _train_teacher(
-                        kind, manifest, split, cfg, fold_dir, features, progress, False, (), {}
-                    )
+                    res, fold_outputs[kind] = teacher_stage(ctx, kind, features)
                     state = "trained"
                 if not res:  # non-zero DDP rank
                     continue
