@@ -350,18 +350,10 @@ def hf_encoder(name: str):
         return Wav2Vec2Model(Wav2Vec2Config())
     if name == "data2vec-audio-base":
         return Data2VecAudioModel(Data2VecAudioConfig())
-    if name == "hubert-large":  # facebook/hubert-large-ll60k
-        return HubertModel(
-            HubertConfig(
-                hidden_size=1024,
-                num_hidden_layers=24,
-                num_attention_heads=16,
-                intermediate_size=4096,
-                feat_extract_norm="layer",
-                do_stable_layer_norm=True,
-                conv_bias=True,
-            )
-        )
+    if name == "hubert-large":  # facebook/hubert-large-ll60k: its published configuration
+        from paper_scale import HUBERT  # bench/ is on sys.path when a bench script runs
+
+        return HubertModel(HubertConfig(**HUBERT["large"]))
     raise ValueError(name)
 
 

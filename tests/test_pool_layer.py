@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_partial import _clips, _encoders, _loss
+from test_partial import _clips, _encoders, assert_cache_parity
 
-from emodistill.features.prefix_cache import collate_prefix
 from emodistill.models.student import EmoDistillStudent, load_student, save_student
 
 
@@ -70,27 +69,7 @@ def test_pool_layer_from_the_prefix_cache_gives_the_same_loss_and_gradients(
     uncached = _student(make(), 2, trainable, "attention", layer_weights, False).train()
     cached = _student(make(), 2, trainable, "attention", layer_weights, False).train()
     cached.load_state_dict(uncached.state_dict())
-    wav, lengths = _clips([4000, 6400, 5200])
-    y = torch.tensor([0, 2, 3])
-    g = torch.Generator().manual_seed(3)
-    t_logits = {k: torch.randn(3, 4, generator=g) for k in ("linguistic", "prosodic")}
-    t_emb = {"linguistic": torch.randn(3, 6, generator=g), "prosodic": torch.randn(3, 5)}
-    loss_a = _loss(uncached(wav, lengths), y, t_logits, t_emb)
-    loss_a.backward()
-    rows = []
-    for i in range(3):
-        states, frames = cached.prefix(wav[i : i + 1, : lengths[i]], lengths[i : i + 1])
-        rows.append(states[0, :, : int(frames[0])].numpy())
-    prefix, frame_lengths = collate_prefix(rows)
-    loss_b = _loss(cached.from_prefix(prefix, frame_lengths), y, t_logits, t_emb)
-    loss_b.backward()
-    assert abs(float(loss_a) - float(loss_b)) < 1e-5
-    grads_a = {n: p.grad for n, p in uncached.named_parameters() if p.requires_grad}
-    grads_b = {n: p.grad for n, p in cached.named_parameters() if p.requires_grad}
-    assert grads_a.keys() == grads_b.keys() and grads_a
-    for name, ga in grads_a.items():
-        assert ga is not None, name
-        assert float((ga - grads_b[name]).abs().max()) < 1e-5, name
+    assert_cache_parity(uncached, cached)
     # Trainable: the `trainable` layers just below the pooled layer.
     for i, layer in enumerate(uncached.encoder.layer_modules()):
         assert all(p.requires_grad == (2 - trainable <= i < 2) for p in layer.parameters())
