@@ -122,11 +122,24 @@ class StudentConfig:
     # which epoch's weights the student keeps: "best" validation UA, or the "last" epoch (with a
     # few validation speakers, picking the best epoch fits their noise: docs/defaults.md)
     select: str = "best"
+    # z-normalise the pooled layer's frames with label-free statistics of each speaker's clips,
+    # shrunk towards the training set's by n / (n + speaker_shrink) (docs/speaker.md); needs
+    # trainable_layers: 0 and no layer weights
+    speaker_norm: bool = False
+    speaker_shrink: float = 2.0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, epochs=8))
 
     def __post_init__(self) -> None:
         if self.select not in ("best", "last"):
             raise ValueError(f"student.select must be 'best' or 'last', got {self.select!r}")
+        if self.speaker_norm and (str(self.trainable_layers) != "0" or self.layer_weights):
+            raise ValueError(
+                "student.speaker_norm needs a frozen pooled layer: set student.trainable_layers: "
+                f"0 and layer_weights: false (got {self.trainable_layers!r}, "
+                f"{self.layer_weights})"
+            )
+        if self.speaker_shrink < 0:
+            raise ValueError(f"student.speaker_shrink must be >= 0, got {self.speaker_shrink}")
 
 
 @dataclass

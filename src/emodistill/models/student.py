@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emodistill.audio import SAMPLE_RATE
 from emodistill.models.encoders import (
     SpeechEncoder,
-    build_encoder_from_config,
     load_encoder,
     parse_trainable_layers,
     valid_mask,
-)
-from emodistill.models.folder import (
-    FORMAT_VERSION,
-    STUDENT_FORMAT,
-    BadModelConfig,
-    config_path,
-    config_text,
-    load_weights,
-    read_config,
-    weights_path,
-    write_model_files,
 )
 from emodistill.models.pooling import (
     POOLINGS,
@@ -46,6 +32,8 @@ from emodistill.models.pooling import (
     pooled_size,
     weighted_stats,
 )
+from emodistill.models.speaker_stats import EPS as SPEAKER_EPS
+from emodistill.models.speaker_stats import GlobalStats
 
 
 class StudentOutput(NamedTuple):
@@ -85,6 +73,8 @@ class StudentDims:
     layer_norm: bool = False
     pooled_norm: bool = False
     pool_layer: int | None = None
+    speaker_norm: bool = False
+    speaker_shrink: float = 2.0
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -126,6 +116,12 @@ class EmoDistillStudent(nn.Module):
             (None). Layers above k are never run (and never trained): the middle layers of a
             speech encoder often expose more emotion than its last one, and the student gets
             cheaper.
+        speaker_norm: z-normalise the pooled layer's frames with statistics of the speaker's
+            clips (:mod:`emodistill.models.speaker_stats`) before pooling; the training set's
+            global statistics (buffers ``speaker_mean`` / ``speaker_var``) stand in when no
+            speaker's are given. Needs a frozen pooled layer (``trainable_layers: 0``, no layer
+            weights): the statistics are of fixed states.
+        speaker_shrink: k of the shrinkage ``n / (n + k)`` towards the global statistics.
     """
 
     def __init__(
@@ -143,6 +139,8 @@ class EmoDistillStudent(nn.Module):
         layer_norm: bool = False,
         pooled_norm: bool = False,
         pool_layer: int | None = None,
+        speaker_norm: bool = False,
+        speaker_shrink: float = 2.0,
     ):
         super().__init__()
         if num_labels < 2:
@@ -173,7 +171,17 @@ class EmoDistillStudent(nn.Module):
             layer_norm=bool(layer_norm),
             pooled_norm=bool(pooled_norm),
             pool_layer=None if pool_layer is None else depth,
+            speaker_norm=bool(speaker_norm),
+            speaker_shrink=float(speaker_shrink),
         )
+        if speaker_norm and (trainable_layers != 0 or layer_weights):
+            raise ValueError(
+                "speaker_norm needs a frozen pooled layer (trainable_layers: 0, layer_weights: "
+                f"false), got trainable_layers {trainable_layers}, layer_weights {layer_weights}"
+            )
+        if speaker_norm:  # the training set's clip-mean statistics (set by the trainer)
+            self.register_buffer("speaker_mean", torch.zeros(h))
+            self.register_buffer("speaker_var", torch.ones(h))
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
             encoder.freeze_bottom(depth - trainable_layers)
@@ -205,6 +213,21 @@ class EmoDistillStudent(nn.Module):
     def head_config(self) -> dict[str, Any]:
         """``dims`` as the dict saved under ``"heads"`` in the model folder's config."""
         return self.dims.to_dict()
+
+    def global_stats(self) -> GlobalStats:
+        """The training set's clip-mean statistics (``speaker_norm`` students only)."""
+        if not self.dims.speaker_norm:
+            raise ValueError("this student was trained without speaker_norm")
+        return GlobalStats(
+            self.speaker_mean.detach().cpu().numpy(),
+            self.speaker_var.detach().cpu().numpy(),
+            self.dims.speaker_shrink,
+        )
+
+    def set_global_stats(self, glob: GlobalStats) -> None:
+        """Set the buffers that :meth:`normalise` uses when no speaker's statistics are given."""
+        self.speaker_mean.copy_(torch.as_tensor(glob.mean, dtype=self.speaker_mean.dtype))
+        self.speaker_var.copy_(torch.as_tensor(glob.var, dtype=self.speaker_var.dtype))
 
     @property
     def num_labels(self) -> int:
@@ -272,7 +295,8 @@ class EmoDistillStudent(nn.Module):
         return torch.stack(states, dim=1), frame_lengths
 
     def from_prefix(self, prefix: Tensor, frame_lengths: Tensor) -> StudentOutput:
-        """The rest of the forward pass from :meth:`prefix`'s output (B, K, T, H)."""
+        """The rest of the forward pass from :meth:`prefix`'s output (B, K, T, H); with
+        ``speaker_norm`` the prefix comes speaker-normalised (``DistillDataset`` does it)."""
         enc = self.encoder
         k = self.frozen_layers
         states = list(prefix.unbind(dim=1))
@@ -294,20 +318,46 @@ class EmoDistillStudent(nn.Module):
         logits = self.classifier(torch.cat([e_l, e_p], dim=-1))
         return StudentOutput(logits, e_l, e_p)
 
-    def pooled(self, wav: Tensor, lengths: Tensor) -> Tensor:
-        """wav (B, N), lengths (B,) -> utterance vector (B, H), pooled over valid frames."""
+    def pooled_states(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The frames that are pooled: (B, T, H) and frame_lengths (B,)."""
         if self.layer_logits is not None or self.depth < self.encoder.num_layers:
             states, frame_lengths = self._states(wav, lengths, self.depth)
             hidden = self._mix(states) if self.layer_logits is not None else states[-1]
-            return self._pool(hidden, frame_lengths)
-        hidden, frame_lengths = self.encoder(wav, lengths)
-        return self._pool(hidden, frame_lengths)
+            return hidden, frame_lengths
+        return self.encoder(wav, lengths)
 
-    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> StudentOutput:
-        """wav (B, N) float32 16 kHz; lengths (B,) long valid samples (None: all valid)."""
+    def normalise(self, hidden: Tensor, speaker: Tensor | None = None) -> Tensor:
+        """hidden (B, T, H) -> ``(hidden - mu) / sigma`` with speaker (B, 2, H) ``[mu, sigma]``
+        (:func:`~emodistill.models.speaker_stats.normaliser`), or the global statistics when
+        None. Unchanged for a student without ``speaker_norm``."""
+        if not self.dims.speaker_norm:
+            return hidden
+        if speaker is None:
+            mu, sigma = self.speaker_mean, torch.sqrt(self.speaker_var + SPEAKER_EPS)
+            return (hidden - mu) / sigma
+        speaker = speaker.to(hidden.dtype)
+        return (hidden - speaker[:, None, 0]) / speaker[:, None, 1]
+
+    def clip_means(self, wav: Tensor, lengths: Tensor) -> Tensor:
+        """(B, H) mean over each clip's valid frames of the pooled layer (before any speaker
+        normalisation): what a speaker's statistics are made of."""
+        hidden, frame_lengths = self.pooled_states(wav, lengths)
+        return masked_mean(hidden, frame_lengths, None)
+
+    def pooled(self, wav: Tensor, lengths: Tensor, speaker: Tensor | None = None) -> Tensor:
+        """wav (B, N), lengths (B,) -> utterance vector (B, H), pooled over valid frames."""
+        hidden, frame_lengths = self.pooled_states(wav, lengths)
+        return self._pool(self.normalise(hidden, speaker), frame_lengths)
+
+    def forward(
+        self, wav: Tensor, lengths: Tensor | None = None, speaker: Tensor | None = None
+    ) -> StudentOutput:
+        """wav (B, N) float32 16 kHz; lengths (B,) long valid samples (None: all valid);
+        speaker (B, 2, H) ``[mu, sigma]`` of each clip's speaker (``speaker_norm`` only; None:
+        the training set's global statistics)."""
         if lengths is None:
             lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
-        return self._heads(self.pooled(wav, lengths))
+        return self._heads(self.pooled(wav, lengths, speaker))
 
 
 def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> EmoDistillStudent:
@@ -332,111 +382,18 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         layer_norm=cfg.layer_norm,
         pooled_norm=cfg.pooled_norm,
         pool_layer=cfg.pool_layer,
+        speaker_norm=cfg.speaker_norm,
+        speaker_shrink=cfg.speaker_shrink,
     )
 
 
-def _state_for_saving(model: nn.Module) -> dict[str, Tensor]:
-    """CPU, contiguous tensors; tensors sharing storage are copied (safetensors refuses them)."""
-    seen: set[tuple[int, int]] = set()
-    out = {}
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset())
-        if t.numel() and (key in seen or t.untyped_storage().nbytes() != t.nbytes):
-            t = t.clone()
-        seen.add(key)
-        out[name] = t
-    return out
-
-
-_RESERVED = {"format", "format_version", "labels", "sample_rate", "encoder", "heads"}
-
-
-def save_student(
-    model: EmoDistillStudent,
-    folder: str | Path,
-    labels: list[str],
-    training_config: dict | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Write the model folder's config and weights (each atomically; other files stay).
-
-    Args:
-        model: the student.
-        folder: created if missing; existing files of the same names are replaced.
-        labels: class names in logit order (length = ``num_labels``).
-        training_config: the full ``Config.to_dict()`` used to train it (optional).
-        extra: more top-level keys for the config (e.g. metrics, fold); may not override the
-            format keys.
-
-    Returns:
-        the folder.
-    """
-    labels = [str(x) for x in labels]
-    if len(labels) != model.num_labels:
-        raise ValueError(f"{len(labels)} labels given for a model with {model.num_labels} outputs")
-    extra = dict(extra or {})
-    clash = _RESERVED & set(extra) | ({"training_config"} & set(extra))
-    if clash:
-        raise ValueError(f"extra may not set reserved config key(s) {sorted(clash)}")
-    config = {
-        "format": STUDENT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "labels": labels,
-        "sample_rate": SAMPLE_RATE,
-        "encoder": model.encoder.config_dict(),
-        "heads": model.dims.to_dict(),
-        "training_config": training_config,
-        **extra,
-    }
-    text = config_text(config, default=_json_default)
-    return write_model_files(folder, text, _state_for_saving(model))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, torch.dtype):
-        return str(value).removeprefix("torch.")
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def read_student_config(folder: str | Path) -> dict[str, Any]:
-    """The config of a student model folder, checked for format, version and keys
-    (:func:`emodistill.models.folder.read_config`)."""
-    return read_config(folder)
-
-
-def student_from_config(config: dict[str, Any]) -> EmoDistillStudent:
-    """The architecture described by a model folder's config, with random weights."""
-    encoder = build_encoder_from_config(config["encoder"])
-    return EmoDistillStudent.from_dims(encoder, StudentDims.from_dict(config["heads"]))
-
-
-def load_student(
-    folder: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[EmoDistillStudent, dict[str, Any]]:
-    """Load a student model folder written by :func:`save_student`.
-
-    Returns:
-        (model in eval mode on ``map_location``, config dict).
-    """
-    folder = Path(folder)
-    config = read_config(folder)
-    model = student_from_config(config)
-    state = load_weights(folder, device=str(map_location))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise BadModelConfig(
-            f"{weights_path(folder)}: weights do not match {config_path(folder)}: {err}"
-        ) from err
-    model.to(map_location)
-    model.eval()
-    return model, config
-
+# The folder I/O lives in student_folder.py; imported here too, where callers have always found it.
+from emodistill.models.student_folder import (  # noqa: E402
+    load_student,
+    read_student_config,
+    save_student,
+    student_from_config,
+)
 
 __all__ = [
     "EmoDistillStudent",

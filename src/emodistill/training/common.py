@@ -270,3 +270,19 @@ def class_weights_of(targets: Sequence[int], num_classes: int) -> torch.Tensor:
     counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).astype(float)
     weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def ddp_strategy_for(strategy: str, student: torch.nn.Module) -> str:
+    """``ddp`` -> ``ddp_find_unused_parameters_true`` for encoders whose steps may leave
+    parameters unused, which plain DDP rejects mid-training: wav2vec2-family
+    ``masked_spec_embed`` (used only when SpecAugment masks something) and LayerDrop
+    (``config.layerdrop > 0`` skips whole layers at random; HuBERT's default is 0.1)."""
+    if strategy != "ddp":
+        return strategy
+    conditional = any(
+        n.endswith("masked_spec_embed") and p.requires_grad for n, p in student.named_parameters()
+    ) or any(
+        float(getattr(getattr(m, "config", None), "layerdrop", 0.0) or 0.0) > 0.0
+        for m in student.modules()
+    )
+    return "ddp_find_unused_parameters_true" if conditional else strategy

@@ -70,6 +70,9 @@ class DistillDataset(Dataset):
         prefix: a :class:`~emodistill.features.prefix_cache.PrefixCache` holding these
             utterances: items then carry ``prefix`` (K, T, H) instead of ``wav`` (no crop: the
             cache holds centre-cropped clips).
+        speaker_norms: utterance id -> (2, H) ``[mu, sigma]`` of its speaker (a
+            ``speaker_norm`` student): prefix items come normalised with it, audio items carry
+            it as ``speaker``.
     """
 
     def __init__(
@@ -81,8 +84,12 @@ class DistillDataset(Dataset):
         teachers: Mapping[str, Any] | None = None,
         seed: int = 0,
         prefix: Any = None,
+        speaker_norms: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.utterances = list(utterances)
+        self.speaker_norms = None
+        if speaker_norms is not None:
+            self.speaker_norms = [np.asarray(speaker_norms[u.id], np.float32) for u in utterances]
         self.prefix = prefix
         self.labels = np.array([label_index[u.label] for u in self.utterances], dtype=np.int64)
         self.train = train
@@ -126,6 +133,9 @@ class DistillDataset(Dataset):
         if self.prefix is not None:
             item = self._item(i, valid)
             item["prefix"] = self.prefix[self.utterances[i].id]
+            if self.speaker_norms is not None:  # (K, T, H) - mu / sigma (K = 1: frozen pool)
+                mu, sigma = self.speaker_norms[i]
+                item["prefix"] = (np.asarray(item["prefix"]) - mu) / sigma
             return item
         wav = self._load(i)
         if self.max_samples and len(wav) > self.max_samples:
@@ -137,6 +147,8 @@ class DistillDataset(Dataset):
             wav = wav[start : start + self.max_samples]
         item = self._item(i, valid)
         item["wav"] = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+        if self.speaker_norms is not None:
+            item["speaker"] = torch.from_numpy(self.speaker_norms[i])
         return item
 
     def _item(self, i: int, valid: bool) -> dict[str, Any]:
@@ -161,7 +173,8 @@ def collate_batch(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ``wav`` (B, N) float32 zero-padded to the longest clip, ``lengths`` (B,) valid samples
         (or, for prefix items, ``prefix`` (B, K, T, H) and ``frame_lengths`` (B,)),
         ``labels`` (B,) long, ``valid`` (B,) bool, ``index`` (B,) long,
-        ``teacher_logits`` {kind: (B, C)}, ``teacher_emb`` {kind: (B, D)}.
+        ``teacher_logits`` {kind: (B, C)}, ``teacher_emb`` {kind: (B, D)}; ``speaker``
+        (B, 2, H) when the items carry their speaker's normaliser.
     """
     from emodistill.features.prefix_cache import collate_prefix
 
@@ -174,6 +187,8 @@ def collate_batch(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for row, it in enumerate(items):
             wav[row, : len(it["wav"])] = it["wav"]
         out["wav"], out["lengths"] = wav, lengths
+    if "speaker" in items[0]:
+        out["speaker"] = torch.stack([it["speaker"] for it in items])
     kinds = list(items[0]["teacher_logits"])
     return {
         **out,

@@ -36,6 +36,7 @@ from emodistill.runs.layout import (
 )
 from emodistill.training.common import (
     MONITOR,
+    ddp_strategy_for,
     make_optim_trainer,
     resolve_precision,
     seed_everything,
@@ -190,6 +191,7 @@ class _Built:
     module: StudentModule
     train_loader: Any
     val_loader: Any
+    test_norms: dict[str, np.ndarray] | None = None  # speaker_norm: id -> (2, H)
 
 
 def distill_stage(
@@ -292,13 +294,20 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
             max_seconds=scfg.max_seconds,
             progress=ctx.progress,
         )
+    norms: tuple[Any, Any, Any] = (None, None, None)
+    if scfg.speaker_norm:
+        from emodistill.training.speaker_data import fold_speaker_norms
+
+        cache_dir = prefix_cache_dir(ctx.manifest, ctx.run_dir)
+        splits = (data.train, data.val, data.test)
+        norms = fold_speaker_norms(student, prefix, splits, cache_dir, ctx.progress)
     teachers = data.teachers
     train_ds = DistillDataset(
-        data.train, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix=prefix
+        data.train, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix, norms[0]
     )
     val_max = scfg.max_seconds if prefix is not None else EVAL_MAX_SECONDS
     val_ds = DistillDataset(
-        data.val, label_index, val_max, False, teachers, cfg.seed, prefix=prefix
+        data.val, label_index, val_max, False, teachers, cfg.seed, prefix, norms[1]
     )
     workers = cfg.trainer.num_workers
     train_loader = make_loader(train_ds, optim.batch_size, True, cfg.seed, workers)
@@ -320,14 +329,14 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
         teacher_weights=data.weights,
         mixup=aug.mixup,
     )
-    return _Built(student, module, train_loader, val_loader)
+    return _Built(student, module, train_loader, val_loader, norms[2])
 
 
 def _student_fit(ctx: StageContext, s: _Student, built: _Built) -> Any:
     """Fit, resuming an interrupted run of this very stage (same config, same fold data)."""
     cfg = s.cfg
     overrides = {"use_distributed_sampler": False, **dict(ctx.trainer_overrides)}
-    strategy = _strategy_for(cfg.trainer.strategy, built.student)
+    strategy = ddp_strategy_for(cfg.trainer.strategy, built.student)
     if strategy != cfg.trainer.strategy and "strategy" not in overrides:
         overrides["strategy"] = strategy
     # Resume only this very stage (same config, same fold data): training/resume.py.
@@ -367,7 +376,9 @@ def _student_save(
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_trained_state(state)
     label_index = {lab: i for i, lab in enumerate(manifest.labels)}
-    test_ds = DistillDataset(data.test, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed)
+    test_ds = DistillDataset(
+        data.test, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed, None, built.test_norms
+    )
     device = module.device if module.device.type != "meta" else torch.device("cpu")
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     _, probs = predict(student, test_ds, cfg.student.optim.batch_size, device, precision)
@@ -385,6 +396,8 @@ def _student_save(
         "teacher_weight_reasons": data.reasons,
         "student_val_ua": data.student_val_ua,
         "data": ctx.split.fingerprint,
+        # read the test speakers' unlabelled audio: reported apart from single-clip results
+        "speaker_norm": bool(cfg.student.speaker_norm),
     }
     save_student(student, sdir, list(manifest.labels), s.eff_cfg.to_dict(), extra)
     result = write_predictions(
@@ -412,22 +425,6 @@ def _plain_student_val_ua(ctx: StageContext, seed: int) -> float:
             f"fold {ctx.fold.id}: the plain student (seed {seed}) has no validation UA"
         )
     return float(plain["val_ua"])
-
-
-def _strategy_for(strategy: str, student: torch.nn.Module) -> str:
-    """``ddp`` -> ``ddp_find_unused_parameters_true`` for encoders whose steps may leave
-    parameters unused, which plain DDP rejects mid-training: wav2vec2-family
-    ``masked_spec_embed`` (used only when SpecAugment masks something) and LayerDrop
-    (``config.layerdrop > 0`` skips whole layers at random; HuBERT's default is 0.1)."""
-    if strategy != "ddp":
-        return strategy
-    conditional = any(
-        n.endswith("masked_spec_embed") and p.requires_grad for n, p in student.named_parameters()
-    ) or any(
-        float(getattr(getattr(m, "config", None), "layerdrop", 0.0) or 0.0) > 0.0
-        for m in student.modules()
-    )
-    return "ddp_find_unused_parameters_true" if conditional else strategy
 
 
 def _embedding_dims(

@@ -75,7 +75,7 @@ class StudentModule(L.LightningModule):
         """The student's output on a batch of audio, or of cached frozen-bottom outputs."""
         if "prefix" in batch:
             return self.student.from_prefix(batch["prefix"], batch["frame_lengths"])
-        return self.student(batch["wav"], batch["lengths"])
+        return self.student(batch["wav"], batch["lengths"], batch.get("speaker"))
 
     def loss(self, batch: Mapping[str, Any]):
         """The EmoDistill loss of a batch (``LossOutput``: total + terms)."""

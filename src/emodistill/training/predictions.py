@@ -43,7 +43,9 @@ def predict(
     for start in range(0, len(order), bs):
         batch = collate_batch([dataset[int(i)] for i in order[start : start + bs]])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = student(batch["wav"].to(device), batch["lengths"].to(device))
+            speaker = batch.get("speaker")
+            speaker = None if speaker is None else speaker.to(device)
+            out = student(batch["wav"].to(device), batch["lengths"].to(device), speaker)
         p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         if probs.shape[1] == 0:
             probs = np.zeros((len(dataset), p.shape[1]), dtype=np.float32)
