@@ -181,3 +181,14 @@ def test_distill_with_speaker_norm_uses_each_test_speakers_statistics(prepared, 
     assert np.abs(probs - np.asarray(result["probabilities"])).max() < 1e-5
     _, global_probs = predict(model, DistillDataset(test, index, EVAL_MAX_SECONDS, False), 4)
     assert np.abs(global_probs - probs).max() > 1e-4
+
+
+def test_a_speaker_normalised_report_says_so_at_the_top():
+    from emodistill.evaluation.report import SPEAKER_NORM_NOTE, aggregate_runs, results_markdown
+
+    pred = {"y_true": [0, 1, 1, 0], "y_pred": [0, 1, 0, 0]}
+    results = aggregate_runs({("g1", 0): pred}, ["a", "b"])
+    assert "Speaker-normalised" not in results_markdown(results, variant="no_teachers")
+    results["speaker_norm"] = True
+    text = results_markdown(results, variant="no_teachers")
+    assert text.splitlines()[2] == SPEAKER_NORM_NOTE

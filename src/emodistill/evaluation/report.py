@@ -162,6 +162,15 @@ def confusion_markdown(confusion: Sequence[Sequence[int]], labels: Sequence[str]
     return "\n".join(lines)
 
 
+#: Heads a report of a ``student.speaker_norm`` run: its numbers are not single-clip ones.
+SPEAKER_NORM_NOTE = (
+    "**Speaker-normalised** (`student.speaker_norm`): every test speaker was normalised with "
+    "statistics of their own unlabelled test clips, which a single-clip prediction does not "
+    "have. Compare these numbers only with other speaker-normalised ones (a linear probe row "
+    "below is not speaker-normalised); docs/speaker.md."
+)
+
+
 def results_markdown(
     results: Mapping[str, Any],
     title: str = "Cross-validation results",
@@ -171,6 +180,8 @@ def results_markdown(
 ) -> str:
     """``report.md``: per-fold table, mean ± std, pooled, confusion and the paper's numbers."""
     out = [f"# {title}", ""]
+    if results.get("speaker_norm"):
+        out += [SPEAKER_NORM_NOTE, ""]
     out.append(f"Variant `{variant}`: {variant_title(variant)}.")
     out.append("WA = accuracy, UA = mean per-class recall, F1 = macro-F1, in percent; every fold")
     out.append("holds out its test speakers.")
