@@ -222,6 +222,26 @@ class SpeakerProfile:
             )
 
 
+def model_fingerprint(module: Any) -> str:
+    """Hex sha256 of a student network: its head configuration (``dims``) and every parameter
+    and buffer (name, dtype, shape, bytes), so a profile is only used with the model whose
+    encoder computed its statistics (the same weights loaded again give the same value)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    dims = getattr(module, "dims", None)
+    meta = dims.to_dict() if hasattr(dims, "to_dict") else {}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            t = t.float()
+        h.update(t.numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def write_profile(profile: SpeakerProfile, path: str | Path) -> Path:
     """Write ``profile`` as JSON (atomically)."""
     from emodistill.util.files import write_json_atomic
@@ -268,6 +288,7 @@ __all__ = [
     "SpeakerProfile",
     "SpeakerStats",
     "global_stats",
+    "model_fingerprint",
     "normaliser",
     "profile_from_bytes",
     "read_profile",
