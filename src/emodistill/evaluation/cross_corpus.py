@@ -101,7 +101,8 @@ def evaluate_model(
 
     out = Path(out)
     results = aggregate({FOLD_ID: {"y_true": y_true, "y_pred": y_pred}}, shared)
-    results["speaker_norm"] = speaker_norm
+    if speaker_norm:  # its own rows: a plain model's results.json keeps the cv format
+        results["speaker_norm"] = True
     write_json_atomic(results_path(out), results)
     write_json_atomic(
         evaluation_predictions_path(out),
