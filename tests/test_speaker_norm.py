@@ -1,4 +1,4 @@
-"""Speaker-normalised student (`student.speaker_norm`): statistics, shrinkage, profiles, training."""
+"""Speaker-normalised student (`student.speaker_norm`): statistics, shrinkage, profiles."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import typer
 
 from emodistill.cli.common import ConfigOpt, FoldsOpt, console, fail, known_errors
 from emodistill.cli.corpus import corpus_app
+from emodistill.cli.enroll import enroll_app
 from emodistill.cli.inference import inference_app
 from emodistill.config.variants import BASELINE, FULL  # names only: light (no torch)
 
@@ -377,6 +378,7 @@ def demo_cmd(
 
 # The speech-only commands, then the corpus group: the order ``emodistill --help`` lists them.
 app.add_typer(inference_app)
+app.add_typer(enroll_app)
 app.add_typer(corpus_app, name="corpus")
 
 

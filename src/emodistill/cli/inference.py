@@ -45,6 +45,18 @@ def predict_cmd(
     stream: bool = typer.Option(
         False, "--stream", help="AUDIO '-': WAV or raw 16 kHz s16le PCM on stdin, JSON lines out."
     ),
+    profile: Path = typer.Option(
+        None,
+        "--profile",
+        help="Speaker profile (emodistill enroll): normalise every input with that voice's "
+        "statistics (a student.speaker_norm model).",
+    ),
+    speaker_norm: bool = typer.Option(
+        False,
+        "--speaker-norm",
+        help="All inputs are one voice: normalise with their own statistics (two passes; "
+        "with --segment the windows are the clips).",
+    ),
 ) -> None:
     """Predict emotion from audio alone: no transcript, no prosodic features."""
     from emodistill.cli.predict import run_predict
@@ -61,6 +73,8 @@ def predict_cmd(
         vad=vad,
         backend=backend,
         stream=stream,
+        profile=profile,
+        speaker_norm=speaker_norm,
     )
     raise typer.Exit(code)
 
@@ -85,8 +99,11 @@ def evaluate_cmd(
         res = evaluate_model(EmoDistill.from_pretrained(model, device=device), m, out, batch_size)
     except (ManifestError, ModelLoadError, AudioError, ValueError) as err:
         fail(str(err))
+    norm = "speaker-normalised (each speaker's own clips; docs/speaker.md): " * bool(
+        res.get("speaker_norm")
+    )
     console.print(
-        f"{len(res['labels'])} shared labels ({', '.join(res['labels'])}): WA "
+        f"{norm}{len(res['labels'])} shared labels ({', '.join(res['labels'])}): WA "
         f"{100 * res['pooled']['wa']:.2f}, UA {100 * res['pooled']['ua']:.2f}; wrote {out}"
     )
 

@@ -33,6 +33,7 @@ from rich.table import Table
 from emodistill.audio import AudioError
 from emodistill.inference.model import EmoDistill
 from emodistill.inference.prediction import FailedPrediction, display_name, safe_text
+from emodistill.inference.speaker import speaker_normaliser
 from emodistill.models.folder import ModelLoadError
 
 #: Extensions picked up when a folder is given (a file named explicitly is always tried): the
@@ -105,8 +106,13 @@ def predict_entries(
     hop: float = 1.5,
     vad: bool = False,
     progress: bool = False,
+    profile: str | os.PathLike | None = None,
+    speaker_norm: bool = False,
 ) -> list[dict[str, Any]]:
-    """The JSON list of ``predict``: one dict per input file, good or bad, in input order."""
+    """The JSON list of ``predict``: one dict per input file, good or bad, in input order.
+
+    ``profile``: every input normalised with that speaker profile; ``speaker_norm``: all inputs
+    are one voice, normalised with their own clip means (``segment``: their windows')."""
     rows = expand_inputs(inputs)
     entries: list[dict[str, Any] | None] = [None] * len(rows)
     todo = []
@@ -118,10 +124,15 @@ def predict_entries(
     if segment:
         from emodistill.inference.segment import predict_timeline
 
+        speaker = speaker_normaliser(model, [], profile=profile)  # None without a profile
+        if speaker_norm:  # the windows of every input are one voice's clips
+            speaker = timeline_normaliser(model, [rows[i][1] for i in todo], window, hop, vad)
         for i in todo:
             name, path, _ = rows[i]
             try:
-                timeline = predict_timeline(model, path, window, hop, vad, batch_size)
+                timeline = predict_timeline(
+                    model, path, window, hop, vad, batch_size, speaker=speaker
+                )
             except AudioError as err:
                 entries[i] = FailedPrediction(name, safe_text(str(err))).to_dict()
                 continue
@@ -134,10 +145,31 @@ def predict_entries(
                 "summary": summary,
             }
     else:
-        results = model.predict_files([rows[i][1] for i in todo], batch_size, progress=progress)
+        paths = [rows[i][1] for i in todo]
+        results = model.predict_files(
+            paths, batch_size, progress=progress, profile=profile, speaker_norm=speaker_norm
+        )
         for i, res in zip(todo, results, strict=True):
             entries[i] = res.to_dict()
     return entries  # type: ignore[return-value]
+
+
+def timeline_normaliser(
+    model: EmoDistill, paths: Sequence[Path], window: float, hop: float, vad: bool
+) -> Any:
+    """``--segment --speaker-norm``: the (2, H) normaliser of every input's timeline windows
+    (one voice); a file that fails here fails again, reported, when it is predicted."""
+    from emodistill.inference.segment import timeline_clip_means
+    from emodistill.inference.speaker import ClipMeans, require_speaker_norm, shared_normaliser
+
+    require_speaker_norm(model, "--speaker-norm")
+    clips = ClipMeans()
+    for path in paths:
+        try:
+            clips.add(*timeline_clip_means(model, path, window, hop, vad))
+        except AudioError:
+            continue
+    return shared_normaliser(clips, model.runner.global_stats())
 
 
 def _write_stdout(text: str) -> None:
@@ -227,8 +259,11 @@ def run_predict(
     backend: str = "torch",
     num_threads: int | None = None,
     stream: bool = False,
+    profile: str | os.PathLike | None = None,
+    speaker_norm: bool = False,
 ) -> int:
-    """Run ``emodistill predict``; returns the exit code (0 ok, 1 some input failed, 2 no model).
+    """Run ``emodistill predict``; returns the exit code (0 ok, 1 some input failed, 2 no model,
+    or an unusable ``profile`` / ``speaker_norm`` request).
 
     With ``stream`` the only input must be ``-``: stdin is streamed (:func:`run_stream`).
     """
@@ -247,6 +282,21 @@ def run_predict(
     except (ModelLoadError, ValueError, OSError) as e:
         err.print(f"[bold red]error:[/] cannot load model: {safe_text(str(e))}", markup=True)
         return 2
+    if profile is not None or speaker_norm:
+        # Checked before any audio is read: a wrong profile is an error, never ignored.
+        from emodistill.inference.speaker import SpeakerNormError, check_request
+        from emodistill.models.speaker_stats import BadProfile
+
+        try:
+            if stream:
+                raise SpeakerNormError(
+                    "--profile / --speaker-norm are not available with --stream (live windows "
+                    "are predicted as they come); save the audio and predict the file"
+                )
+            check_request(m, profile, speaker_norm)
+        except (BadProfile, SpeakerNormError) as e:
+            err.print("error: " + safe_text(str(e)), markup=False, soft_wrap=True)
+            return 2
     if stream:
         return run_stream(m, sys.stdin.buffer, window, hop, format)
     summary = m.info().get("summary")
@@ -254,7 +304,16 @@ def run_predict(
         err.print(f"model: {safe_text(summary)}", markup=False, soft_wrap=True)
     try:
         entries = predict_entries(
-            m, audio, batch_size, segment, window, hop, vad, progress=format == "table"
+            m,
+            audio,
+            batch_size,
+            segment,
+            window,
+            hop,
+            vad,
+            progress=format == "table",
+            profile=profile,
+            speaker_norm=speaker_norm,
         )
     except ValueError as e:  # e.g. a window longer than the model accepts
         err.print(f"[bold red]error:[/] {safe_text(str(e))}")

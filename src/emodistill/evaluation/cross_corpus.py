@@ -10,6 +10,11 @@ Writes, into ``OUT``: ``results.json`` (the cv format of
 :func:`emodistill.evaluation.report.aggregate`, one fold named ``all``), ``predictions.json``
 (ids, y_true, y_pred, probabilities over the model's labels), ``labels.json`` (the label
 report), ``report.md`` and ``confusion.png``.
+
+A ``student.speaker_norm`` model is evaluated speaker-normalised: each speaker (the manifest's
+``speaker`` column) is normalised with the statistics of their own clips in the evaluated set,
+as cross-validation normalises its test speakers. That reads the test speakers' unlabelled
+audio, so the results say so (``"speaker_norm": true``, and the report's title and notes).
 """
 
 from __future__ import annotations
@@ -77,18 +82,27 @@ def evaluate_model(
         )
     columns = np.array([model.labels.index(lab) for lab in shared])
     utts = [u for u in manifest.utterances if u.label in shared]
+    speaker_norm = bool(getattr(model, "speaker_norm", False))
+    norms = speaker_norms(model, utts) if speaker_norm else None
     probs = np.zeros((len(utts), len(model.labels)), dtype=np.float32)
     for start in range(0, len(utts), CHUNK):
         chunk = utts[start : start + CHUNK]
         signals = [load_audio(u.path, model.sample_rate) for u in chunk]
-        probs[start : start + len(chunk)] = model.predict_proba(signals, batch_size, progress)
+        speaker = None if norms is None else np.stack([norms[u.speaker] for u in chunk])
+        probs[start : start + len(chunk)] = model.predict_proba(
+            signals, batch_size, progress, speaker=speaker
+        )
     y_true = [shared.index(u.label) for u in utts]
     y_pred = probs[:, columns].argmax(axis=1).tolist()
     outside = int(np.isin(probs.argmax(axis=1), columns, invert=True).sum())
-    report.update(evaluated=len(utts), argmax_outside_shared=outside)
+    report.update(evaluated=len(utts), argmax_outside_shared=outside, speaker_norm=speaker_norm)
+    if speaker_norm:
+        report["speakers"] = len(norms)
 
     out = Path(out)
     results = aggregate({FOLD_ID: {"y_true": y_true, "y_pred": y_pred}}, shared)
+    if speaker_norm:  # its own rows: a plain model's results.json keeps the cv format
+        results["speaker_norm"] = True
     write_json_atomic(results_path(out), results)
     write_json_atomic(
         evaluation_predictions_path(out),
@@ -98,15 +112,37 @@ def evaluate_model(
             "y_pred": y_pred,
             "labels": list(model.labels),
             "probabilities": probs.round(6).tolist(),
+            "speaker_norm": speaker_norm,
         },
     )
     write_json_atomic(evaluation_labels_path(out), report)
     title = f"Cross-corpus evaluation: {Path(str(model.path or 'model')).name} on {manifest.path}"
+    if speaker_norm:
+        title += " (speaker-normalised)"
     write_text_atomic(
         report_path(out), results_markdown(results, title, "cross-corpus", (), _notes(report))
     )
     plot_confusion(results["confusion"], shared, confusion_path(out), "Cross-corpus")
     return results
+
+
+def speaker_norms(model: Any, utts: list[Any]) -> dict[str, np.ndarray]:
+    """Speaker -> (2, H) ``[mu, sigma]`` from the clip means of that speaker's clips in
+    ``utts`` (each clip whole, one mean per window of at most the model's maximum, as
+    ``enroll`` computes them), shrunk towards the model's global statistics."""
+    from emodistill.audio import load_audio
+    from emodistill.inference.speaker import require_speaker_norm, signal_clip_means
+    from emodistill.models.speaker_stats import SpeakerStats, normaliser
+
+    require_speaker_norm(model, "evaluate (a speaker_norm model)")
+    by_speaker: dict[str, SpeakerStats] = {}
+    for u in utts:
+        means, seconds = signal_clip_means(model, load_audio(u.path, model.sample_rate))
+        stats = by_speaker.setdefault(u.speaker, SpeakerStats())
+        for m, sec in zip(means, seconds, strict=True):
+            stats.add(m, sec)
+    glob = model.runner.global_stats()
+    return {spk: normaliser(stats, glob) for spk, stats in by_speaker.items()}
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
@@ -121,4 +157,14 @@ def _notes(report: dict[str, Any]) -> list[str]:
         f"{', '.join(report['model_only']) or 'none'}; the unrestricted argmax chose one of "
         f"them for {report['argmax_outside_shared']} utterance(s).",
     ]
+    if report.get("speaker_norm"):
+        notes += [
+            "",
+            "## Speaker-normalised",
+            "",
+            f"A student.speaker_norm model: each of the {report['speakers']} speakers was "
+            "normalised with the statistics of their own clips in this evaluated set (unlabelled "
+            "audio of the test speakers; docs/speaker.md). Compare it with other "
+            "speaker-normalised results, not with single-clip ones.",
+        ]
     return ["\n".join(notes)]

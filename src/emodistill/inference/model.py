@@ -44,14 +44,9 @@ from emodistill.audio import (
     open_audio,
     prepare_signal,
 )
-from emodistill.inference.batching import (
-    Window,
-    length_batches,
-    max_window_seconds,
-    pad_batch,
-    pad_invariant,
-    split_equal,
-)
+from emodistill.inference.batching import max_window_seconds, pad_invariant
+from emodistill.inference.forward import forward_windows
+from emodistill.inference.long_audio import STREAM_ABOVE_SECONDS, stream_windows
 from emodistill.inference.prediction import (
     FailedPrediction,
     Prediction,
@@ -60,6 +55,7 @@ from emodistill.inference.prediction import (
     source_display_name,
 )
 from emodistill.inference.runner import Runner, TorchRunner
+from emodistill.inference.speaker import enroll, speaker_normaliser
 from emodistill.models.card import card_summary, carry_model_card
 from emodistill.models.folder import (
     ONNX_FILES,
@@ -69,10 +65,9 @@ from emodistill.models.folder import (
     read_config,
     resolve_model_folder,
 )
+from emodistill.models.speaker_stats import MIN_ENROL_SECONDS, SpeakerProfile
 from emodistill.util.progress import terminal_progress
 
-#: Files longer than this are streamed block by block instead of being read at once.
-STREAM_ABOVE_SECONDS = 600.0
 #: Backends of :meth:`EmoDistill.from_pretrained` (``model_folder.ONNX_FILES``: the ONNX ones
 #: and the file each reads).
 BACKENDS = ("torch", *ONNX_FILES)
@@ -190,12 +185,32 @@ class EmoDistill:
 
     # ------------------------------------------------------------------ prediction
 
+    @property
+    def speaker_norm(self) -> bool:
+        """Whether the model was trained with ``student.speaker_norm`` (docs/speaker.md)."""
+        return bool((self.config.get("heads") or {}).get("speaker_norm"))
+
+    def enroll(
+        self,
+        items: Any,
+        sampling_rate: int | None = None,
+        min_seconds: float = MIN_ENROL_SECONDS,
+        progress: bool = False,
+    ) -> SpeakerProfile:
+        """A speaker profile from clips of one voice (paths, arrays or a list of them): one clip
+        mean per clip (per window of at most ``max_seconds`` of a longer one). Unusable clips
+        are logged and skipped; :class:`~emodistill.inference.speaker.EnrolmentError` when
+        nothing usable or less than ``min_seconds`` of audio remains."""
+        return enroll(self, items, sampling_rate, min_seconds, progress).profile
+
     def predict(
         self,
         x: Any,
         sampling_rate: int | None = None,
         batch_size: int = 8,
         progress: bool = False,
+        profile: SpeakerProfile | str | os.PathLike | None = None,
+        speaker_norm: bool = False,
     ) -> Prediction | list[Prediction]:
         """Predict emotion from audio alone.
 
@@ -204,17 +219,23 @@ class EmoDistill:
                 tensor, or a list of these.
             sampling_rate: rate of array inputs in Hz (files carry their own).
             batch_size: windows per forward pass.
+            profile: a ``speaker_norm`` model: normalise every input with this speaker profile
+                (a :class:`SpeakerProfile` or its JSON file, from :meth:`enroll`).
+            speaker_norm: a ``speaker_norm`` model: treat all inputs as one voice, normalised
+                with the statistics of their own clip means.
 
         Returns:
             one :class:`Prediction` for a single input, a list (same order) for a list.
 
         Raises:
             AudioError: an input that is not usable audio (the message names it).
+            BadProfile, SpeakerNormError: an unusable profile, or one of ``profile`` /
+                ``speaker_norm`` on a model trained without ``student.speaker_norm``.
         """
         single = not isinstance(x, (list, tuple))
-        results = self._predict_group(
-            [x] if single else list(x), sampling_rate, batch_size, progress
-        )
+        items = [x] if single else list(x)
+        speaker = speaker_normaliser(self, items, sampling_rate, profile, speaker_norm)
+        results = self._predict_group(items, sampling_rate, batch_size, progress, speaker=speaker)
         return results[0] if single else results  # type: ignore[return-value]
 
     def predict_files(
@@ -223,12 +244,17 @@ class EmoDistill:
         batch_size: int = 8,
         progress: bool = False,
         group: int | None = None,
+        profile: SpeakerProfile | str | os.PathLike | None = None,
+        speaker_norm: bool = False,
     ) -> list[Prediction | FailedPrediction]:
         """Predict many files; a bad file gives a :class:`FailedPrediction`, the rest go on.
 
         Files are read ``group`` at a time (default ``8 * batch_size``) so memory stays bounded
         however many files there are; inside a group they are batched by similar length.
+        ``profile`` / ``speaker_norm``: as :meth:`predict` (``speaker_norm`` reads every file
+        twice: once for its clip means, once to predict).
         """
+        speaker = speaker_normaliser(self, paths, None, profile, speaker_norm, progress=progress)
         group = group or max(1, 8 * batch_size)
         results: list[Prediction | FailedPrediction] = []
         bar = terminal_progress(progress, len(paths))
@@ -236,7 +262,9 @@ class EmoDistill:
             task = bar.add_task("predicting", total=len(paths)) if bar else None
             for start in range(0, len(paths), group):
                 chunk = paths[start : start + group]
-                results.extend(self._predict_group(chunk, None, batch_size, failures=True))
+                results.extend(
+                    self._predict_group(chunk, None, batch_size, failures=True, speaker=speaker)
+                )
                 if bar:
                     bar.advance(task, len(chunk))
         return results
@@ -248,13 +276,15 @@ class EmoDistill:
         batch_size: int,
         progress: bool = False,
         failures: bool = False,
+        speaker: np.ndarray | None = None,
     ) -> list[Prediction | FailedPrediction]:
         """The one predict loop: files and arrays in, results in their order.
 
         Each file is opened once (``audio.open_audio``): its header says whether it is read at
         once (then batched with the others by length) or streamed (:meth:`predict_long_file`).
         ``failures``: a file's :class:`AudioError` gives a :class:`FailedPrediction` instead of
-        being raised.
+        being raised. ``speaker``: (2, H) ``[mu, sigma]`` for every input (None: the model's
+        global statistics).
         """
         out: list[Prediction | FailedPrediction | None] = [None] * len(inputs)
         signals: list[np.ndarray] = []
@@ -268,7 +298,7 @@ class EmoDistill:
                 with open_audio(item) as audio:
                     if audio.info.duration > STREAM_ABOVE_SECONDS:
                         audio.name = display_name(item)  # as predict_long_file names it
-                        out[i] = self._predict_stream(audio, batch_size)
+                        out[i] = self._predict_stream(audio, batch_size, speaker=speaker)
                     else:
                         signals.append(audio.load(self.sample_rate))
                         slots.append(i)
@@ -276,7 +306,7 @@ class EmoDistill:
                 if not failures:
                     raise
                 out[i] = FailedPrediction(display_name(item), safe_text(str(err)))
-        probs = self.predict_proba(signals, batch_size, progress)
+        probs = self.predict_proba(signals, batch_size, progress, speaker=speaker)
         for i, p in zip(slots, probs, strict=True):
             item = inputs[i]
             name = display_name(item) if isinstance(item, (str, os.PathLike)) else None
@@ -290,24 +320,30 @@ class EmoDistill:
         limits: AudioLimits = DEFAULT_LIMITS,
         name: str | None = None,
         check: Check | None = None,
+        profile: SpeakerProfile | str | os.PathLike | None = None,
+        speaker_norm: bool = False,
     ) -> Prediction:
         """Whole-file prediction of a long recording, streamed in ``max_seconds`` blocks.
 
         Block probabilities are averaged weighted by block length (memory: a batch of blocks).
         A short last block is merged with the one before and the pair split evenly, so no
         window is shorter than half the maximum. ``path`` may be an open binary file;
-        ``limits``, ``name`` and ``check`` as :func:`emodistill.audio.load_audio`.
+        ``limits``, ``name`` and ``check`` as :func:`emodistill.audio.load_audio`; ``profile``
+        and ``speaker_norm`` (the recording's own windows are the clips) as :meth:`predict`.
         """
         name = name if name is not None else source_display_name(path)
+        speaker = speaker_normaliser(self, [path], None, profile, speaker_norm, limits, name)
         with open_audio(path, limits, name) as audio:
-            return self._predict_stream(audio, batch_size, check)
+            return self._predict_stream(audio, batch_size, check, speaker)
 
     def _predict_stream(
-        self, audio: OpenAudio, batch_size: int = 8, check: Check | None = None
+        self,
+        audio: OpenAudio,
+        batch_size: int = 8,
+        check: Check | None = None,
+        speaker: np.ndarray | None = None,
     ) -> Prediction:
-        """:meth:`predict_long_file` of a file already open."""
-        name = audio.name
-        max_len = int(self.max_seconds * self.sample_rate)
+        """:meth:`predict_long_file` of a file already open (``speaker``: (2, H) or None)."""
         total = np.zeros(len(self.labels), dtype=np.float64)
         weight = 0
         batch: list[np.ndarray] = []
@@ -315,33 +351,18 @@ class EmoDistill:
         def flush() -> None:
             nonlocal total, weight
             if batch:
-                p = self.predict_proba(batch, batch_size, check=check)
+                p = self.predict_proba(batch, batch_size, check=check, speaker=speaker)
                 w = np.array([b.size for b in batch], dtype=np.float64)
                 total += (p * w[:, None]).sum(0)
                 weight += int(w.sum())
                 batch.clear()
 
-        # Two blocks are held back so a short last block can be merged with the one before.
-        prev: np.ndarray | None = None
-        last: np.ndarray | None = None
-        for block in audio.stream(self.max_seconds, self.sample_rate, check):
-            if prev is not None:
-                batch.append(prev)
-                if len(batch) >= batch_size:
-                    flush()
-            prev, last = last, np.array(block, dtype=np.float32)
-        if last is None:
-            raise AudioError(f"{name}: audio is empty (0 samples)")
-        if prev is not None and last.size < max_len // 2:
-            merged = np.concatenate([prev, last])
-            half = merged.size // 2
-            batch.extend([merged[:half], merged[half:]])
-        else:
-            batch.extend([b for b in (prev, last) if b is not None])
-        if any(b.size < MIN_SECONDS * self.sample_rate for b in batch):
-            raise AudioError(f"{name}: audio too short")
+        for window in stream_windows(audio, self.max_seconds, self.sample_rate, check):
+            batch.append(window)
+            if len(batch) >= batch_size:
+                flush()
         flush()
-        return self._prediction(name, total / max(weight, 1))
+        return self._prediction(audio.name, total / max(weight, 1))
 
     def predict_proba(
         self,
@@ -349,45 +370,31 @@ class EmoDistill:
         batch_size: int = 8,
         progress: bool = False,
         check: Check | None = None,
+        speaker: np.ndarray | None = None,
     ) -> np.ndarray:
         """Probabilities for 16 kHz mono signals, in their order.
 
         Args:
             signals: list of (N_i,) float32 arrays at ``self.sample_rate``.
             check: called before each forward pass; raises to abandon the work.
+            speaker: a ``speaker_norm`` model's normaliser ``[mu, sigma]``: (2, H) for every
+                signal, or (len(signals), 2, H) one per signal; None: the global statistics.
 
         Returns:
             (len(signals), C) float32; a signal longer than ``max_seconds`` is the length-weighted
             mean over its equal windows.
         """
-        if not signals:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        max_len = int(self.max_seconds * self.sample_rate)
-        items: list[Window] = []
-        for owner, sig in enumerate(signals):
-            for a, b in split_equal(sig.size, max_len):
-                items.append(Window(owner, sig[a:b], float(b - a)))
-        # Longest first: similar lengths share a batch, so padding (wasted compute) stays small.
-        order = sorted(range(len(items)), key=lambda k: items[k].signal.size, reverse=True)
-        item_probs = np.zeros((len(items), len(self.labels)), dtype=np.float64)
-        bar = terminal_progress(progress, len(order))
-        with bar or nullcontext():
-            task = bar.add_task("forward", total=len(order)) if bar else None
-            for idx in length_batches(
-                order, [items[k].signal.size for k in order], batch_size, self.pad_invariant
-            ):
-                if check is not None:
-                    check()
-                wav, lengths = pad_batch([items[k].signal for k in idx])
-                item_probs[idx] = self.runner(wav, lengths)
-                if bar:
-                    bar.advance(task, len(idx))
-        out = np.zeros((len(signals), len(self.labels)), dtype=np.float64)
-        weights = np.zeros(len(signals), dtype=np.float64)
-        for k, item in enumerate(items):
-            out[item.owner] += item.weight * item_probs[k]
-            weights[item.owner] += item.weight
-        return (out / weights[:, None]).astype(np.float32)
+        return forward_windows(
+            self.runner,
+            signals,
+            len(self.labels),
+            int(self.max_seconds * self.sample_rate),
+            batch_size,
+            self.pad_invariant,
+            progress,
+            check,
+            speaker,
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -236,6 +236,7 @@ def predict_timeline(
     name: str | None = None,
     check: Check | None = None,
     max_windows: int | None = None,
+    speaker: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Emotion over time in a recording of any length, streamed with bounded memory.
 
@@ -248,6 +249,8 @@ def predict_timeline(
             before every forward pass).
         max_windows: most segments allowed; fixed windows are counted from the header before
             any decoding, VAD segments as they come.
+        speaker: (2, H) ``[mu, sigma]`` of a ``speaker_norm`` model for every window
+            (:func:`timeline_clip_means` makes one of the recording's own windows).
 
     Returns:
         ``{"segments": [{"start", "end", "label", "probabilities"}], "summary": {...}}``; see
@@ -274,33 +277,16 @@ def predict_timeline(
                 f"{name}: {n} windows of {window:g} s every {hop:g} s over {info.duration:.1f} s; "
                 f"at most {max_windows} windows per request (use a longer hop)"
             )
-    sr = model.sample_rate
-    duration = 0.0
-
-    def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        nonlocal duration
-        for b in blocks:
-            duration += b.size / sr
-            yield b
-
-    # Blocks of one hop: small reads, and windows appear as soon as they are complete.
-    blocks = counted(
-        stream_audio(
-            path,
-            min(max(hop, READ_BLOCK[0]), READ_BLOCK[1]) if not vad else 1.0,
-            sr,
-            limits,
-            name,
-            check,
-        )
-    )
-    pieces = vad_segments(blocks, window, sr) if vad else fixed_windows(blocks, window, hop, sr)
+    duration = [0.0]
+    pieces = _pieces(path, window, hop, vad, model.sample_rate, limits, name, check, duration)
     segments: list[dict[str, Any]] = []
     batch: list[Segment] = []
+    sr = model.sample_rate
     min_len = int(MIN_SECONDS * sr)
 
     def flush() -> None:
-        probs = model.predict_proba([s.signal for s in batch], batch_size, check=check)
+        signals = [s.signal for s in batch]
+        probs = model.predict_proba(signals, batch_size, check=check, speaker=speaker)
         segments.extend(segment_entry(model, seg, p) for seg, p in zip(batch, probs, strict=True))
         batch.clear()
 
@@ -319,14 +305,65 @@ def predict_timeline(
             flush()
     if batch:
         flush()
-    if duration == 0:
+    if duration[0] == 0:
         raise AudioError(f"{name}: audio is empty (0 samples)")
     if not segments:
         raise AudioError(
             f"{name}: no voice activity found (energy VAD at {VAD_THRESHOLD_DB:.0f} dBFS); "
             "try without --vad"
         )
-    return {"segments": segments, "summary": summarize(segments, model.labels, duration)}
+    return {"segments": segments, "summary": summarize(segments, model.labels, duration[0])}
+
+
+def _pieces(
+    path: AudioSource,
+    window: float,
+    hop: float,
+    vad: bool,
+    sr: int,
+    limits: AudioLimits,
+    name: str,
+    check: Check | None,
+    duration: list[float],
+) -> Iterator[Segment]:
+    """The timeline's segments of a streamed file (``duration[0]`` counts the seconds read)."""
+
+    def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for b in blocks:
+            duration[0] += b.size / sr
+            yield b
+
+    # Blocks of one hop: small reads, and windows appear as soon as they are complete.
+    block = min(max(hop, READ_BLOCK[0]), READ_BLOCK[1]) if not vad else 1.0
+    blocks = counted(stream_audio(path, block, sr, limits, name, check))
+    return vad_segments(blocks, window, sr) if vad else fixed_windows(blocks, window, hop, sr)
+
+
+def timeline_clip_means(
+    model: EmoDistill,
+    path: AudioSource,
+    window: float = DEFAULT_WINDOW,
+    hop: float = DEFAULT_HOP,
+    vad: bool = False,
+    limits: AudioLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+) -> tuple[list[np.ndarray], list[float]]:
+    """``--segment --speaker-norm``: the recording's own windows are its clips: one (H,) clip
+    mean per segment :func:`predict_timeline` would predict, and each one's seconds."""
+    from emodistill.inference.prediction import source_display_name
+    from emodistill.inference.speaker import signal_clip_means
+
+    check_segment_params(window, hop)
+    name = name if name is not None else source_display_name(path)
+    means: list[np.ndarray] = []
+    seconds: list[float] = []
+    min_len = int(MIN_SECONDS * model.sample_rate)
+    for seg in _pieces(path, window, hop, vad, model.sample_rate, limits, name, None, [0.0]):
+        if seg.signal.size >= min_len:  # predict_timeline refuses the file otherwise
+            m, sec = signal_clip_means(model, np.asarray(seg.signal, dtype=np.float32))
+            means += m
+            seconds += sec
+    return means, seconds
 
 
 def segment_entry(model: EmoDistill, seg: Segment, probs: np.ndarray) -> dict[str, Any]:

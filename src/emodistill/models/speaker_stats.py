@@ -163,18 +163,6 @@ def global_stats(clip_means: np.ndarray, shrink: float) -> GlobalStats:
     return GlobalStats(s.mean().astype(np.float32), s.var().astype(np.float32), float(shrink))
 
 
-def model_fingerprint(module: Any) -> str:
-    """Hex sha256 of a model's weights (every tensor of its state dict, in name order): a
-    profile records the model it was enrolled with and is refused by any other."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 # --- profiles -------------------------------------------------------------------------------
 
 
@@ -232,6 +220,26 @@ class SpeakerProfile:
                 f"{where}: statistics of layer {self.layer} ({self.stats.size} channels); "
                 f"this model pools layer {layer} ({size} channels): enrol again"
             )
+
+
+def model_fingerprint(module: Any) -> str:
+    """Hex sha256 of a student network: its head configuration (``dims``) and every parameter
+    and buffer (name, dtype, shape, bytes), so a profile is only used with the model whose
+    encoder computed its statistics (the same weights loaded again give the same value)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    dims = getattr(module, "dims", None)
+    meta = dims.to_dict() if hasattr(dims, "to_dict") else {}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            t = t.float()
+        h.update(t.numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def write_profile(profile: SpeakerProfile, path: str | Path) -> Path:
