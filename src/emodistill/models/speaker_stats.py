@@ -163,6 +163,18 @@ def global_stats(clip_means: np.ndarray, shrink: float) -> GlobalStats:
     return GlobalStats(s.mean().astype(np.float32), s.var().astype(np.float32), float(shrink))
 
 
+def model_fingerprint(module: Any) -> str:
+    """Hex sha256 of a model's weights (every tensor of its state dict, in name order): a
+    profile records the model it was enrolled with and is refused by any other."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 # --- profiles -------------------------------------------------------------------------------
 
 
@@ -268,6 +280,7 @@ __all__ = [
     "SpeakerProfile",
     "SpeakerStats",
     "global_stats",
+    "model_fingerprint",
     "normaliser",
     "profile_from_bytes",
     "read_profile",
