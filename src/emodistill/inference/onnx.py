@@ -5,10 +5,18 @@ The exported graph takes raw audio, exactly like the torch model:
     inputs   wav (B, N) float32, 16 kHz mono, zero-padded;  lengths (B,) int64 valid samples
     outputs  probabilities (B, C) float32 (softmax);  logits (B, C) float32
 
+A ``speaker_norm`` student's graph also takes ``speaker`` (B, 2, H) float32, each clip's
+``[mu, sigma]`` (:func:`~emodistill.models.speaker_stats.normaliser`), and also returns
+``clip_means`` (B, H) (the pooled layer's mean over valid frames, before normalisation), so
+enrolment runs through onnxruntime too; see :mod:`emodistill.inference.onnx_predictor`.
+
 Batch and length axes are dynamic. The model folder's config (labels, sample rate, encoder)
-is stored in the ONNX file's metadata under ``emodistill_config``, so an ``.onnx`` file
-is usable on its own. After writing, the export checks that onnxruntime and torch agree on a
-batch of clips of different lengths (max abs difference of probabilities < ``tolerance``).
+is stored in the ONNX file's metadata under ``emodistill_config`` (and a ``speaker_norm``
+student's global statistics and fingerprint under ``emodistill_speaker``), so an ``.onnx``
+file is usable on its own. After writing, the export checks that onnxruntime and torch agree
+on a batch of clips of different lengths (max abs difference of probabilities < ``tolerance``;
+for a ``speaker_norm`` student with a speaker normaliser of the check clips that differs from
+the global one, and the clip means too).
 
 ``quantize="int8"`` writes an int8 model instead (onnxruntime dynamic quantisation of the
 MatMul/Gemm weights: the transformer layers, nearly all of the parameters; the convolutional
@@ -28,17 +36,27 @@ from typing import Any
 import numpy as np
 
 from emodistill.inference.batching import pad_batch
-from emodistill.models.folder import ModelLoadError
+from emodistill.inference.onnx_predictor import (
+    CLIP_MEANS_OUTPUT,
+    CONFIG_KEY,
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    SPEAKER_INPUT,
+    SPEAKER_KEY,
+    OnnxPredictor,
+)
+from emodistill.inference.onnx_speaker import (
+    check_normalisers,
+    is_speaker_wrapper,
+    speaker_metadata,
+    speaker_wrapper,
+)
 from emodistill.util.files import atomic_path
 
 #: Quantisation modes of :func:`export_onnx`.
 QUANTIZE_MODES = ("int8",)
 #: Operator types int8 quantisation touches (see the module docstring for why not Conv).
 INT8_OPS = ("MatMul", "Gemm")
-#: Metadata key holding the model folder's config (minus the training config).
-CONFIG_KEY = "emodistill_config"
-INPUT_NAMES = ("wav", "lengths")
-OUTPUT_NAMES = ("probabilities", "logits")
 #: Name prefix of the speech encoder's nodes in the exported graph (the module path).
 ENCODER_SCOPE = "/student/encoder/"
 
@@ -61,6 +79,8 @@ def _wrapper(module: Any):
             logits = self.student(wav, lengths).logits
             return torch.softmax(logits, dim=-1), logits
 
+    if module.dims.speaker_norm:  # its graph has a third input and a third output
+        return speaker_wrapper(module)
     return ProbabilitiesAndLogits(module).eval()
 
 
@@ -83,7 +103,9 @@ def export_onnx(
     Returns:
         ``{"path", "max_abs_diff", "opset"}``; with ``quantize``, also ``"quantize"``,
         ``"label_agreement"`` (fraction of check clips whose label matches the float model),
-        ``"clips"`` and ``"float_max_abs_diff"`` (the float graph's own check).
+        ``"clips"`` and ``"float_max_abs_diff"`` (the float graph's own check). A
+        ``speaker_norm`` student's report also has ``"clip_means_max_rel_diff"`` (the float
+        graph's clip means vs torch, max |difference| over max |mean|; < ``tolerance`` too).
 
     Raises:
         ExportError: the export failed, or onnxruntime and torch disagree by more than
@@ -102,8 +124,10 @@ def export_onnx(
     rng = np.random.default_rng(0)
     # Two clips of different lengths: the traced graph must not bake in either.
     example = pad_batch([0.1 * rng.standard_normal(n).astype(np.float32) for n in (sr, sr // 2)])
-    args = (torch.from_numpy(example[0]), torch.from_numpy(example[1]))
+    args: tuple[Any, ...] = (torch.from_numpy(example[0]), torch.from_numpy(example[1]))
     try:
+        if is_speaker_wrapper(wrapper):  # traced with a batch of two different normalisers
+            args += (torch.from_numpy(check_normalisers(wrapper, *example)),)
         with atomic_path(out_path, fsync=False) as tmp:
             check = (tolerance, quantize)
             return _export_into(tmp, out_path, wrapper, args, config, sr, opset, *check)
@@ -117,7 +141,7 @@ def _export_into(
     tmp: Path,
     out_path: Path,
     wrapper: Any,
-    args: tuple[Any, Any],
+    args: tuple[Any, ...],
     config: dict[str, Any],
     sr: int,
     opset: int,
@@ -133,18 +157,19 @@ def _export_into(
         # The TorchScript-based exporter: no onnxscript dependency, and it keeps the
         # length-dependent slicing (Whisper positions, masks) dynamic.
         warnings.simplefilter("ignore")
+        inputs, outputs = list(INPUT_NAMES), list(OUTPUT_NAMES)
+        if is_speaker_wrapper(wrapper):
+            inputs.append(SPEAKER_INPUT)
+            outputs.append(CLIP_MEANS_OUTPUT)
+        axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in inputs + outputs}
+        axes["wav"][1] = "samples"
         torch.onnx.export(
             wrapper,
             args,
             str(tmp),
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes={
-                "wav": {0: "batch", 1: "samples"},
-                "lengths": {0: "batch"},
-                "probabilities": {0: "batch"},
-                "logits": {0: "batch"},
-            },
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -155,6 +180,9 @@ def _export_into(
     meta = {k: v for k, v in config.items() if k != "training_config"}
     entry = proto.metadata_props.add()
     entry.key, entry.value = CONFIG_KEY, json.dumps(meta)
+    if is_speaker_wrapper(wrapper):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = SPEAKER_KEY, json.dumps(speaker_metadata(wrapper.network))
     onnx.save(proto, str(tmp))
     diff = parity(wrapper, tmp, sr)
     if diff > tolerance:
@@ -162,6 +190,14 @@ def _export_into(
             f"{out_path}: onnxruntime and torch disagree (max |dp| = {diff:.2e} > {tolerance:.0e})"
         )
     report: dict[str, Any] = {"path": str(out_path), "max_abs_diff": diff, "opset": opset}
+    if is_speaker_wrapper(wrapper):
+        means_diff = clip_means_parity(wrapper, tmp, sr)
+        if means_diff > tolerance:
+            raise ExportError(
+                f"{out_path}: onnxruntime and torch clip means disagree (max relative difference"
+                f" {means_diff:.2e} > {tolerance:.0e})"
+            )
+        report["clip_means_max_rel_diff"] = means_diff
     if quantize == "int8":
         float_tmp = tmp.with_name(f"{tmp.name}.float.tmp")
         os.replace(tmp, float_tmp)
@@ -270,71 +306,78 @@ def int8_parity(
     predictor = OnnxPredictor(onnx_path)
     agree, worst = 0, 0.0
     clips = check_clips(sample_rate)
+    # A speaker_norm model is checked with a speaker enrolled on every check clip.
+    speaker = None
+    if is_speaker_wrapper(wrapper):  # a speaker enrolled on the check clips (all but one)
+        speaker = check_normalisers(wrapper, *pad_batch(clips))[-1:]
     for clip in clips:
         wav, lengths = pad_batch([clip])
+        got = predictor(wav, lengths, speaker)[0]
+        args = [torch.from_numpy(wav), torch.from_numpy(lengths)]
+        if speaker is not None:
+            args.append(torch.from_numpy(speaker))
         with torch.inference_mode():
-            ref = wrapper(torch.from_numpy(wav), torch.from_numpy(lengths))[0].numpy()[0]
-        got = predictor(wav, lengths)[0]
+            ref = wrapper(*args)[0].numpy()[0]
         agree += int(np.argmax(ref) == np.argmax(got))
         worst = max(worst, float(np.abs(ref - got).max()))
     return {"clips": len(clips), "label_agreement": agree / len(clips), "max_abs_diff": worst}
 
 
-def parity(wrapper: Any, onnx_path: str | os.PathLike, sample_rate: int = 16000) -> float:
-    """Max |probabilities| difference, onnxruntime vs torch, on a batch of 3 unequal clips."""
-    import torch
-
+def _parity_batch(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The float check's batch: 3 noise clips of unequal lengths, padded."""
     rng = np.random.default_rng(1)
     clips = [
         0.1 * rng.standard_normal(int(s * sample_rate)).astype(np.float32) for s in (2.3, 0.7, 1.1)
     ]
-    wav, lengths = pad_batch(clips)
+    return pad_batch(clips)
+
+
+def parity(wrapper: Any, onnx_path: str | os.PathLike, sample_rate: int = 16000) -> float:
+    """Max |probabilities| difference, onnxruntime vs torch, on a batch of 3 unequal clips (a
+    ``speaker_norm`` model: each with another normaliser, see
+    :func:`~emodistill.inference.onnx_speaker.check_normalisers`)."""
+    import torch
+
+    wav, lengths = _parity_batch(sample_rate)
+    args = [torch.from_numpy(wav), torch.from_numpy(lengths)]
+    speaker = None
+    if is_speaker_wrapper(wrapper):
+        speaker = check_normalisers(wrapper, wav, lengths)
+        args.append(torch.from_numpy(speaker))
     with torch.inference_mode():
-        ref = wrapper(torch.from_numpy(wav), torch.from_numpy(lengths))[0].numpy()
-    got = OnnxPredictor(onnx_path)(wav, lengths)
+        ref = wrapper(*args)[0].numpy()
+    got = OnnxPredictor(onnx_path)(wav, lengths, speaker)
     return float(np.abs(ref - got).max())
 
 
-class OnnxPredictor:
-    """onnxruntime session for an exported model: ``(wav (B, N), lengths (B,)) -> probs (B, C)``.
+def clip_means_parity(
+    wrapper: Any, onnx_path: str | os.PathLike, sample_rate: int = 16000
+) -> float:
+    """Clip means (B, H), onnxruntime vs torch, on :func:`parity`'s batch: max |difference|
+    relative to the largest |mean| (the pooled layer's scale is the encoder's, not 1)."""
+    import torch
 
-    Args:
-        path: the ``.onnx`` file.
-        num_threads: intra-op threads (``None``: onnxruntime's default, one per core).
-        device: ``cpu``, or ``cuda`` to prefer the CUDA provider when installed.
-    """
+    wav, lengths = _parity_batch(sample_rate)
+    with torch.inference_mode():
+        ref = wrapper.network.clip_means(torch.from_numpy(wav), torch.from_numpy(lengths)).numpy()
+    got = OnnxPredictor(onnx_path).clip_means(wav, lengths)
+    return float(np.abs(ref - got).max() / max(float(np.abs(ref).max()), 1e-12))
 
-    def __init__(
-        self, path: str | os.PathLike, num_threads: int | None = None, device: str = "cpu"
-    ) -> None:
-        import onnxruntime as ort
 
-        self.path = Path(path)
-        options = ort.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = int(num_threads)
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelLoadError(
-                    f"device {device!r} requested but onnxruntime has no CUDA provider"
-                )
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({err})") from err
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.config: dict[str, Any] = json.loads(meta[CONFIG_KEY]) if CONFIG_KEY in meta else {}
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.config.get("labels", []))
-
-    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """wav (B, N) float32, lengths (B,) int64 -> probabilities (B, C) float32."""
-        probs, _ = self.session.run(
-            list(OUTPUT_NAMES),
-            {"wav": np.ascontiguousarray(wav, np.float32), "lengths": lengths.astype(np.int64)},
-        )
-        return probs
+__all__ = [
+    "CONFIG_KEY",
+    "ENCODER_SCOPE",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "QUANTIZE_MODES",
+    "ExportError",
+    "OnnxPredictor",
+    "check_clips",
+    "clip_means_parity",
+    "export_onnx",
+    "float_nodes",
+    "int8_parity",
+    "parity",
+    "quantize_int8",
+    "speaker_metadata",
+]
