@@ -89,7 +89,8 @@ def synth_corpus(folder: Path, n: int) -> list[Path]:
 def build_student_folder(folder: Path) -> None:
     """Embedded Whisper tiny.en student (default StudentConfig, random heads) as a model folder."""
     from emodistill.config import StudentConfig
-    from emodistill.models.student import build_student, save_student
+    from emodistill.models.student import build_student
+    from emodistill.models.student_folder import save_student
 
     student = build_student(StudentConfig(), len(LABELS), d_linguistic=384, d_prosodic=128)
     save_student(student.eval(), folder, LABELS)

@@ -61,7 +61,8 @@ def main() -> None:
     model = args.model
     if args.embedded or not model:
         from emodistill.config import StudentConfig
-        from emodistill.models.student import build_student, save_student
+        from emodistill.models.student import build_student
+        from emodistill.models.student_folder import save_student
 
         labels = ["neutral", "happy", "angry", "sad"]
         save_student(build_student(StudentConfig(), 4, 384, 128).eval(), work / "model", labels)

@@ -31,7 +31,7 @@ from emodistill.corpora.manifest import load_manifest
 from emodistill.corpora.splits import config_folds
 from emodistill.evaluation.compare import cluster_bootstrap_ci
 from emodistill.models.speaker_stats import SpeakerStats, normaliser
-from emodistill.models.student import load_student
+from emodistill.models.student_folder import load_student
 from emodistill.runs.layout import predictions_path, run_config_path, student_dir
 from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
 from emodistill.training.distill import prefix_cache_dir

@@ -177,7 +177,7 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "results.json").is_file() and (out / "demo.md").is_file()
     assert "EmoDistill" in result.output and "mean" in result.output
-    from emodistill.models.student import load_student
+    from emodistill.models.student_folder import load_student
 
     model, config = load_student(out / "model")
     assert config["labels"] == ["neutral", "happy", "angry", "sad"]

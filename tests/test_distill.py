@@ -307,7 +307,7 @@ def test_distillation_steps_reduce_the_loss(prepared):
 
 
 def test_distill_writes_model_folder_and_predictions(prepared, reference, tmp_path):
-    from emodistill.models.student import load_student
+    from emodistill.models.student_folder import load_student
     from emodistill.runs.layout import predictions_path, student_dir
     from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
     from emodistill.training.distill import distill

@@ -30,7 +30,8 @@ def example_globs(tmp_path_factory):
 
     from emodistill.audio import write_wav
     from emodistill.inference.model import EmoDistill
-    from emodistill.models.student import EmoDistillStudent, save_student
+    from emodistill.models.student import EmoDistillStudent
+    from emodistill.models.student_folder import save_student
 
     root = tmp_path_factory.mktemp("examples")
     student = EmoDistillStudent(tiny_whisper_encoder(layers=1), 2, 8, 8, 16, 16)

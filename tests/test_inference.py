@@ -34,7 +34,8 @@ def build_tiny_model(
         WhisperSpeechEncoder,
         whisper_encoder_config,
     )
-    from emodistill.models.student import EmoDistillStudent, save_student
+    from emodistill.models.student import EmoDistillStudent
+    from emodistill.models.student_folder import save_student
 
     torch.manual_seed(seed)
     if kind == "whisper":

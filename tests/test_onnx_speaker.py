@@ -18,7 +18,7 @@ from emodistill.models.speaker_stats import (
     model_fingerprint,
     normaliser,
 )
-from emodistill.models.student import load_student, save_student
+from emodistill.models.student_folder import load_student, save_student
 
 
 def _clips(n: int, first: float = 0.8, f0: float = 150.0) -> list[np.ndarray]:

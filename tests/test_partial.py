@@ -12,7 +12,8 @@ from emodistill.config import DistillConfig
 from emodistill.features.prefix_cache import PrefixCache, collate_prefix
 from emodistill.models.encoders import load_encoder
 from emodistill.models.losses import emodistill_loss
-from emodistill.models.student import EmoDistillStudent, load_student, save_student
+from emodistill.models.student import EmoDistillStudent
+from emodistill.models.student_folder import load_student, save_student
 from emodistill.training.teacher_weighting import teacher_weights, weight_from_ua
 
 

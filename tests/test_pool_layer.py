@@ -7,7 +7,8 @@ import pytest
 import torch
 from test_partial import _clips, _encoders, assert_cache_parity
 
-from emodistill.models.student import EmoDistillStudent, load_student, save_student
+from emodistill.models.student import EmoDistillStudent
+from emodistill.models.student_folder import load_student, save_student
 
 
 def _student(

@@ -145,7 +145,7 @@ def test_distill_with_speaker_norm_uses_each_test_speakers_statistics(prepared, 
     """The saved model holds the training clips' global statistics; its test predictions are
     the model run with each test speaker's normaliser (from that speaker's test clips), and
     differ from what the global statistics alone give."""
-    from emodistill.models.student import load_student
+    from emodistill.models.student_folder import load_student
     from emodistill.runs.layout import student_dir
     from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
     from emodistill.training.distill import distill

@@ -18,13 +18,8 @@ from emodistill.models.encoders import (
     load_encoder,
     whisper_encoder_config,
 )
-from emodistill.models.student import (
-    EmoDistillStudent,
-    StudentOutput,
-    build_student,
-    load_student,
-    save_student,
-)
+from emodistill.models.student import EmoDistillStudent, StudentOutput, build_student
+from emodistill.models.student_folder import load_student, save_student
 
 LABELS = ["neutral", "happy", "angry", "sad"]
 

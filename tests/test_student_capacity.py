@@ -21,7 +21,8 @@ from emodistill.models.prosodic import (
     ProsodicNetConfig,
     build_prosodic_net,
 )
-from emodistill.models.student import EmoDistillStudent, load_student, save_student
+from emodistill.models.student import EmoDistillStudent
+from emodistill.models.student_folder import load_student, save_student
 from emodistill.training.module import StudentModule
 from emodistill.training.teacher_weighting import (
     teacher_validation_ua,

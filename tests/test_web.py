@@ -76,7 +76,8 @@ def _tiny_model(folder: Path) -> Path:
     import torch
 
     from emodistill.models.encoders import WhisperSpeechEncoder, whisper_encoder_config
-    from emodistill.models.student import EmoDistillStudent, save_student
+    from emodistill.models.student import EmoDistillStudent
+    from emodistill.models.student_folder import save_student
 
     torch.manual_seed(0)
     config = whisper_encoder_config(

@@ -150,7 +150,7 @@ class EmoDistill:
             return cls(runner, config, path=folder, backend=backend)
         import torch
 
-        from emodistill.models.student import load_student
+        from emodistill.models.student_folder import load_student
 
         if num_threads:
             torch.set_num_threads(int(num_threads))
@@ -166,7 +166,7 @@ class EmoDistill:
         """Write the model folder: config, weights (from ONNX: the folder's files) and card."""
         folder = Path(folder)
         if self.module is not None:
-            from emodistill.models.student import save_student
+            from emodistill.models.student_folder import save_student
 
             extra = {k: v for k, v in self.config.items() if k == "inference"}
             save_student(

@@ -113,7 +113,7 @@ def export_onnx(
     """
     import torch
 
-    from emodistill.models.student import load_student
+    from emodistill.models.student_folder import load_student
 
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")

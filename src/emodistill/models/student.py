@@ -387,21 +387,9 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
     )
 
 
-# The folder I/O lives in student_folder.py; imported here too, where callers have always found it.
-from emodistill.models.student_folder import (  # noqa: E402
-    load_student,
-    read_student_config,
-    save_student,
-    student_from_config,
-)
-
 __all__ = [
     "EmoDistillStudent",
     "StudentDims",
     "StudentOutput",
     "build_student",
-    "load_student",
-    "read_student_config",
-    "save_student",
-    "student_from_config",
 ]

@@ -356,7 +356,7 @@ def _student_save(
     ctx: StageContext, s: _Student, data: _Data, built: _Built, trainer: Any
 ) -> dict[str, Any]:
     """The selected weights -> model folder; test predictions -> predictions.json."""
-    from emodistill.models.student import save_student
+    from emodistill.models.student_folder import save_student
 
     cfg, fold, manifest, module, student = (
         s.cfg,
