@@ -133,3 +133,25 @@ def test_a_model_without_speaker_norm_exports_as_before(tmp_path):
     ):
         with pytest.raises(ValueError, match="without speaker_norm"):
             call()
+
+
+def test_the_api_enrols_and_predicts_with_a_profile_on_the_onnx_backend(speaker_model):
+    """`EmoDistill` on the ONNX file: a profile enrolled there is the torch backend's profile
+    (same fingerprint, clip means within 1e-4) and predicts the same probabilities."""
+    from emodistill import EmoDistill
+
+    folder = speaker_model[0]
+    torch_model = EmoDistill.from_pretrained(folder)
+    onnx_model = EmoDistill.from_pretrained(folder, backend="onnx")
+    assert onnx_model.speaker_norm
+    clips = _clips(4)
+    p_torch = torch_model.enroll(clips, sampling_rate=16000, min_seconds=0.5)
+    p_onnx = onnx_model.enroll(clips, sampling_rate=16000, min_seconds=0.5)
+    assert p_onnx.model == p_torch.model and p_onnx.stats.n == p_torch.stats.n == 4
+    assert np.abs(p_onnx.stats.total - p_torch.stats.total).max() < 1e-4 * 4
+    new = _clips(2, first=1.1, f0=210.0)
+    a = torch_model.predict(new, sampling_rate=16000, profile=p_torch)
+    b = onnx_model.predict(new, sampling_rate=16000, profile=p_torch)
+    pa = np.array([[r.probabilities[k] for k in torch_model.labels] for r in a])
+    pb = np.array([[r.probabilities[k] for k in torch_model.labels] for r in b])
+    assert np.abs(pa - pb).max() < 1e-4

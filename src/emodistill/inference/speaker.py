@@ -83,7 +83,7 @@ class Enrolment:
 
 def require_speaker_norm(model: Any, what: str) -> None:
     """Refuse speaker normalisation (``what``: the option asking for it) on a model trained
-    without it, or on a backend that runs without it (ONNX: global statistics only)."""
+    without it, or on a runner that cannot compute clip means."""
     if not model.speaker_norm:
         raise SpeakerNormError(
             f"{what}: this model was trained without student.speaker_norm; it uses no speaker "
@@ -92,8 +92,9 @@ def require_speaker_norm(model: Any, what: str) -> None:
         )
     if not hasattr(model.runner, "clip_means"):
         raise SpeakerNormError(
-            f"{what}: the {model.backend} backend runs the exported graph with the training "
-            "set's global statistics only; use the torch backend (--backend torch)"
+            f"{what}: the {model.backend} backend cannot compute clip means (an ONNX file "
+            "exported before speaker statistics were supported?): export it again or use "
+            "--backend torch"
         )
 
 
