@@ -274,3 +274,25 @@ def test_websocket_stream_with_speaker_norm(client, model, tmp_path):
         ws.send_text("end")
         first = ws.receive_json()
     assert list(first) == ["start", "end", "label", "probabilities"]
+
+
+def test_cli_stream_with_speaker_norm(speaker_dir, model, model_dir_plain):
+    from typer.testing import CliRunner
+
+    from emodistill.cli.app import app
+
+    x = np.concatenate([tone(1.6, freq=180), tone(1.4, freq=420, amp=0.6)])
+    data = (np.round(x * 32767).astype("<i2")).tobytes()
+    args = ["predict", str(speaker_dir), "-", "--stream", "--window", "1", "--hop", "0.5"]
+    res = CliRunner().invoke(app, [*args, "--speaker-norm"], input=data)
+    assert res.exit_code == 0, res.output
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    want = _by_hand(model, np.frombuffer(data, "<i2").astype(np.float32) / 32768.0, 1.0, 0.5)
+    assert [e["speaker_norm"]["windows"] for e in events] == list(range(1, len(want) + 1))
+    assert max(abs(e["probabilities"][k] - w[i]) for e, w in zip(events, want, strict=True)
+               for i, k in enumerate(LABELS)) < 1e-5  # fmt: skip
+    refused = CliRunner().invoke(app, [*args, "--profile", "x.json"], input=data)
+    assert refused.exit_code == 2 and "--stream --speaker-norm" in refused.output
+    plain = ["predict", str(model_dir_plain), "-", "--stream", "--speaker-norm"]
+    refused = CliRunner().invoke(app, plain, input=data)
+    assert refused.exit_code == 2 and "without student.speaker_norm" in refused.output
