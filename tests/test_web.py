@@ -145,11 +145,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(assets) -> str:
     """The real app on 127.0.0.1:<free port>, in a thread; yields its base URL."""
+    yield from _serve(assets["model"])
+
+
+def _serve(model: Path):
     import uvicorn
 
     from emodistill.service.app import create_app
 
-    app = create_app(assets["model"], max_upload_mb=20, max_seconds=MAX_SECONDS)
+    app = create_app(model, max_upload_mb=20, max_seconds=MAX_SECONDS)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -260,6 +264,8 @@ def test_page_states_audio_only_and_model(browser, server, assets):
     for label in LABELS:
         assert label in info
     assert "whisper" in info.lower()  # the backbone
+    assert "Speaker adaptation" in info  # a plain model: no speaker profile controls
+    assert not browser.find_element(By.ID, "speaker-section").is_displayed()
     body = browser.find_element(By.TAG_NAME, "body").text.lower()
     assert "only the audio is used" in body
     assert "no transcript" in body and "prosodic" in body
@@ -421,3 +427,47 @@ def test_microphone_timeline_is_drawn_live_over_the_websocket(browser, server, a
         lambda d: _text(d, "result-file").startswith("From “recording-")
     )
     assert browser.find_element(By.ID, "timeline-section").get_attribute("data-live") == "false"
+
+
+# ------------------------------------------------------------------------------- speaker profile
+
+
+@pytest.fixture(scope="module")
+def speaker_assets(assets):
+    """A tiny student.speaker_norm model, its server, and a speaker profile of it (#28)."""
+    from test_serve_speaker import _clips, _speaker_model
+
+    from emodistill.inference.model import EmoDistill
+
+    folder = _speaker_model(assets["root"] / "speaker-model")
+    model = EmoDistill.from_pretrained(folder)
+    profile = model.enroll(_clips(4, first=1.1, f0=330.0), sampling_rate=16000)
+    path = assets["root"] / "alice.json"
+    path.write_text(json.dumps(profile.to_dict()))
+    servers = _serve(folder)
+    yield {"model": model, "profile": profile, "path": path, "url": next(servers)}
+    next(servers, None)
+
+
+def test_speaker_profile_is_sent_and_shown(browser, assets, speaker_assets):
+    _open(browser, speaker_assets["url"])
+    assert browser.find_element(By.ID, "speaker-section").is_displayed()
+    assert _text(browser, "profile-status") == "speaker profile: none"
+    assert browser.find_element(By.ID, "live-speaker-norm").is_displayed()
+    browser.find_element(By.ID, "profile-input").send_keys(str(speaker_assets["path"]))
+    WebDriverWait(browser, WAIT).until(lambda d: "alice.json" in _text(d, "profile-status"))
+    browser.find_element(By.ID, "file-input").send_keys(str(assets["clip"]))
+    assert _wait_outcome(browser) == "result", _text(browser, "error")
+    want = speaker_assets["model"].predict(assets["clip"], profile=speaker_assets["profile"])
+    for label, p in want.probabilities.items():
+        assert _bars(browser)[label] == pytest.approx(p, abs=1e-4)
+    seconds = speaker_assets["profile"].stats.seconds
+    assert _text(browser, "profile-status") == (
+        f"speaker profile: alice.json (4 clips, {seconds:.1f} s)"
+    )
+    # a file that is no profile: the server's words, not a silent global prediction
+    browser.find_element(By.ID, "profile-input").send_keys(str(assets["text"]))
+    browser.find_element(By.ID, "file-input").send_keys(str(assets["clip"]))
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    message = _text(browser, "error")
+    assert "speaker profile was refused" in message and "notes.txt: not JSON" in message, message

@@ -55,7 +55,7 @@ def predict_cmd(
         False,
         "--speaker-norm",
         help="All inputs are one voice: normalise with their own statistics (two passes; "
-        "with --segment the windows are the clips).",
+        "with --segment the windows are the clips; with --stream running statistics).",
     ),
 ) -> None:
     """Predict emotion from audio alone: no transcript, no prosodic features."""

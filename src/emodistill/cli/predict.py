@@ -288,17 +288,17 @@ def run_predict(
         from emodistill.models.speaker_stats import BadProfile
 
         try:
-            if stream:
+            if stream and profile is not None:
                 raise SpeakerNormError(
-                    "--profile / --speaker-norm are not available with --stream (live windows "
-                    "are predicted as they come); save the audio and predict the file"
+                    "--profile is not available with --stream; --stream --speaker-norm keeps "
+                    "running statistics of the stream's own windows"
                 )
             check_request(m, profile, speaker_norm)
         except (BadProfile, SpeakerNormError) as e:
             err.print("error: " + safe_text(str(e)), markup=False, soft_wrap=True)
             return 2
     if stream:
-        return run_stream(m, sys.stdin.buffer, window, hop, format)
+        return run_stream(m, sys.stdin.buffer, window, hop, format, speaker_norm)
     summary = m.info().get("summary")
     if format == "table" and summary:  # stderr: stdout is only the table (or JSON/CSV)
         err.print(f"model: {safe_text(summary)}", markup=False, soft_wrap=True)
@@ -335,9 +335,15 @@ def run_predict(
 
 
 def run_stream(
-    model: EmoDistill, source: Any, window: float = 3.0, hop: float = 1.5, format: str = "json"
+    model: EmoDistill,
+    source: Any,
+    window: float = 3.0,
+    hop: float = 1.5,
+    format: str = "json",
+    speaker_norm: bool = False,
 ) -> int:
-    """``predict - --stream``: one line per window on stdout, as each window completes.
+    """``predict - --stream``: one line per window on stdout, as each window completes
+    (``speaker_norm``: running speaker statistics of the stream's windows, ``StreamSession``).
 
     ``json`` (and ``csv``/``table``, which have no streaming form) print one JSON object per
     line, ``{"start", "end", "label", "probabilities"}``. Returns 0, or 1 for unusable input
@@ -351,7 +357,7 @@ def run_stream(
         _write_stdout(json.dumps(event, ensure_ascii=False) + "\n")
 
     try:
-        stream_file(model, source, emit, window, hop)
+        stream_file(model, source, emit, window, hop, speaker_norm=speaker_norm)
     except AudioError as e:
         err.print(f"error: {safe_text(str(e))}", markup=False, soft_wrap=True)
         return 1

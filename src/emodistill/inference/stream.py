@@ -17,6 +17,14 @@ window buffer never holds more than ``window + hop`` seconds whatever the chunk 
 is predicted as soon as its last sample arrives (latency: one forward of one window). No event
 history is kept.
 
+Speaker normalisation (``speaker_norm=True``, a ``student.speaker_norm`` model; docs/speaker.md):
+the stream is taken as one voice. Each completed window's clip mean (the pooled layer's mean over
+the window, ``runner.clip_means``) is added to a running
+:class:`~emodistill.models.speaker_stats.SpeakerStats` (sums, not a list: O(H) memory however
+long the stream), and the window is predicted with ``normaliser(stats so far, this window
+included, global)``. Such events carry ``"speaker_norm": {"windows": n, "seconds": s}``: what the
+statistics hold (overlapping windows each count their whole length).
+
 Input bytes (:class:`PcmDecoder`): raw PCM s16le mono at 16 kHz, or a WAV stream: a RIFF header
 (PCM 16-bit or IEEE float 32-bit, any rate, any channel count; the data size may be 0 or
 0xFFFFFFFF, as streaming writers leave it) followed by its data in any number of chunks. Other
@@ -33,6 +41,8 @@ import numpy as np
 
 from emodistill.audio import MIN_SECONDS, SAMPLE_RATE, AudioError
 from emodistill.inference.segment import DEFAULT_HOP, DEFAULT_WINDOW, FixedWindower, segment_entry
+from emodistill.inference.speaker import require_speaker_norm, signal_clip_means
+from emodistill.models.speaker_stats import SpeakerStats, normaliser
 
 if TYPE_CHECKING:  # pragma: no cover
     from emodistill.inference.model import EmoDistill
@@ -176,6 +186,13 @@ class StreamSession:
         window, hop: as ``predict --segment`` (seconds).
         lock: held around each forward pass (a server shares one model between sessions).
         name: what to call the stream in error messages.
+        speaker_norm: keep running speaker statistics of the stream's windows and normalise each
+            window with them (a ``student.speaker_norm`` model; see the module docstring).
+
+    Raises:
+        ValueError: a window over the model's maximum.
+        SpeakerNormError: ``speaker_norm`` on a model (or backend) without speaker
+            normalisation.
     """
 
     def __init__(
@@ -185,11 +202,18 @@ class StreamSession:
         hop: float = DEFAULT_HOP,
         lock: threading.Lock | None = None,
         name: str = "stream",
+        speaker_norm: bool = False,
     ) -> None:
         if window > model.max_seconds:
             raise ValueError(
                 f"window {window} s exceeds the model's maximum of {model.max_seconds} s"
             )
+        #: running statistics of the windows' clip means (None: the model's global ones)
+        self.speaker: SpeakerStats | None = None
+        if speaker_norm:
+            require_speaker_norm(model, "speaker_norm")
+            self.speaker = SpeakerStats()
+            self.glob = model.runner.global_stats()
         self.model = model
         self.windower = FixedWindower(window, hop, model.sample_rate)
         self.decoder = PcmDecoder(model.sample_rate, name)
@@ -241,15 +265,35 @@ class StreamSession:
             )
         return events + [self._event(seg) for seg in self.windower.finish()]
 
+    def speaker_state(self) -> dict[str, Any] | None:
+        """``{"windows", "seconds"}`` the running speaker statistics hold (None: off)."""
+        if self.speaker is None:
+            return None
+        return {"windows": self.speaker.n, "seconds": round(self.speaker.seconds, 3)}
+
     def _event(self, seg) -> dict[str, Any]:
         signal = np.array(seg.signal, copy=True)
         if self.lock is None:
-            probs = self.model.predict_proba([signal], 1)[0]
+            probs = self._forward(signal)
         else:
             with self.lock:
-                probs = self.model.predict_proba([signal], 1)[0]
+                probs = self._forward(signal)
         self.windows += 1
-        return segment_entry(self.model, seg, probs)
+        event = segment_entry(self.model, seg, probs)
+        if self.speaker is not None:
+            event["speaker_norm"] = self.speaker_state()
+        return event
+
+    def _forward(self, signal: np.ndarray) -> np.ndarray:
+        """(C,) probabilities of one (N,) window; with speaker statistics, the window's clip
+        mean is added to them first and the window normalised with the result."""
+        speaker = None
+        if self.speaker is not None:
+            means, seconds = signal_clip_means(self.model, signal)  # one: window <= max
+            for m, sec in zip(means, seconds, strict=True):
+                self.speaker.add(m, sec)
+            speaker = normaliser(self.speaker, self.glob)
+        return self.model.predict_proba([signal], 1, speaker=speaker)[0]
 
 
 def stream_file(
@@ -260,11 +304,13 @@ def stream_file(
     hop: float = DEFAULT_HOP,
     read_bytes: int = 3200,
     name: str = "stdin",
+    speaker_norm: bool = False,
 ) -> int:
     """Stream a byte source (stdin: WAV or raw s16le 16 kHz mono) through a session.
 
     Reads what is available, at most ``read_bytes`` at a time (``read1``: a live pipe's events
     come out as its audio comes in), and calls ``emit(event)`` for each window as it completes.
+    ``speaker_norm``: running speaker statistics (:class:`StreamSession`).
 
     Returns:
         the number of events emitted.
@@ -272,7 +318,7 @@ def stream_file(
     Raises:
         AudioError: undecodable, empty or too-short input (the message names ``name``).
     """
-    session = StreamSession(model, window, hop, name=name)
+    session = StreamSession(model, window, hop, name=name, speaker_norm=speaker_norm)
     read = getattr(source, "read1", source.read)
     n = 0
     while chunk := read(read_bytes):

@@ -9,7 +9,10 @@ Endpoints:
   415 for bytes that are none of the supported formats (sniffed, never from the file name); 422
   for anything else that is not usable audio and for bad parameters (non-finite, under the
   floors, more windows than ``max_windows``); 503 with ``Retry-After`` when ``max_concurrent``
-  requests are already admitted or a request passes ``request_timeout``.
+  requests are already admitted or a request passes ``request_timeout``. Optional multipart field
+  ``profile``: a speaker profile for a ``student.speaker_norm`` model (``profile_upload``; the
+  answer then holds ``"speaker_norm": "profile"`` and ``"profile": {"name", "clips",
+  "seconds"}``; a speaker_norm model without one answers ``"speaker_norm": "global"``).
 * ``WS /stream`` — live audio chunks in, one JSON event per window out (``stream_server``);
   the same Host check, window floors and model lock as ``POST /predict``.
 * ``GET /health`` — ``{"status": "ok", "model_loaded", "model", "labels", "busy": {...}}``,
@@ -130,9 +133,14 @@ def create_app(
         window: float = Query(window, description="Segment window, seconds."),
         hop: float = Query(hop, description="Segment hop, seconds."),
         vad: bool = Query(False, description="Segment on voice activity, not fixed windows."),
+        profile: UploadFile | str | None = File(
+            None,
+            description="Speaker profile (the JSON `emodistill enroll` writes) of a "
+            "student.speaker_norm model: the speaker's statistics normalise the audio.",
+        ),
     ) -> Any:
         """Emotion of one uploaded recording (same JSON as one entry of ``emodistill predict``)."""
-        return await predict_upload(service, request, file, segment, window, hop, vad)
+        return await predict_upload(service, request, file, segment, window, hop, vad, profile)
 
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
 

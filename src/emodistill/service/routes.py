@@ -27,6 +27,7 @@ from emodistill.audio import (
 from emodistill.inference.model import STREAM_ABOVE_SECONDS, EmoDistill
 from emodistill.inference.prediction import safe_text
 from emodistill.service.limits import FifoLock, Load, ServiceLimits
+from emodistill.service.profile_upload import has_profile, read_uploaded_profile
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -164,6 +165,8 @@ async def info(request: Request) -> dict[str, Any]:
         "max_concurrent": s.limits.max_concurrent,
         "request_timeout": s.limits.request_timeout,
         "formats": SUPPORTED_TEXT,
+        # POST /predict's profile field and /stream?speaker_norm=1 (docs/speaker.md)
+        "speaker_norm": bool(s.model.speaker_norm and hasattr(s.model.runner, "clip_means")),
     }
     if s.show_paths:
         out["model_dir"] = s.full_name
@@ -178,9 +181,11 @@ async def predict_upload(
     window: float,
     hop: float,
     vad: bool,
+    profile: UploadFile | str | None = None,
 ) -> Any:
     """``POST /predict``: the upload's header checked in the threadpool, then its decoding and
-    forward passes behind the model lock, abandoned past the deadline or once the client left."""
+    forward passes behind the model lock, abandoned past the deadline or once the client left.
+    ``profile``: a speaker profile (``service.profile_upload``), checked before the audio."""
     from emodistill.inference.segment import (
         TooManyWindowsError,
         check_segment_params,
@@ -207,6 +212,17 @@ async def predict_upload(
                 413,
                 f"{name}: upload too large: this server accepts files up to {s.max_upload_mb:g} MB",
             )
+        prof = None
+        if has_profile(profile):
+            prof = await run_in_threadpool(
+                read_uploaded_profile,
+                s.model,
+                profile,
+                "field" if isinstance(profile, str) else client_name(profile.filename),
+                file.size or 0,
+                s.limit_bytes,
+            )
+        speaker = None if prof is None else prof.speaker
         src = file.file  # Starlette's spooled temporary file: memory, then an unnamed file
         try:
             # The header alone refuses bombs, absurd rates and foreign bytes, before any
@@ -231,13 +247,21 @@ async def predict_upload(
                     name=name,
                     check=check,
                     max_windows=s.limits.max_windows,
+                    speaker=speaker,
                 )
             if header.duration > STREAM_ABOVE_SECONDS:
-                return s.model.predict_long_file(src, limits=s.audio_limits, name=name, check=check)
+                return s.model.predict_long_file(
+                    src,
+                    limits=s.audio_limits,
+                    name=name,
+                    check=check,
+                    profile=None if prof is None else prof.profile,
+                )
             signal = load_audio(
                 src, s.model.sample_rate, limits=s.audio_limits, name=name, check=check
             )
-            return s.model._prediction(name, s.model.predict_proba([signal], check=check)[0])
+            probs = s.model.predict_proba([signal], check=check, speaker=speaker)[0]
+            return s.model._prediction(name, probs)
 
         gone = threading.Event()
         job = asyncio.ensure_future(run_in_threadpool(s.run_bounded, work, deadline, gone))
@@ -266,17 +290,24 @@ async def predict_upload(
         raise HTTPException(err.status_code, safe_text(str(err.detail)), err.headers) from None
     finally:
         await file.close()
+        if profile is not None and not isinstance(profile, str):
+            await profile.close()
     if segment:
         summary = result["summary"]
-        return {
+        out = {
             "file": name,
             "label": summary["label"],
             "probabilities": summary["probabilities"],
             "segments": result["segments"],
             "summary": summary,
         }
-    out = result.to_dict()
-    out["file"] = name
+    else:
+        out = result.to_dict()
+        out["file"] = name
+    if prof is not None:  # which statistics normalised the speaker (docs/speaker.md)
+        out["speaker_norm"], out["profile"] = "profile", prof.summary()
+    elif s.model.speaker_norm:
+        out["speaker_norm"] = "global"
     return out
 
 

@@ -1,7 +1,8 @@
 """WebSocket ``/stream`` of the service: audio chunks in, one JSON event per window out.
 
 Protocol (one session per connection; query ``window`` and ``hop`` in seconds, default the
-server's ``--segment`` settings):
+server's ``--segment`` settings; ``speaker_norm=1`` on a ``student.speaker_norm`` model: running
+speaker statistics of the session's windows, docs/speaker.md):
 
 * binary message: audio bytes, raw PCM s16le 16 kHz mono, or a WAV stream (the first message
   starts with its RIFF header; see ``stream.PcmDecoder``). Each message must hold whole sample
@@ -10,8 +11,12 @@ server's ``--segment`` settings):
   end-aligned last window, then ``{"type": "end", "windows": n, "seconds": s}``, and closes;
 * the server sends ``{"start", "end", "label", "probabilities"}`` as soon as each window is
   complete, and ``{"error": message}`` for a malformed chunk (which is dropped; the session
-  goes on). Bad ``window``/``hop`` (non-finite, under the server's floors): one error event,
-then close code 1008. Past the server's session limit: one error event, close code 1013.
+  goes on). Bad ``window``/``hop`` (non-finite, under the server's floors) or ``speaker_norm``
+  asked of a model trained without it: one error event, then close code 1008. Past the server's
+  session limit: one error event, close code 1013;
+* with ``speaker_norm=1`` every window event and the end message also carry
+  ``"speaker_norm": {"windows": n, "seconds": s}``, what the running statistics hold (O(H)
+  sums per session, bounded however long the stream).
 
 A client that vanishes ends only its own session. The model runs in the threadpool behind the
 service's one model lock, shared with ``POST /predict``. A session holds at most one window plus
@@ -78,7 +83,10 @@ def add_stream_route(
                     f"window must be >= {min_window:g} s and hop >= {min_hop:g} s "
                     f"(got {window:g}, {hop:g})"
                 )
-            session = StreamSession(model, window, hop, lock=lock, name="stream")
+            speaker_norm = query_flag(ws.query_params.get("speaker_norm"), "speaker_norm")
+            session = StreamSession(
+                model, window, hop, lock=lock, name="stream", speaker_norm=speaker_norm
+            )
         except ValueError as err:
             await ws.send_json({"error": safe_text(str(err))})
             await ws.close(code=1008)
@@ -119,13 +127,14 @@ def add_stream_route(
                             events = []
                         for event in events:
                             await ws.send_json(event)
-                        await ws.send_json(
-                            {
-                                "type": "end",
-                                "windows": session.windows,
-                                "seconds": round(session.seconds, 3),
-                            }
-                        )
+                        end = {
+                            "type": "end",
+                            "windows": session.windows,
+                            "seconds": round(session.seconds, 3),
+                        }
+                        if speaker_norm:
+                            end["speaker_norm"] = session.speaker_state()
+                        await ws.send_json(end)
                         await ws.close()
                         return
                     await ws.send_json(
@@ -147,3 +156,20 @@ def _is_end(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and body.get("type") == "end"
+
+
+def query_flag(value: str | None, name: str) -> bool:
+    """A yes/no query parameter: absent, ``0``, ``false``, ``no`` -> False; ``1``, ``true``,
+    ``yes`` -> True; anything else a ValueError naming it.
+
+    >>> query_flag(None, "x"), query_flag("1", "x"), query_flag("False", "x")
+    (False, True, False)
+    """
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be 1 or 0 (true or false), got {value[:40]!r}")

@@ -8,6 +8,10 @@
  * PCM (about every 100 ms), and each window's event redraws the bars and the timeline live.
  * The recording context runs at 16 kHz where the browser allows it (the browser resamples the
  * microphone); elsewhere there is no live timeline, only the one after Stop.
+ *
+ * A student.speaker_norm model (/info "speaker_norm") also takes a speaker profile with each
+ * upload (multipart field "profile") and running speaker statistics on the live stream
+ * (/stream?speaker_norm=1); the page says which statistics were used (docs/speaker.md).
  */
 (() => {
   "use strict";
@@ -33,6 +37,11 @@
     timeline: $("timeline"),
     timelineSummary: $("timeline-summary"),
     axis: $("timeline-axis"),
+    speakerSection: $("speaker-section"),
+    profileInput: $("profile-input"),
+    profileClear: $("profile-clear"),
+    profileStatus: $("profile-status"),
+    liveSpeakerNorm: $("live-speaker-norm"),
   };
 
   // Segmentation sent with every request; the server's defaults are the same.
@@ -51,6 +60,8 @@
     requestId: 0, // only the newest request may update the page
     playerUrl: null,
     recorder: null,
+    speakerNorm: false, // the model takes speaker statistics (/info)
+    profile: null, // the chosen speaker-profile File, sent with every upload
   };
 
   // ------------------------------------------------------------------ colours
@@ -153,6 +164,8 @@
     // The service names the file first ("clip.wav: audio too long ..."); say it only once.
     if (detail.startsWith(`${name}: `)) detail = detail.slice(name.length + 2);
     const quoted = `“${name}”`;
+    // A refused speaker profile ("profile alice.json: ...") is not the audio's fault.
+    if (detail.startsWith("profile ")) return `The speaker profile was refused: ${detail}`;
     const known = {
       413: [`${quoted} was refused:`, `${quoted} is too large or too long for this server.`],
       415: [`${quoted} is not a supported audio format:`, `${quoted} is not a supported format.`],
@@ -182,6 +195,8 @@
     if (info.max_seconds) state.maxSeconds = Number(info.max_seconds);
     if (typeof info.window === "number") SEGMENT.window = info.window;
     if (typeof info.hop === "number") SEGMENT.hop = info.hop;
+    state.speakerNorm = info.speaker_norm === true;
+    els.speakerSection.hidden = !state.speakerNorm;
     renderInfo(info);
   }
 
@@ -214,6 +229,9 @@
     const source = info.encoder_source;
     row("Backbone", backbone && source && source !== backbone ? `${backbone} (${source})` : backbone);
     if (info.sample_rate) row("Sample rate", `${info.sample_rate} Hz`);
+    if (typeof info.speaker_norm === "boolean") {
+      row("Speaker adaptation", info.speaker_norm ? "yes (speaker profile or live statistics)" : "no");
+    }
     els.modelInfo.replaceChildren(el("p", { class: "visually-hidden" }, "Loaded model:"), dl);
     els.modelInfo.dataset.state = "ready";
 
@@ -229,6 +247,7 @@
   async function post(blob, name, query) {
     const form = new FormData();
     form.append("file", blob, name);
+    if (state.speakerNorm && state.profile) form.append("profile", state.profile, state.profile.name);
     let resp;
     try {
       resp = await fetch(`predict${query}`, { method: "POST", body: form });
@@ -275,6 +294,7 @@
       return;
     }
     renderResult(whole.body, name);
+    showSpeaker(whole.body);
     setStatus(`Analysing “${name}” window by window…`, true);
     const timed = await post(
       blob,
@@ -446,6 +466,50 @@
     }
   }
 
+  // ------------------------------------------------------------------ speaker profile
+
+  function setProfileStatus(text, st) {
+    els.profileStatus.textContent = text;
+    els.profileStatus.dataset.state = st;
+  }
+
+  const profileText = (p) => `speaker profile: ${p.name} (${p.clips} clip${p.clips === 1 ? "" : "s"}, ${Number(p.seconds).toFixed(1)} s)`;
+
+  // What the server says it used: "profile" (with its clips and seconds) or "global".
+  function showSpeaker(body) {
+    if (!state.speakerNorm || !body) return;
+    if (body.speaker_norm === "profile" && body.profile) setProfileStatus(profileText(body.profile), "used");
+    else if (body.speaker_norm === "global") setProfileStatus("speaker profile: none (the training set's statistics)", "none");
+  }
+
+  // The chosen file is read here only to show its name and size; the server checks it.
+  async function takeProfile(file) {
+    state.profile = file || null;
+    els.profileClear.hidden = !file;
+    if (!file) {
+      setProfileStatus("speaker profile: none", "none");
+      return;
+    }
+    let p = null;
+    try {
+      const obj = JSON.parse(await file.text());
+      if (obj && obj.format === "emodistill-speaker-profile") p = { name: file.name, clips: obj.clips, seconds: obj.seconds };
+    } catch {
+      p = null;
+    }
+    if (state.profile !== file) return; // another file was chosen meanwhile
+    if (p) setProfileStatus(`${profileText(p)}, sent with the next upload`, "chosen");
+    else setProfileStatus(`speaker profile: ${file.name} (does not look like a speaker profile)`, "chosen");
+  }
+
+  els.profileInput.addEventListener("change", () => {
+    takeProfile(els.profileInput.files && els.profileInput.files[0]);
+  });
+  els.profileClear.addEventListener("click", () => {
+    els.profileInput.value = "";
+    takeProfile(null);
+  });
+
   // ------------------------------------------------------------------ upload
 
   function takeFile(file) {
@@ -604,7 +668,9 @@
 
   // A WebSocket session on /stream: add(block) queues samples, end() sends the rest and "end".
   function openLive(rec) {
-    const url = new URL(`stream?window=${SEGMENT.window}&hop=${SEGMENT.hop}`, window.location.href);
+    const adapt = state.speakerNorm && els.liveSpeakerNorm.checked;
+    const query = `window=${SEGMENT.window}&hop=${SEGMENT.hop}${adapt ? "&speaker_norm=1" : ""}`;
+    const url = new URL(`stream?${query}`, window.location.href);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     let ws;
     try {
@@ -632,12 +698,17 @@
         return;
       }
       if (msg.type === "end") ws.close();
+      if (typeof msg.error === "string" && state.recorder === rec) showError(`Live timeline: ${msg.error}`);
       // Only while this recording is the current one: after Stop the upload's answer rules.
       if (state.recorder !== rec || typeof msg.start !== "number" || !msg.probabilities) return;
       live.segments.push(msg);
       renderResult(msg, "the microphone");
       els.resultFile.textContent = `Live: window ${fmtTime(msg.start)}–${fmtTime(msg.end)}.`;
       renderTimeline(live.segments, null, null, true);
+      if (msg.speaker_norm) {
+        const sn = msg.speaker_norm;
+        setProfileStatus(`live speaker statistics: ${sn.windows} window${sn.windows === 1 ? "" : "s"}, ${Number(sn.seconds).toFixed(1)} s`, "live");
+      }
     };
     live.add = (block) => {
       live.queue.push(block);
