@@ -67,9 +67,10 @@ print(max(preds)[1] if preds else "")
 PY
 )
 if [ -n "$best" ]; then
-    "$emodistill" export-onnx "$best" "$best/model.onnx" --quantize int8
-    clip=$(find "$root" -name '*.wav' | head -1)
-    "$emodistill" predict "$best" "$clip" --format json
+    "$emodistill" export-onnx "$best" "$best/model.int8.onnx" --quantize int8
+    # -print -quit, not `| head -1`: under pipefail, find's SIGPIPE would end the script
+    clip=$(find "$root" -name '*.wav' -print -quit)
+    "$emodistill" predict "$best" "$clip" --backend onnx-int8 --format json
 fi
 echo "report: $run/report.md (EmoDistill), $run/variants/no_teachers/report.md (plain),"
 echo "        $run/probe/probe.json (linear probe), $run/compare-full-vs-no_teachers.json"

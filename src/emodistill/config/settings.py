@@ -127,6 +127,10 @@ class StudentConfig:
     # trainable_layers: 0 and no layer weights
     speaker_norm: bool = False
     speaker_shrink: float = 2.0
+    # statistics from the clips of these labels only (e.g. [neutral, calm]: a model for profiles
+    # enrolled from calm speech; training labels are known, test clips are picked by label to
+    # simulate such an enrolment); None: every clip, label-free
+    speaker_stats_labels: list[str] | None = None
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, epochs=8))
 
     def __post_init__(self) -> None:

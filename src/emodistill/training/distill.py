@@ -300,7 +300,8 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
 
         cache_dir = prefix_cache_dir(ctx.manifest, ctx.run_dir)
         splits = (data.train, data.val, data.test)
-        norms = fold_speaker_norms(student, prefix, splits, cache_dir, ctx.progress)
+        labels = scfg.speaker_stats_labels
+        norms = fold_speaker_norms(student, prefix, splits, cache_dir, ctx.progress, labels)
     teachers = data.teachers
     train_ds = DistillDataset(
         data.train, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix, norms[0]

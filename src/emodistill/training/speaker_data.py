@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from emodistill.corpora.manifest import Utterance
-from emodistill.models.speaker_stats import global_stats, speaker_normalisers
+from emodistill.models.speaker_stats import SpeakerStats, global_stats, normaliser
 
 
 def prefix_clip_means(prefix: Any, utterances: Sequence[Utterance]) -> dict[str, np.ndarray]:
@@ -48,6 +48,7 @@ def fold_speaker_norms(
     splits: tuple[Sequence[Utterance], Sequence[Utterance], Sequence[Utterance]],
     cache_dir: str | Path,
     progress: bool = True,
+    labels: Sequence[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Set the student's global statistics from the training clips and return each split's
     utterance id -> (2, H) ``[mu, sigma]``, from its own speakers' clips.
@@ -58,18 +59,31 @@ def fold_speaker_norms(
             validation clips.
         splits: (training, validation, test) utterances.
         cache_dir: the prefix cache's root (test clips' whole-clip means are cached there).
+        labels: statistics from the clips of these labels only (``student.speaker_stats_labels``;
+            a speaker with none of them gets the global statistics); None: every clip.
     """
-    train, val, test = splits
+    train, val, test = ([u for u in part if labels is None or u.label in labels] for part in splits)
+    if not train:
+        raise ValueError(
+            f"student.speaker_stats_labels {list(labels or [])}: no training clip has one of "
+            "these labels"
+        )
     train_means = prefix_clip_means(prefix, train)
     glob = global_stats(np.stack(list(train_means.values())), student.dims.speaker_shrink)
     student.set_global_stats(glob)
-    speakers = {u.id: u.speaker for part in splits for u in part}
-    test_means = whole_clip_means(student, test, cache_dir, progress)
-    return (
-        speaker_normalisers(train_means, speakers, glob),
-        speaker_normalisers(prefix_clip_means(prefix, val), speakers, glob),
-        speaker_normalisers(test_means, speakers, glob),
+    means = (
+        train_means,
+        prefix_clip_means(prefix, val),
+        whole_clip_means(student, test, cache_dir, progress),
     )
+    out = []
+    for part, part_means in zip(splits, means, strict=True):
+        speaker = {u.id: u.speaker for u in part}
+        by_speaker: dict[str, SpeakerStats] = {}
+        for utt_id, m in part_means.items():
+            by_speaker.setdefault(speaker[utt_id], SpeakerStats()).add(m)
+        out.append({u.id: normaliser(by_speaker.get(u.speaker), glob) for u in part})
+    return out[0], out[1], out[2]
 
 
 __all__ = ["fold_speaker_norms", "prefix_clip_means", "whole_clip_means"]
