@@ -192,3 +192,39 @@ def test_a_speaker_normalised_report_says_so_at_the_top():
     results["speaker_norm"] = True
     text = results_markdown(results, variant="no_teachers")
     assert text.splitlines()[2] == SPEAKER_NORM_NOTE
+
+
+def test_statistics_from_given_labels_only(prepared, tmp_path):  # noqa: F811
+    """`speaker_stats_labels`: each speaker's statistics come from their clips of those labels
+    (training speakers from training clips, test speakers from test clips) and are applied to
+    all of their clips."""
+    from emodistill.corpora.splits import FoldSplit
+    from emodistill.models.speaker_stats import SpeakerStats, normaliser
+    from emodistill.models.student_folder import load_student
+    from emodistill.runs.layout import student_dir
+    from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
+    from emodistill.training.distill import distill, prefix_cache_dir
+    from emodistill.training.predictions import predict
+    from emodistill.training.speaker_data import whole_clip_means
+
+    m, fold = _fold(prepared)
+    cfg = _speaker_cfg(prepared, speaker_stats_labels=["neutral", "sad"])
+    run = fresh_run(prepared, tmp_path / "run")
+    result = distill(m, fold, cfg, run, "no_teachers", progress=False)
+    model, _ = load_student(student_dir(run, fold.id, "no_teachers"))
+    _, _, test = FoldSplit.of(m, fold).parts
+    calm = [u for u in test if u.label in ("neutral", "sad")]
+    assert 0 < len(calm) < len(test)
+    means = whole_clip_means(model, calm, prefix_cache_dir(m, run), progress=False)
+    stats: dict[str, SpeakerStats] = {}
+    for u in calm:
+        stats.setdefault(u.speaker, SpeakerStats()).add(means[u.id])
+    glob = model.global_stats()
+    norms = {u.id: normaliser(stats[u.speaker], glob) for u in test}
+    index = {lab: i for i, lab in enumerate(m.labels)}
+    ds = DistillDataset(test, index, EVAL_MAX_SECONDS, False, speaker_norms=norms)
+    _, probs = predict(model, ds, 4)
+    assert np.abs(probs - np.asarray(result["probabilities"])).max() < 1e-5
+    with pytest.raises(ValueError, match="no training clip"):
+        bad = _speaker_cfg(prepared, speaker_stats_labels=["bored"])
+        distill(m, fold, bad, fresh_run(prepared, tmp_path / "r2"), "no_teachers", progress=False)
