@@ -136,7 +136,8 @@ def aggregate_run(
     if not preds:
         return None
     results = aggregate_runs(preds, m.labels)
-    results["speaker_norm"] = v.teacher is None and bool(cfg.student.speaker_norm)
+    if v.teacher is None and cfg.student.speaker_norm:  # only then: results.json's keys stay
+        results["speaker_norm"] = True
     teaching = teaching_of(preds)
     probe_note = _probe_note(run_dir, v, results)
     with folder_lock(results_path(run_dir, v), f"the results of {v.name}"):  # one set of files
