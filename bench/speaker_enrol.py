@@ -30,7 +30,7 @@ from emodistill.config import Config
 from emodistill.corpora.manifest import load_manifest
 from emodistill.corpora.splits import config_folds
 from emodistill.evaluation.compare import cluster_bootstrap_ci
-from emodistill.models.speaker_stats import SpeakerStats, normaliser
+from emodistill.models.speaker_stats import speaker_normalisers
 from emodistill.models.student_folder import load_student
 from emodistill.runs.layout import predictions_path, run_config_path, student_dir
 from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset
@@ -81,10 +81,8 @@ def main() -> None:
             model, _ = load_student(student_dir(args.sn, fold.id, VARIANT, seed_dir))
             glob = model.global_stats()
             means = whole_clip_means(model, enrol, prefix_cache_dir(pool, args.sn), False)
-            by_spk: dict[str, SpeakerStats] = {}
-            for u in enrol:
-                by_spk.setdefault(u.speaker, SpeakerStats()).add(means[u.id])
-            norms = {u.id: normaliser(by_spk.get(u.speaker), glob) for u in rest}
+            speakers = {u.id: u.speaker for u in [*enrol, *rest]}
+            norms = speaker_normalisers(means, speakers, glob, [u.id for u in rest])
             ds = DistillDataset(rest, label_index, EVAL_MAX_SECONDS, False, speaker_norms=norms)
             _, probs = predict(model, ds, 32)
             sn_pred = read_json(predictions_path(args.sn, fold.id, VARIANT, seed_dir))

@@ -23,7 +23,7 @@ the model it was enrolled with; :func:`read_profile` checks it against the model
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,15 +146,27 @@ def normaliser(stats: SpeakerStats | None, glob: GlobalStats) -> np.ndarray:
 
 
 def speaker_normalisers(
-    clip_means: Mapping[str, np.ndarray], speakers: Mapping[str, str], glob: GlobalStats
+    clip_means: Mapping[str, np.ndarray],
+    speakers: Mapping[str, str],
+    glob: GlobalStats,
+    ids: Iterable[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Utterance id -> (2, H) normaliser from the statistics of its speaker's clips (every id
-    of ``clip_means`` that ``speakers`` names)."""
+    """Utterance id -> (2, H) normaliser from the statistics of its speaker's clips in
+    ``clip_means``, for every id of ``ids`` (default: those of ``clip_means``); a speaker with
+    no clip there gets the global normaliser."""
     by_speaker: dict[str, SpeakerStats] = {}
     for utt_id, m in clip_means.items():
         by_speaker.setdefault(speakers[utt_id], SpeakerStats()).add(m)
     norms = {spk: normaliser(s, glob) for spk, s in by_speaker.items()}
-    return {utt_id: norms[speakers[utt_id]] for utt_id in clip_means}
+    fallback = None
+    out = {}
+    for utt_id in clip_means if ids is None else ids:
+        norm = norms.get(speakers[utt_id])
+        if norm is None:
+            fallback = normaliser(None, glob) if fallback is None else fallback
+            norm = fallback
+        out[utt_id] = norm
+    return out
 
 
 def global_stats(clip_means: np.ndarray, shrink: float) -> GlobalStats:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from emodistill.corpora.manifest import Utterance
-from emodistill.models.speaker_stats import SpeakerStats, global_stats, normaliser
+from emodistill.models.speaker_stats import global_stats, speaker_normalisers
 
 
 def prefix_clip_means(prefix: Any, utterances: Sequence[Utterance]) -> dict[str, np.ndarray]:
@@ -76,14 +76,12 @@ def fold_speaker_norms(
         prefix_clip_means(prefix, val),
         whole_clip_means(student, test, cache_dir, progress),
     )
-    out = []
-    for part, part_means in zip(splits, means, strict=True):
-        speaker = {u.id: u.speaker for u in part}
-        by_speaker: dict[str, SpeakerStats] = {}
-        for utt_id, m in part_means.items():
-            by_speaker.setdefault(speaker[utt_id], SpeakerStats()).add(m)
-        out.append({u.id: normaliser(by_speaker.get(u.speaker), glob) for u in part})
-    return out[0], out[1], out[2]
+    speakers = {u.id: u.speaker for part in splits for u in part}
+    train_n, val_n, test_n = (
+        speaker_normalisers(part_means, speakers, glob, [u.id for u in part])
+        for part, part_means in zip(splits, means, strict=True)
+    )
+    return train_n, val_n, test_n
 
 
 __all__ = ["fold_speaker_norms", "prefix_clip_means", "whole_clip_means"]
