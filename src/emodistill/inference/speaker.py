@@ -85,10 +85,11 @@ def require_speaker_norm(model: Any, what: str) -> None:
     """Refuse speaker normalisation (``what``: the option asking for it) on a model trained
     without it, or on a runner that cannot compute clip means."""
     if not model.speaker_norm:
+        instead = "there is nothing to enrol" if what == "enroll" else f"predict without {what}"
         raise SpeakerNormError(
             f"{what}: this model was trained without student.speaker_norm; it uses no speaker "
-            f"statistics: predict without {what}, or train a model with student.speaker_norm: "
-            "true (docs/speaker.md)"
+            f"statistics: {instead}, or train a model with student.speaker_norm: true "
+            "(docs/speaker.md)"
         )
     if not hasattr(model.runner, "clip_means"):
         raise SpeakerNormError(
