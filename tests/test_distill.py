@@ -216,6 +216,26 @@ def test_batch_sampler_groups_lengths_and_is_epoch_seeded():
     assert [i for b in evals for i, _, valid in b if valid] == list(range(39, -1, -1))
 
 
+def test_random_batches_change_their_clips_every_epoch():
+    """The student's default (``group_by_length: false``): one pool holding the whole split
+    made the same length-sorted batches every epoch (only their order changed)."""
+    from emodistill.training.data import LengthGroupedBatchSampler
+
+    lengths = np.arange(1, 41) * 100
+
+    def batch_sets(group: bool, epoch: int) -> set[frozenset[int]]:
+        s = LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3, group_by_length=group)
+        s.sampler.set_epoch(epoch)
+        return {frozenset(i for i, _, _ in b) for b in s}
+
+    assert batch_sets(True, 0) == batch_sets(True, 1)  # the defect: same clips together
+    first, other = batch_sets(False, 0), batch_sets(False, 1)
+    assert first != other
+    assert sorted(i for b in first for i in b) == list(range(40))
+    # not sorted by length: some batch spans far more than its neighbours' 300
+    assert any(max(lengths[list(b)]) - min(lengths[list(b)]) > 300 for b in first)
+
+
 def test_collate_pads_and_returns_lengths():
     from emodistill.training.data import collate_batch
 

@@ -122,6 +122,9 @@ class StudentConfig:
     # which epoch's weights the student keeps: "best" validation UA, or the "last" epoch (with a
     # few validation speakers, picking the best epoch fits their noise: docs/defaults.md)
     select: str = "best"
+    # training batches of clips of similar length (less padding for audio; label-skewed batches
+    # that repeat every epoch on a small corpus, docs/defaults.md) or random ones
+    group_by_length: bool = False
     # z-normalise the pooled layer's frames with label-free statistics of each speaker's clips,
     # shrunk towards the training set's by n / (n + speaker_shrink) (docs/speaker.md); needs
     # trainable_layers: 0 and no layer weights

@@ -220,12 +220,17 @@ def _world() -> tuple[int, int]:
 
 
 class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
-    """Batches of utterances of similar length, DDP-sharded by the sampler itself.
+    """Training batches (random, or of similar length), DDP-sharded by the sampler itself.
 
-    Training (``shuffle=True``): each epoch a permutation from ``(seed, epoch)`` is cut into
+    Training (``shuffle=True``) with ``group_by_length=False``: each epoch a permutation from
+    ``(seed, epoch)`` is cut into batches (:func:`~emodistill.training.sampling.cut_batches`).
+    With ``group_by_length=True``: each epoch a permutation from ``(seed, epoch)`` is cut into
     pools of ``bucket_batches`` batches, each pool is sorted by length and cut into batches
     (:func:`~emodistill.training.sampling.cut_batches`: never a batch of one clip), and
-    the batches are shuffled — similar lengths per batch, random order of batches. Evaluation:
+    the batches are shuffled — similar lengths per batch, random order of batches (less padding
+    for audio batches; but when one pool holds the whole split the batches hold the same clips
+    every epoch, and lengths often go with the label, so BatchNorm and mixup see skewed
+    batches: RAVDESS-4, docs/defaults.md). Evaluation:
     batches of the length-sorted utterances. With ``W`` DDP ranks the batch list is padded to a
     multiple of ``W`` (training: by repeating batches; evaluation: by items marked invalid) and
     rank ``r`` takes batches ``r, r+W, ...``: every rank runs the same number of steps.
@@ -240,6 +245,7 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
         shuffle: bool,
         seed: int = 0,
         bucket_batches: int = 50,
+        group_by_length: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -248,6 +254,7 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.bucket_batches = int(bucket_batches)
+        self.group_by_length = bool(group_by_length)
         self.sampler = _EpochHolder()  # Lightning calls batch_sampler.sampler.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -258,6 +265,8 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
         if self.shuffle:
             rng = np.random.default_rng([self.seed, self.sampler.epoch])
             order = rng.permutation(n)
+            if not self.group_by_length:
+                return cut_batches(order.tolist(), bs)
             batches = []
             # cut_batches (pools and batches alike): a last one of one clip joins the previous
             # one, so BatchNorm layers never see a training batch of one.
@@ -288,12 +297,20 @@ class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
 
 
 def make_loader(
-    dataset: DistillDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0
+    dataset: DistillDataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    group_by_length: bool = True,
 ) -> DataLoader:
     """A DataLoader over ``dataset`` with :class:`LengthGroupedBatchSampler` batches."""
+    sampler = LengthGroupedBatchSampler(
+        dataset.lengths, batch_size, shuffle, seed=seed, group_by_length=group_by_length
+    )
     return DataLoader(
         dataset,
-        batch_sampler=LengthGroupedBatchSampler(dataset.lengths, batch_size, shuffle, seed=seed),
+        batch_sampler=sampler,
         collate_fn=collate_batch,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

@@ -311,7 +311,9 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
         data.val, label_index, val_max, False, teachers, cfg.seed, prefix, norms[1]
     )
     workers = cfg.trainer.num_workers
-    train_loader = make_loader(train_ds, optim.batch_size, True, cfg.seed, workers)
+    train_loader = make_loader(
+        train_ds, optim.batch_size, True, cfg.seed, workers, scfg.group_by_length
+    )
     val_loader = make_loader(val_ds, optim.batch_size, False, cfg.seed, workers)
 
     class_weights = None
