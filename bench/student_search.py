@@ -267,6 +267,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         projection_hidden=int(row.get("proj", cfg.student.projection_hidden)),
         classifier_hidden=int(row.get("cls", cfg.student.classifier_hidden)),
     )
+    scfg = dataclasses.replace(scfg, **row.get("student", {}))  # any other StudentConfig field
     epochs = int(row.get("epochs", cfg.student.optim.epochs))
     optim = dataclasses.replace(
         cfg.student.optim,

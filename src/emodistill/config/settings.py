@@ -109,6 +109,10 @@ class StudentConfig:
     pooling: str = "mean"
     layer_weights: bool = False  # learned softmax-weighted sum over all layers (SUPERB)
     layer_norm: bool = False  # with layer_weights: normalise each layer before the sum
+    # conv / conv_mean pooling: the temporal CNN's width and first stride (None: the defaults
+    # of models/pooling.py, 128 and 2)
+    conv_channels: int | None = None
+    conv_stride: int | None = None
     pooled_norm: bool = False  # batch-normalise the pooled vector before the heads
     # pool encoder layer k's output (1..layers; None = the last layer, after its final norm);
     # the layers above k are not run
@@ -145,6 +149,10 @@ class StudentConfig:
                 f"0 and layer_weights: false (got {self.trainable_layers!r}, "
                 f"{self.layer_weights})"
             )
+        for name in ("conv_channels", "conv_stride"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"student.{name} must be >= 1 (or null), got {value}")
         if self.speaker_shrink < 0:
             raise ValueError(f"student.speaker_shrink must be >= 0, got {self.speaker_shrink}")
 

@@ -44,12 +44,12 @@ CONV_STRIDE = 2
 POOLINGS = ("mean", "attention", "stats", "attention_stats", "conv", "conv_mean")
 
 
-def pooled_size(pooling: str, hidden_size: int) -> int:
-    """Width of the pooled vector for ``pooling``."""
+def pooled_size(pooling: str, hidden_size: int, conv_channels: int = CONV_CHANNELS) -> int:
+    """Width of the pooled vector for ``pooling`` (``conv_channels``: :class:`ConvPool`'s)."""
     if pooling == "conv":
-        return 2 * CONV_CHANNELS
+        return 2 * conv_channels
     if pooling == "conv_mean":
-        return hidden_size + 2 * CONV_CHANNELS
+        return hidden_size + 2 * conv_channels
     return 2 * hidden_size if pooling.endswith("stats") else hidden_size
 
 

@@ -25,6 +25,8 @@ from emodistill.models.encoders import (
     valid_mask,
 )
 from emodistill.models.pooling import (
+    CONV_CHANNELS,
+    CONV_STRIDE,
     POOLINGS,
     AttentionPool,
     ConvPool,
@@ -75,6 +77,8 @@ class StudentDims:
     pool_layer: int | None = None
     speaker_norm: bool = False
     speaker_shrink: float = 2.0
+    conv_channels: int = CONV_CHANNELS
+    conv_stride: int = CONV_STRIDE
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -122,6 +126,9 @@ class EmoDistillStudent(nn.Module):
             speaker's are given. Needs a frozen pooled layer (``trainable_layers: 0``, no layer
             weights): the statistics are of fixed states.
         speaker_shrink: k of the shrinkage ``n / (n + k)`` towards the global statistics.
+        conv_channels, conv_stride: the temporal CNN of ``conv`` / ``conv_mean`` pooling
+            (:class:`~emodistill.models.pooling.ConvPool`): its width and its first layer's
+            stride (its cost falls with both).
     """
 
     def __init__(
@@ -141,6 +148,8 @@ class EmoDistillStudent(nn.Module):
         pool_layer: int | None = None,
         speaker_norm: bool = False,
         speaker_shrink: float = 2.0,
+        conv_channels: int = CONV_CHANNELS,
+        conv_stride: int = CONV_STRIDE,
     ):
         super().__init__()
         if num_labels < 2:
@@ -173,6 +182,8 @@ class EmoDistillStudent(nn.Module):
             pool_layer=None if pool_layer is None else depth,
             speaker_norm=bool(speaker_norm),
             speaker_shrink=float(speaker_shrink),
+            conv_channels=int(conv_channels),
+            conv_stride=int(conv_stride),
         )
         if speaker_norm and (trainable_layers != 0 or layer_weights):
             raise ValueError(
@@ -192,13 +203,15 @@ class EmoDistillStudent(nn.Module):
         if pooling.startswith("attention"):
             self.pool = AttentionPool(h, stats=pooling == "attention_stats")
         elif pooling.startswith("conv"):
-            self.pool = ConvPool(h, with_mean=pooling == "conv_mean")
+            self.pool = ConvPool(
+                h, conv_channels, stride=conv_stride, with_mean=pooling == "conv_mean"
+            )
         # Training-only frame augmentation (training/augment.py), set by the trainer; it holds
         # no weights and is a no-op in eval mode, so model folders and inference never see it.
         self.augment: nn.Module | None = None
         # Softmax weights over depth + 1 states; zeros = uniform at the start.
         self.layer_logits = nn.Parameter(torch.zeros(depth + 1)) if layer_weights else None
-        p = pooled_size(pooling, h)
+        p = pooled_size(pooling, h, conv_channels)
         self.pooled_norm = nn.BatchNorm1d(p) if pooled_norm else None
         self.proj_linguistic = ffn(p, projection_hidden, d_linguistic, dropout)
         self.proj_prosodic = ffn(p, projection_hidden, d_prosodic, dropout)
@@ -384,6 +397,8 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         pool_layer=cfg.pool_layer,
         speaker_norm=cfg.speaker_norm,
         speaker_shrink=cfg.speaker_shrink,
+        # None: the pooling's own default (one home: models/pooling.py)
+        **{k: v for k in ("conv_channels", "conv_stride") if (v := getattr(cfg, k)) is not None},
     )
 
 
