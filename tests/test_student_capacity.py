@@ -379,3 +379,44 @@ def test_conv_pooling_student_exports_to_onnx_with_parity(tmp_path):
     want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
     got = OnnxPredictor(tmp_path / "m.onnx")(wav, lengths)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_conv_width_and_stride_round_trip_through_a_folder_and_onnx(tmp_path):
+    """The demo's cheaper conv (``conv_channels``, ``conv_stride``) is saved in the heads and
+    rebuilt from there: model folder and ONNX export give the same probabilities."""
+    from test_inference import build_tiny_model, tone
+
+    from emodistill.inference.batching import pad_batch
+    from emodistill.inference.model import EmoDistill
+    from emodistill.inference.onnx import OnnxPredictor, export_onnx
+
+    folder = build_tiny_model(
+        tmp_path / "m",
+        "whisper",
+        pooling="conv_mean",
+        pooled_norm=True,
+        conv_channels=6,
+        conv_stride=4,
+    )
+    student, config = load_student(folder)
+    assert config["heads"]["conv_channels"] == 6
+    assert student.dims.conv_channels == 6 and student.dims.conv_stride == 4
+    assert student.pool.conv1.out_channels == 6 and student.pool.conv1.stride == (4,)
+    assert student.proj_linguistic[0].in_features == 32 + 2 * 6
+    report = export_onnx(folder, tmp_path / "m.onnx")
+    assert report["max_abs_diff"] < 1e-4
+    clips = [tone(s, freq=f) for s, f in ((1.3, 200), (0.41, 450), (2.2, 310))]
+    wav, lengths = pad_batch(clips)
+    want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
+    got = OnnxPredictor(tmp_path / "m.onnx")(wav, lengths)
+    assert np.abs(got - want).max() < 1e-4
+    # a clip pools the same alone as padded in a batch (the stride-4 validity rule)
+    alone = EmoDistill.from_pretrained(folder).runner(*pad_batch(clips[1:2]))
+    assert np.abs(alone[0] - want[1]).max() < 1e-5
+
+
+def test_conv_settings_are_checked():
+    from emodistill.config import StudentConfig
+
+    with pytest.raises(ValueError, match="conv_channels"):
+        StudentConfig(conv_channels=0)
