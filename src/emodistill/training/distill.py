@@ -379,8 +379,23 @@ def _student_save(
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_trained_state(state)
     label_index = {lab: i for i, lab in enumerate(manifest.labels)}
+    test_prefix = None
+    if student.trainable_layers is not None:
+        # Whole test clips through the frozen bottom once per corpus, not once per seed and
+        # variant: each clip alone, exactly what predicting it alone computes.
+        from emodistill.features.prefix_cache import PrefixCache
+
+        cache_dir = prefix_cache_dir(manifest, ctx.run_dir)
+        test_prefix = PrefixCache(student, data.test, cache_dir, EVAL_MAX_SECONDS, False)
     test_ds = DistillDataset(
-        data.test, label_index, EVAL_MAX_SECONDS, False, None, cfg.seed, None, built.test_norms
+        data.test,
+        label_index,
+        EVAL_MAX_SECONDS,
+        False,
+        None,
+        cfg.seed,
+        test_prefix,
+        built.test_norms,
     )
     device = module.device if module.device.type != "meta" else torch.device("cpu")
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)

@@ -28,7 +28,8 @@ def predict(
     device: torch.device | str = "cpu",
     precision: str = "32-true",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities for every item of ``dataset``, in dataset order.
+    """Class probabilities for every item of ``dataset``, in dataset order (audio items, or
+    the cached frozen-bottom outputs of a dataset with a prefix cache).
 
     Returns:
         ``(indices (N,), probabilities (N, C))`` with ``indices`` = ``arange(N)``.
@@ -43,9 +44,14 @@ def predict(
     for start in range(0, len(order), bs):
         batch = collate_batch([dataset[int(i)] for i in order[start : start + bs]])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            speaker = batch.get("speaker")
-            speaker = None if speaker is None else speaker.to(device)
-            out = student(batch["wav"].to(device), batch["lengths"].to(device), speaker)
+            if "prefix" in batch:  # speaker-normalised by the dataset where needed
+                out = student.from_prefix(
+                    batch["prefix"].to(device), batch["frame_lengths"].to(device)
+                )
+            else:
+                speaker = batch.get("speaker")
+                speaker = None if speaker is None else speaker.to(device)
+                out = student(batch["wav"].to(device), batch["lengths"].to(device), speaker)
         p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         if probs.shape[1] == 0:
             probs = np.zeros((len(dataset), p.shape[1]), dtype=np.float32)
