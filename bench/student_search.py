@@ -285,6 +285,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     dcfg = cfg.distill
     if "alpha" in row:
         dcfg = dataclasses.replace(dcfg, alpha=row["alpha"], beta=row["beta"], gamma=row["beta"])
+    dcfg = dataclasses.replace(dcfg, **row.get("distill", {}))  # any other DistillConfig field
     if variant == "plain":
         dcfg = dataclasses.replace(dcfg, use_linguistic=False, use_prosodic=False)
     else:
