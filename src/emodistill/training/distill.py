@@ -51,7 +51,7 @@ from emodistill.training.module import StudentModule
 from emodistill.training.predictions import (
     check_reusable,
     config_key,
-    predict,
+    predict_test_clips,
     teacher_predictions,
     write_predictions,
 )
@@ -379,27 +379,11 @@ def _student_save(
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_trained_state(state)
     label_index = {lab: i for i, lab in enumerate(manifest.labels)}
-    test_prefix = None
-    if student.trainable_layers is not None:
-        # Whole test clips through the frozen bottom once per corpus, not once per seed and
-        # variant: each clip alone, exactly what predicting it alone computes.
-        from emodistill.features.prefix_cache import PrefixCache
-
-        cache_dir = prefix_cache_dir(manifest, ctx.run_dir)
-        test_prefix = PrefixCache(student, data.test, cache_dir, EVAL_MAX_SECONDS, False)
-    test_ds = DistillDataset(
-        data.test,
-        label_index,
-        EVAL_MAX_SECONDS,
-        False,
-        None,
-        cfg.seed,
-        test_prefix,
-        built.test_norms,
-    )
     device = module.device if module.device.type != "meta" else torch.device("cpu")
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    _, probs = predict(student, test_ds, cfg.student.optim.batch_size, device, precision)
+    run = (cfg.student.optim.batch_size, device, precision)
+    cache = prefix_cache_dir(manifest, ctx.run_dir)
+    probs = predict_test_clips(student, data.test, label_index, cache, run, built.test_norms)
     student.cpu()
     sdir = student_dir(ctx.run_dir, fold.id, s.v, s.seed_dir)
     extra = {
@@ -421,7 +405,7 @@ def _student_save(
     result = write_predictions(
         s.out_path,
         data.test,
-        test_ds.labels.tolist(),
+        [label_index[u.label] for u in data.test],
         probs,
         manifest.labels,
         {**extra, "config": config_key(s.eff_cfg), "epochs_run": int(trainer.current_epoch)},

@@ -59,6 +59,34 @@ def predict(
     return np.arange(len(dataset)), probs
 
 
+def predict_test_clips(
+    student: torch.nn.Module,
+    utterances: Sequence[Utterance],
+    label_index: Mapping[str, int],
+    cache_dir: str | Path,
+    run: tuple[int, torch.device | str, str] = (16, "cpu", "32-true"),
+    speaker_norms: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Probabilities (N, C) of whole test clips (up to ``EVAL_MAX_SECONDS``), in order.
+
+    A student with a frozen bottom reads it from the prefix cache under ``cache_dir``: each clip
+    goes through the bottom once per corpus (alone: what predicting it alone computes), not once
+    per seed and variant. ``run``: (batch size, device, precision); ``speaker_norms``: id ->
+    (2, H) for a ``speaker_norm`` student.
+    """
+    from emodistill.training.data import EVAL_MAX_SECONDS
+
+    prefix = None
+    if getattr(student, "trainable_layers", None) is not None:
+        from emodistill.features.prefix_cache import PrefixCache
+
+        prefix = PrefixCache(student, utterances, cache_dir, EVAL_MAX_SECONDS, False)
+    dataset = DistillDataset(
+        utterances, label_index, EVAL_MAX_SECONDS, False, None, 0, prefix, speaker_norms
+    )
+    return predict(student, dataset, *run)[1]
+
+
 def config_key(cfg: Config, teacher_only: bool = False) -> dict[str, Any]:
     """The parts of a config that determine a result: everything but the trainer settings for a
     student; only labels, seed, folds and the teachers' sections for a teacher-only variant."""
