@@ -18,6 +18,9 @@ from emodistill.runs.layout import predictions_path
 from emodistill.training.data import DistillDataset, collate_batch
 from emodistill.training.teacher_cache import TeacherOutputs, load_fold_teachers
 from emodistill.util.files import read_json, write_json_atomic
+from emodistill.util.log import get_logger
+
+log = get_logger(__name__)
 
 
 @torch.inference_mode()
@@ -133,7 +136,7 @@ def check_reusable(
             )
     old = saved_all.get("data")
     if data is not None and old is not None and old != data:
-        print(
+        log.warning(
             f"{path}: the fold's data changed since it was made (manifest rows, audio or "
             "speaker split); retraining"
         )
