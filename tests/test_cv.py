@@ -194,6 +194,16 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "demo.json").read_text())["columns"] == summary["columns"]
+    # A run folder from an earlier version (another student config): the demo names the folder.
+    from emodistill.runs.layout import predictions_path
+
+    preds = predictions_path(out, "g1", "no_teachers")
+    saved = json.loads(preds.read_text())
+    saved["config"]["student"]["group_by_length"] = True
+    preds.write_text(json.dumps(saved))
+    old = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
+    assert old.exit_code == 2
+    assert "group_by_length" in old.output and f"delete {out}" in " ".join(old.output.split())
 
 
 def test_a_second_process_waits_for_a_locked_fold_then_trains_it_once(

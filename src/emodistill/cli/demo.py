@@ -147,7 +147,18 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
             f"4/5 ({n}/{len(variants)})",
             f"{title} student, {cfg.student.encoder}, {len(folds)} folds x {len(seeds)} seeds",
         )
-        results[variant] = cross_validate(manifest, out, cfg, variant=variant, probe=True, **ready)
+        try:
+            results[variant] = cross_validate(
+                manifest, out, cfg, variant=variant, probe=True, **ready
+            )
+        except ValueError as err:
+            if "different config" not in str(err):
+                raise
+            # an earlier version's students (another preset): name the whole run folder
+            raise ValueError(
+                f"{err}.\n{out} holds students trained with another demo preset (an earlier "
+                f"version?): delete {out} (or pass another --out) to rerun the demo"
+            ) from err
     for variant in extra:  # already trained by `emodistill cv --variant`: aggregated, not rerun
         results[variant] = cross_validate(manifest, out, cfg, variant=variant, **ready)
     variants = (*variants, *extra)
