@@ -100,6 +100,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     from emodistill.corpora.synthetic import synthesize_corpus
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.training.cv import all_folds, cross_validate
+    from emodistill.training.predictions import ConfigMismatch
     from emodistill.training.teachers import train_teachers
 
     console = console or Console()
@@ -151,9 +152,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
             results[variant] = cross_validate(
                 manifest, out, cfg, variant=variant, probe=True, **ready
             )
-        except ValueError as err:
-            if "different config" not in str(err):
-                raise
+        except ConfigMismatch as err:
             # an earlier version's students (another preset): name the whole run folder
             raise ValueError(
                 f"{err}.\n{out} holds students trained with another demo preset (an earlier "

@@ -15,12 +15,16 @@ from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.corpora.splits import Fold
 from emodistill.evaluation.metrics import compute_metrics
 from emodistill.runs.layout import predictions_path
-from emodistill.training.data import DistillDataset, collate_batch
+from emodistill.training.data import EVAL_MAX_SECONDS, DistillDataset, collate_batch
 from emodistill.training.teacher_cache import TeacherOutputs, load_fold_teachers
 from emodistill.util.files import read_json, write_json_atomic
 from emodistill.util.log import get_logger
 
 log = get_logger(__name__)
+
+
+class ConfigMismatch(ValueError):
+    """A run folder holds results of another config (:func:`check_reusable`)."""
 
 
 @torch.inference_mode()
@@ -77,8 +81,6 @@ def predict_test_clips(
     per seed and variant. ``run``: (batch size, device, precision); ``speaker_norms``: id ->
     (2, H) for a ``speaker_norm`` student.
     """
-    from emodistill.training.data import EVAL_MAX_SECONDS
-
     prefix = None
     if getattr(student, "trainable_layers", None) is not None:
         from emodistill.features.prefix_cache import PrefixCache
@@ -120,7 +122,7 @@ def check_reusable(
     Returns False for predictions made from other data (the fold must be retrained).
 
     Raises:
-        ValueError: it exists but was made with another config (names the differing keys):
+        ConfigMismatch: it exists but was made with another config (names the differing keys):
             results of two configs must never be mixed in one run folder.
     """
     if not path.is_file():
@@ -130,7 +132,7 @@ def check_reusable(
     if saved is not None:
         diff = _diff(saved, config_key(cfg, teacher_only))
         if diff:
-            raise ValueError(
+            raise ConfigMismatch(
                 f"{path} was made with a different config (differs in: {', '.join(diff)}); use "
                 "a new --out folder or delete that fold's folder"
             )
