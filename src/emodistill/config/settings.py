@@ -122,9 +122,6 @@ class StudentConfig:
     projection_hidden: int = 256
     classifier_hidden: int = 256
     dropout: float = 0.1
-    # add a linear map of the (normalised) pooled vector to the classifier's logits: the
-    # linear probe's model inside the student, trained with it (docs/student.md)
-    linear_head: bool = False
     max_seconds: float = 8.0  # training crops; inference takes any length via segmentation
     # which epoch's weights the student keeps: "best" validation UA, or the "last" epoch (with a
     # few validation speakers, picking the best epoch fits their noise: docs/defaults.md)

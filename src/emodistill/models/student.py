@@ -79,7 +79,6 @@ class StudentDims:
     speaker_shrink: float = 2.0
     conv_channels: int = CONV_CHANNELS
     conv_stride: int = CONV_STRIDE
-    linear_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -130,10 +129,6 @@ class EmoDistillStudent(nn.Module):
         conv_channels, conv_stride: the temporal CNN of ``conv`` / ``conv_mean`` pooling
             (:class:`~emodistill.models.pooling.ConvPool`): its width and its first layer's
             stride (its cost falls with both).
-        linear_head: add ``Linear(pooled, C)`` of the (normalised) pooled vector to the
-            classifier's logits, zero at the start: the model of a linear probe on the same
-            features, trained jointly with the heads; the projections and the embedding KD are
-            unchanged.
     """
 
     def __init__(
@@ -155,7 +150,6 @@ class EmoDistillStudent(nn.Module):
         speaker_shrink: float = 2.0,
         conv_channels: int = CONV_CHANNELS,
         conv_stride: int = CONV_STRIDE,
-        linear_head: bool = False,
     ):
         super().__init__()
         if num_labels < 2:
@@ -190,7 +184,6 @@ class EmoDistillStudent(nn.Module):
             speaker_shrink=float(speaker_shrink),
             conv_channels=int(conv_channels),
             conv_stride=int(conv_stride),
-            linear_head=bool(linear_head),
         )
         if speaker_norm and (trainable_layers != 0 or layer_weights):
             raise ValueError(
@@ -223,11 +216,6 @@ class EmoDistillStudent(nn.Module):
         self.proj_linguistic = ffn(p, projection_hidden, d_linguistic, dropout)
         self.proj_prosodic = ffn(p, projection_hidden, d_prosodic, dropout)
         self.classifier = ffn(d_linguistic + d_prosodic, classifier_hidden, num_labels, dropout)
-        self.linear_head: nn.Linear | None = None
-        if linear_head:
-            self.linear_head = nn.Linear(p, num_labels)
-            nn.init.zeros_(self.linear_head.weight)
-            nn.init.zeros_(self.linear_head.bias)
 
     @classmethod
     def from_dims(cls, encoder: SpeechEncoder, dims: StudentDims) -> EmoDistillStudent:
@@ -341,8 +329,6 @@ class EmoDistillStudent(nn.Module):
         e_l = self.proj_linguistic(pooled)
         e_p = self.proj_prosodic(pooled)
         logits = self.classifier(torch.cat([e_l, e_p], dim=-1))
-        if self.linear_head is not None:
-            logits = logits + self.linear_head(pooled)
         return StudentOutput(logits, e_l, e_p)
 
     def pooled_states(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -411,7 +397,6 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         pool_layer=cfg.pool_layer,
         speaker_norm=cfg.speaker_norm,
         speaker_shrink=cfg.speaker_shrink,
-        linear_head=cfg.linear_head,
         # None: the pooling's own default (one home: models/pooling.py)
         **{k: v for k in ("conv_channels", "conv_stride") if (v := getattr(cfg, k)) is not None},
     )
