@@ -39,7 +39,7 @@ import torch
 from emodistill.audio import SAMPLE_RATE
 from emodistill.config import load_config
 from emodistill.models.losses import emodistill_loss
-from emodistill.training.data import LengthGroupedBatchSampler, collate_batch
+from emodistill.training.data import UtteranceBatchSampler, collate_batch
 
 LABELS = ["neutral", "happy", "angry", "sad"]
 N_CLIPS = 5531  # IEMOCAP, 4 classes (happy = happy + excited)
@@ -203,7 +203,7 @@ def run_student(size: str, args, device: torch.device) -> tuple[StudentRun, obje
     n_train = round(N_CLIPS * (N_SPEAKERS - 2) / N_SPEAKERS)  # one test, one validation speaker
     crop = args.max_seconds or (cfg.student.max_seconds if device.type == "cuda" else 2.0)
     data = RandomAudio(seconds[:n_train], crop, cfg.prosodic.embedding_dim)
-    sampler = LengthGroupedBatchSampler(data.lengths, batch_size, shuffle=True, seed=0)
+    sampler = UtteranceBatchSampler(data.lengths, batch_size, shuffle=True, seed=0)
     workers = cfg.trainer.num_workers if args.workers is None else args.workers
     if device.type == "cpu" and args.workers is None:
         workers = 0  # the CPU computes; workers would only compete for its cores

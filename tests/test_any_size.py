@@ -22,7 +22,7 @@ from test_teachers import tiny_config as teacher_config
 from emodistill.config import Config
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.corpora.splits import fold_utterances, make_folds
-from emodistill.training.data import LengthGroupedBatchSampler
+from emodistill.training.data import UtteranceBatchSampler
 from emodistill.training.sampling import MergingBatchSampler, cut_batches, num_batches
 from emodistill.training.teachers import train_teacher
 
@@ -70,9 +70,7 @@ def test_length_grouped_batches_never_hold_one_clip_on_any_rank(
     counts = []
     for rank in range(world):
         monkeypatch.setattr(data, "_world", lambda r=rank: (r, world))
-        sampler = LengthGroupedBatchSampler(
-            lengths, bs, shuffle=True, seed=3, bucket_batches=bucket
-        )
+        sampler = UtteranceBatchSampler(lengths, bs, shuffle=True, seed=3, bucket_batches=bucket)
         sampler.set_epoch(epoch)
         batches = list(sampler)
         assert len(batches) == len(sampler)

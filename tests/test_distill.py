@@ -199,10 +199,10 @@ def _fold(prepared, fold_id="g1"):
 
 
 def test_batch_sampler_groups_lengths_and_is_epoch_seeded():
-    from emodistill.training.data import LengthGroupedBatchSampler
+    from emodistill.training.data import UtteranceBatchSampler
 
     lengths = np.arange(1, 41) * 100
-    s = LengthGroupedBatchSampler(lengths, batch_size=4, shuffle=True, seed=3, bucket_batches=10)
+    s = UtteranceBatchSampler(lengths, batch_size=4, shuffle=True, seed=3, bucket_batches=10)
     s.sampler.set_epoch(0)
     first = [[i for i, _, _ in b] for b in s]
     again = [[i for i, _, _ in b] for b in s]
@@ -212,19 +212,19 @@ def test_batch_sampler_groups_lengths_and_is_epoch_seeded():
     assert sorted(i for b in first for i in b) == list(range(40))
     # One pool of 40: batches are runs of neighbouring lengths.
     assert all(max(lengths[b]) - min(lengths[b]) == 300 for b in first)
-    evals = list(LengthGroupedBatchSampler(lengths, 4, shuffle=False))
+    evals = list(UtteranceBatchSampler(lengths, 4, shuffle=False))
     assert [i for b in evals for i, _, valid in b if valid] == list(range(39, -1, -1))
 
 
 def test_random_batches_change_their_clips_every_epoch():
     """The student's default (``group_by_length: false``): one pool holding the whole split
     made the same length-sorted batches every epoch (only their order changed)."""
-    from emodistill.training.data import LengthGroupedBatchSampler
+    from emodistill.training.data import UtteranceBatchSampler
 
     lengths = np.arange(1, 41) * 100
 
     def batch_sets(group: bool, epoch: int) -> set[frozenset[int]]:
-        s = LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3, group_by_length=group)
+        s = UtteranceBatchSampler(lengths, 4, shuffle=True, seed=3, group_by_length=group)
         s.sampler.set_epoch(epoch)
         return {frozenset(i for i, _, _ in b) for b in s}
 

@@ -1,10 +1,11 @@
-"""Data for student training: the dataset, length-grouped DDP-aware batches and collation.
+"""Data for student training: the dataset, DDP-aware batches and collation.
 
 * :class:`DistillDataset` — waveform (random crop of at most ``student.max_seconds`` in training,
   centre crop at ``EVAL_MAX_SECONDS`` in evaluation) or, for a partially frozen student, the
   cached output of its frozen bottom; label; and the cached teacher rows.
-* :class:`LengthGroupedBatchSampler` — batches of similar length (less padding), reshuffled per
-  epoch from ``(seed, epoch)`` and sharded over DDP ranks with equal batch counts.
+* :class:`UtteranceBatchSampler` — training batches drawn afresh each epoch from
+  ``(seed, epoch)``, random (``student.group_by_length: false``, the default) or of similar
+  length (less padding), sharded over DDP ranks with equal batch counts.
 * :func:`collate_batch` — zero-pads to the longest item and returns the valid lengths.
 """
 
@@ -55,7 +56,7 @@ def too_short_for_training(utterances: Sequence[Utterance]) -> list[Utterance]:
 class DistillDataset(Dataset):
     """Utterances as ``{"wav", "label", "valid", "index", "teacher_logits", "teacher_emb"}``.
 
-    Items are addressed by ``(index, epoch, valid)`` keys from :class:`LengthGroupedBatchSampler`
+    Items are addressed by ``(index, epoch, valid)`` keys from :class:`UtteranceBatchSampler`
     (a plain int also works): the training crop is drawn from ``(seed, epoch, index)``, so an
     epoch's data is the same whether or not training was interrupted and resumed. ``valid`` is
     False for the padding items that even out DDP shards; they are left out of the metrics.
@@ -219,7 +220,7 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-class LengthGroupedBatchSampler(Sampler[list[tuple[int, int, bool]]]):
+class UtteranceBatchSampler(Sampler[list[tuple[int, int, bool]]]):
     """Training batches (random, or of similar length), DDP-sharded by the sampler itself.
 
     Training (``shuffle=True``) with ``group_by_length=False``: each epoch a permutation from
@@ -304,8 +305,8 @@ def make_loader(
     num_workers: int = 0,
     group_by_length: bool = True,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` with :class:`LengthGroupedBatchSampler` batches."""
-    sampler = LengthGroupedBatchSampler(
+    """A DataLoader over ``dataset`` with :class:`UtteranceBatchSampler` batches."""
+    sampler = UtteranceBatchSampler(
         dataset.lengths, batch_size, shuffle, seed=seed, group_by_length=group_by_length
     )
     return DataLoader(
