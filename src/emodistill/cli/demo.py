@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,20 @@ def _force_cpu() -> bool:
     return os.environ.get("EMODISTILL_DEMO_CPU", "") not in ("", "0")
 
 
-def run_demo(out: str | Path, quick: bool = False, console: Console | None = None) -> dict:
+def run_demo(
+    out: str | Path,
+    quick: bool = False,
+    console: Console | None = None,
+    jobs: int | None = 1,
+) -> dict:
     """Corpus -> features -> teachers -> plain and EmoDistill students -> report and model.
 
     Args:
         out: run folder (``runs/demo`` for ``make demo``).
         quick: tiny smoke run (32 utterances, 4 speakers, 2 folds, 1 epoch).
         console: where the table and progress messages go (default: stdout).
+        jobs: folds trained at once, in worker processes (:mod:`emodistill.training.parallel`);
+            None: one per CPU up to the number of folds (the CLI's default), 1: in this process.
 
     Returns:
         The summary written to ``OUT/demo.json``: per-fold and mean WA/UA of each column,
@@ -100,7 +108,7 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     from emodistill.corpora.synthetic import synthesize_corpus
     from emodistill.features import default_cache_dir, extract_features
     from emodistill.training.cv import all_folds, cross_validate
-    from emodistill.training.predictions import ConfigMismatch
+    from emodistill.training.parallel import default_jobs
     from emodistill.training.teachers import train_teachers
 
     console = console or Console()
@@ -129,15 +137,26 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     if store.errors:
         console.print(f"  [yellow]{len(store.errors)} utterance(s) without features[/]")
 
-    _stage(console, "3/5", f"teachers T_L and T_P on {len(folds)} speaker-independent folds")
+    variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
+    workers, threads = default_jobs(len(folds), cfg) if jobs is None else (max(1, jobs), 1)
+    parallel = workers > 1 and len(folds) > 1
+    if parallel:  # then the passes below find every fold done and only collect them
+        _stage(
+            console,
+            "3/5",
+            f"teachers and students on {len(folds)} speaker-independent folds, "
+            f"{workers} at a time ({threads} thread(s) each)",
+        )
+        _run_parallel(console, manifest, out, cfg, folds, variants, workers, threads)
+    else:
+        _stage(console, "3/5", f"teachers T_L and T_P on {len(folds)} speaker-independent folds")
     outputs: dict = {}  # the teachers' outputs in memory, handed to every student below
-    train_teachers(manifest, out, config=cfg, folds=folds, outputs=outputs)
+    train_teachers(manifest, out, config=cfg, folds=folds, outputs=outputs, progress=not parallel)
     ready = {"progress": False, "teachers_ready": True, "teacher_outputs": outputs}
 
     results: dict[str, dict] = {}
     for variant in TEACHER_VARIANTS:
         results[variant] = cross_validate(manifest, out, cfg, variant=variant, **ready)
-    variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
     seeds = cfg.run_seeds()
 
     extra = [v for v in EXTRA_VARIANTS if not quick and results_path(out, v).is_file()]
@@ -146,18 +165,13 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
         _stage(
             console,
             f"4/5 ({n}/{len(variants)})",
-            f"{title} student, {cfg.student.encoder}, {len(folds)} folds x {len(seeds)} seeds",
+            f"{title} student, {cfg.student.encoder}, {len(folds)} folds x {len(seeds)} seeds"
+            + (" (trained above)" if parallel else ""),
         )
-        try:
+        with _old_students_named(out):
             results[variant] = cross_validate(
                 manifest, out, cfg, variant=variant, probe=True, **ready
             )
-        except ConfigMismatch as err:
-            # an earlier version's students (another preset): name the whole run folder
-            raise ValueError(
-                f"{err}.\n{out} holds students trained with another demo preset (an earlier "
-                f"version?): delete {out} (or pass another --out) to rerun the demo"
-            ) from err
     for variant in extra:  # already trained by `emodistill cv --variant`: aggregated, not rerun
         results[variant] = cross_validate(manifest, out, cfg, variant=variant, **ready)
     variants = (*variants, *extra)
@@ -186,6 +200,52 @@ def run_demo(out: str | Path, quick: bool = False, console: Console | None = Non
     )
     console.print(f"Try it: emodistill predict {model_dir} {_example_wav(manifest)}")
     return summary
+
+
+def _run_parallel(console, manifest, out: Path, cfg: Config, folds, variants, jobs, threads):
+    """Every fold's teachers and students in ``jobs`` worker processes (and the probe beside
+    them), after the frozen encoder's states of every clip are cached here once."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from emodistill.training.parallel import PROBE_TASK, encode_clips, run_folds_in_parallel
+
+    encode_clips(manifest, out, cfg, progress=True)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("folds (teachers, students)", total=len(folds))
+
+        def done(name: str) -> None:
+            if name != PROBE_TASK:
+                bar.advance(task)
+                bar.console.print(f"  fold {name} done")
+
+        with _old_students_named(out):
+            run_folds_in_parallel(
+                manifest.path,
+                out,
+                cfg,
+                [f.id for f in folds],
+                variants,
+                jobs,
+                threads,
+                probe=True,
+                on_done=done,
+            )
+
+
+@contextmanager
+def _old_students_named(out: Path):
+    """An earlier version's students in ``out`` (another preset): the error names the whole
+    run folder to delete, not one fold's."""
+    from emodistill.training.predictions import ConfigMismatch
+
+    try:
+        yield
+    except ConfigMismatch as err:
+        raise ValueError(
+            f"{err}.\n{out} holds students trained with another demo preset (an earlier "
+            f"version?): delete {out} (or pass another --out) to rerun the demo"
+        ) from err
 
 
 def _compare_all(out: Path, results: dict[str, dict], variants) -> dict[str, Any]:
