@@ -224,3 +224,34 @@ def test_uniform_teacher_gets_weight_zero():
     # Linear between 2 and 4 standard errors above chance.
     se = np.sqrt(0.25 * 0.75 / n)
     assert weight_from_ua(0.25 + 3 * se, 4, n) == pytest.approx(0.5)
+
+
+def test_a_clip_shorter_than_both_crops_is_encoded_once(tmp_path):
+    """The training crop and the evaluation crop share the entry of a clip neither cuts; a clip
+    one of them cuts gets its own entry for that crop, holding the centre of the clip."""
+    from emodistill.audio import load_audio
+    from emodistill.features.prefix_cache import centre_crop
+
+    student = _student(tiny_whisper_encoder(layers=2), 1).eval()
+
+    class U:
+        def __init__(self, i, n):
+            self.id, self.path = f"u{i}", tmp_path / f"u{i}.wav"
+            sf.write(self.path, 0.2 * np.random.default_rng(i).normal(size=n), 16000)
+
+    short, long = U(0, 6000), U(1, 12000)  # 0.375 s and 0.75 s; the crop below is 0.5 s
+    train = PrefixCache(student, [short, long], tmp_path / "c", max_seconds=0.5, progress=False)
+    assert train.computed == 2
+    whole = PrefixCache(student, [short, long], tmp_path / "c", max_seconds=30.0, progress=False)
+    assert whole.computed == 1  # only the long clip: the short one's entry serves both crops
+    assert whole.paths[short.id] == train.paths[short.id]
+    assert whole.paths[long.id] != train.paths[long.id]
+    assert PrefixCache(student, [short, long], tmp_path / "c", None, False).computed == 0
+    assert PrefixCache(student, [long], tmp_path / "c", 0.5, False).computed == 0
+    for cache, seconds in ((train, 0.5), (whole, 30.0)):
+        wav = centre_crop(load_audio(long.path), int(seconds * 16000))
+        with torch.no_grad():
+            want, frames = student.prefix(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+        got = np.asarray(cache[long.id])
+        assert got.shape == (1, int(frames[0]), want.shape[-1])
+        np.testing.assert_allclose(got, want[0, :, : int(frames[0])].numpy(), atol=1e-5)

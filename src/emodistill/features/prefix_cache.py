@@ -5,7 +5,8 @@ frozen and run in eval mode, so their output is a function of the audio and the 
 alone. It is computed once per utterance and stored as ``(K, T, H)`` float32 ``.npy`` files
 (memory-mapped when read), keyed on:
 
-* the audio file's content (sha256), and the crop applied to it (``max_seconds``);
+* the audio file's content (sha256), and the crop applied to it (``max_seconds``): a clip
+  the crop does not cut is stored once with its length, for every crop at least that long;
 * the frozen weights (every parameter and buffer of the frozen modules) and the encoder's
   architecture (``config_dict``);
 * how many layers are frozen and which states are kept (layer weights keep all of them).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,23 +77,36 @@ def encoder_digest(encoder: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _entry_paths(utterances, folder: Path, max_samples: int | None) -> dict[str, Path]:
-    """utt id -> its entry in ``folder``, named after the audio's content and the crop."""
-    crop = f"c{max_samples}" if max_samples else "whole"
-    paths = {}
+def _content_keys(utterances) -> dict[str, str]:
+    """utt id -> the first 40 hex digits of its audio's sha256 (the entries' name stem)."""
+    keys = {}
     for u in utterances:
         try:
-            content = file_sha256(u.path)
+            keys[u.id] = file_sha256(u.path)[:40]
         except OSError as err:
             raise OSError(f"{u.path}: cannot read audio for the encoder cache ({err})") from err
-        paths[u.id] = folder / f"{content[:40]}-{crop}.npy"
-    return paths
+    return keys
 
 
-def _load_clip(path, max_samples: int | None, device) -> tuple[torch.Tensor, torch.Tensor]:
-    wav = centre_crop(load_audio(path), max_samples)
+def _uncropped_entries(folder: Path) -> dict[str, tuple[int, Path]]:
+    """content key -> (samples, path) of the entries of whole clips in ``folder``
+    (``<key>-n<samples>.npy``), from one listing of the folder."""
+    found: dict[str, tuple[int, Path]] = {}
+    if not folder.is_dir():
+        return found
+    for entry in os.scandir(folder):
+        stem, _, tail = entry.name.removesuffix(".npy").rpartition("-n")
+        if entry.name.endswith(".npy") and tail.isdigit() and len(stem) == 40:
+            found[stem] = (int(tail), Path(entry.path))
+    return found
+
+
+def _load_clip(path, max_samples: int | None, device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(audio (1, N') centre-cropped to ``max_samples``, lengths (1,), N samples before)."""
+    full = load_audio(path)
+    wav = centre_crop(full, max_samples)
     x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(device)
-    return x, torch.tensor([x.shape[1]], device=device)
+    return x, torch.tensor([x.shape[1]], device=device), len(full)
 
 
 def _all_states(encoder, x: torch.Tensor, lengths: torch.Tensor):
@@ -111,17 +126,41 @@ def _means(states, frames: int) -> np.ndarray:
 
 
 class _ClipEntries:
-    """One ``.npy`` entry per clip in ``self.folder``, named after its content and crop."""
+    """One ``.npy`` entry per clip in ``self.folder``, named after its content and crop.
+
+    A clip that the crop cut is stored as ``<content>-c<max_samples>.npy``; a clip that it did
+    not cut (shorter than the crop, or no crop) as ``<content>-n<samples>.npy``, which serves
+    every crop at least that long: the training crop (``student.max_seconds``) and the
+    evaluation one (``EVAL_MAX_SECONDS``) share the entries of every clip shorter than both.
+    """
 
     def _index(self, utterances, folder: Path, max_seconds: float | None) -> list:
-        """Set ``max_samples``, ``folder``, ``paths`` and ``computed``; return the clips whose
-        entry is missing."""
+        """Set ``max_samples``, ``folder``, ``paths`` (the found entries), ``keys`` and
+        ``computed``; return the clips whose entry is missing (``_compute`` names theirs)."""
         self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
         self.folder = folder
-        self.paths = _entry_paths(utterances, folder, self.max_samples)
-        missing = [u for u in utterances if not self.paths[u.id].is_file()]
+        self.keys = _content_keys(utterances)
+        whole = _uncropped_entries(folder)
+        self.paths: dict[str, Path] = {}
+        missing = []
+        for u in utterances:
+            key = self.keys[u.id]
+            cropped = folder / f"{key}-c{self.max_samples}.npy"
+            if self.max_samples and cropped.is_file():
+                self.paths[u.id] = cropped
+            elif key in whole and (not self.max_samples or whole[key][0] <= self.max_samples):
+                self.paths[u.id] = whole[key][1]
+            else:
+                missing.append(u)
         self.computed = len(missing)
         return missing
+
+    def _entry(self, utt_id: str, samples: int) -> Path:
+        """Where a clip of ``samples`` samples (before the crop) is stored: see the class."""
+        key = self.keys[utt_id]
+        if self.max_samples and samples > self.max_samples:
+            return self.folder / f"{key}-c{self.max_samples}.npy"
+        return self.folder / f"{key}-n{samples}.npy"
 
 
 class LayerMeans(_ClipEntries):
@@ -155,9 +194,9 @@ class LayerMeans(_ClipEntries):
         try:
             with torch.inference_mode():
                 for u in track(utterances, "frozen encoder, every layer", enabled=progress):
-                    states, frame_lengths = _all_states(
-                        encoder, *_load_clip(u.path, self.max_samples, device)
-                    )
+                    x, lengths, samples = _load_clip(u.path, self.max_samples, device)
+                    states, frame_lengths = _all_states(encoder, x, lengths)
+                    self.paths[u.id] = self._entry(u.id, samples)
                     save_npy_atomic(self.paths[u.id], _means(states, int(frame_lengths[0])))
         finally:
             encoder.train(was_training)
@@ -214,7 +253,8 @@ class PrefixCache(_ClipEntries):
             means = layer_means_folder(self.cache_dir, enc)
         try:
             for u in track(utterances, "frozen encoder prefix", enabled=progress):
-                x, lengths = _load_clip(u.path, self.max_samples, device)
+                x, lengths, samples = _load_clip(u.path, self.max_samples, device)
+                self.paths[u.id] = self._entry(u.id, samples)
                 if means is None:
                     states, frame_lengths = student.prefix(x, lengths)
                     t = int(frame_lengths[0])

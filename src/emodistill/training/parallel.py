@@ -119,6 +119,7 @@ def run_folds_in_parallel(
 def _init_worker(threads: int) -> None:
     import warnings
 
+    import lightning  # noqa: F401 - its import sets its loggers' levels: quieten them after
     import torch
 
     torch.set_num_threads(threads)
