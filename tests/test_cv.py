@@ -52,6 +52,37 @@ def test_cv_cli_one_fold_at_a_time_then_aggregates(reference):  # noqa: F811
     assert "mean ± std" in report and "pooled" in report and "76.12" in report
 
 
+def test_cv_jobs_trains_folds_in_worker_processes(prepared, reference, tmp_path):  # noqa: F811
+    """`cv --jobs 2`: both folds in two worker processes, then collected as one `cv` would;
+    a later `cv` reuses them (nothing retrained)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from emodistill.cli.app import app
+
+    run = fresh_run(prepared, tmp_path / "run")
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(prepared["config"].to_dict()))
+    base = ["cv", str(prepared["manifest"]), "--out", str(run), "--config", str(cfg_file)]
+    result = CliRunner().invoke(app, [*base, "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "2 fold(s), 2 at a time" in result.output
+    assert "g1 done" in result.output and "g2 done" in result.output
+    both = json.loads((run / "results.json").read_text())
+    _check_results(both, 2)
+    stamps = {f: (run / f / "student" / "model.safetensors").stat().st_mtime for f in ("g1", "g2")}
+    again = CliRunner().invoke(app, base)
+    assert again.exit_code == 0, again.output
+    assert json.loads((run / "results.json").read_text())["folds"] == both["folds"]
+    assert {
+        f: (run / f / "student" / "model.safetensors").stat().st_mtime for f in stamps
+    } == stamps
+    # the same folds and seeds as the one-process reference run
+    ref = json.loads((reference / "results.json").read_text())
+    assert [f["fold"] for f in both["folds"]] == [f["fold"] for f in ref["folds"]]
+    assert [f["n"] for f in both["folds"]] == [f["n"] for f in ref["folds"]]
+
+
 class _Interrupt(Callback):
     """Simulates a killed job: fails at the start of the second epoch (after last.ckpt)."""
 

@@ -240,6 +240,14 @@ def cv_cmd(
         "report.md); default: on when the student's encoder is frozen.",
         show_default=False,
     ),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Folds trained at once on this machine, in worker processes sharing its CPUs "
+        "(for one GPU or DDP leave 1).",
+    ),
 ) -> None:
     """Cross-validate: teachers (reused if present) and the student per fold; results.json."""
     from emodistill.training.cv import cross_validate
@@ -254,6 +262,8 @@ def cv_cmd(
         }.items()
         if v is not None
     }
+    if jobs > 1:  # then the call below finds every fold done and only collects them
+        _cv_in_parallel(manifest, out, config, folds, variant.value, overrides, seeds, probe, jobs)
     cross_validate(
         manifest,
         out,
@@ -263,6 +273,38 @@ def cv_cmd(
         overrides=overrides,
         seeds=_seeds(seeds),
         probe=probe,
+    )
+
+
+def _cv_in_parallel(manifest, out, config, folds, variant, overrides, seeds, probe, jobs):
+    """``cv --jobs``: the selected folds in worker processes (training/parallel.py)."""
+    from emodistill.config import resolve_config
+    from emodistill.corpora.manifest import load_manifest
+    from emodistill.corpora.splits import config_folds, select_folds
+    from emodistill.training.cv import probe_enabled
+    from emodistill.training.parallel import (
+        encode_clips,
+        run_folds_in_parallel,
+        threads_per_job,
+    )
+
+    cfg = resolve_config(config, overrides)
+    loaded = load_manifest(manifest)
+    chosen = [f.id for f in select_folds(config_folds(loaded, cfg.folds), folds)]
+    jobs = min(jobs, len(chosen))
+    encode_clips(loaded, out, cfg)
+    typer.echo(f"{len(chosen)} fold(s), {jobs} at a time")
+    run_folds_in_parallel(
+        manifest,
+        out,
+        cfg,
+        chosen,
+        [variant],
+        jobs,
+        threads_per_job(jobs),
+        probe=probe_enabled(cfg, probe),
+        on_done=lambda name: typer.echo(f"  {name} done"),
+        seeds=_seeds(seeds),
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -307,7 +308,7 @@ class ProsodicFunctionals(ProsodicNet):
         var = ((llds - mean[:, None]).pow(2) * valid).sum(dim=1) / count
         step = (llds[:, 1:] - llds[:, :-1]).abs() * valid[:, 1:]
         delta = step.sum(dim=1) / (count - 1).clamp(min=1)
-        ordered = llds.masked_fill(valid == 0, float("inf")).sort(dim=1).values
+        ordered = _sorted_over_time(llds.masked_fill(valid == 0, float("inf")))
         quantiles = []
         for q in self.QUANTILES:
             idx = ((lengths - 1).clamp(min=0).float() * q).round().long()
@@ -335,3 +336,15 @@ def build_prosodic_net(config: ProsodicNetConfig) -> ProsodicNet:
     if config.arch == "functionals":
         return ProsodicFunctionals(config)
     raise ValueError(f"prosodic.arch must be one of {ARCHS}, got {config.arch!r}")
+
+
+def _sorted_over_time(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, T, F) sorted along T. The quantiles need no gradient (they are statistics of
+    the input), so on the CPU NumPy sorts them: its vectorised sort took 0.7-1 ms where
+    ``torch.sort`` took 11-14 ms for a (32, 300, 25) batch, half of the demo's prosodic
+    teacher's training time. Traced or exported models, and tensors that need a gradient,
+    keep ``torch.sort``."""
+    plain = not (x.requires_grad or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+    if plain and x.device.type == "cpu":
+        return torch.from_numpy(np.sort(x.detach().numpy(), axis=1))
+    return x.sort(dim=1).values

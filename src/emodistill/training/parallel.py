@@ -50,7 +50,12 @@ def default_jobs(n_folds: int, cfg: Config) -> tuple[int, int]:
     on_gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     cpus = available_cpus()
     jobs = 1 if on_gpu else max(1, min(n_folds, cpus))
-    return jobs, max(1, cpus // jobs)
+    return jobs, threads_per_job(jobs)
+
+
+def threads_per_job(jobs: int) -> int:
+    """torch threads for each of ``jobs`` worker processes: the CPUs shared out, at least 1."""
+    return max(1, available_cpus() // max(1, jobs))
 
 
 def encode_clips(manifest: Any, run_dir: Path, cfg: Config, progress: bool = True) -> None:
@@ -81,6 +86,7 @@ def run_folds_in_parallel(
     threads: int = 1,
     probe: bool = False,
     on_done: Any = None,
+    seeds: Sequence[int] | None = None,
 ) -> None:
     """Teachers (when a variant needs them: ``cross_validate`` trains or reuses them) and the
     students of ``variants`` for every fold of
@@ -93,6 +99,7 @@ def run_folds_in_parallel(
         fold_ids: folds to train; variants: student variants, in order, per fold.
         probe: also run the linear probe (``RUN/probe/``) as one more task.
         on_done: called with each finished task's name (a fold id or :data:`PROBE_TASK`).
+        seeds: student seeds (``cross_validate``'s; None: the config's).
 
     Raises:
         The first exception a task raised (the others are cancelled or finish).
@@ -103,7 +110,9 @@ def run_folds_in_parallel(
         max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
     ) as pool:
         futures = {
-            pool.submit(_task, str(manifest_path), str(run_dir), cfg, name, tuple(variants)): name
+            pool.submit(
+                _task, str(manifest_path), str(run_dir), cfg, name, tuple(variants), seeds
+            ): name
             for name in tasks
         }
         try:
@@ -129,7 +138,14 @@ def _init_worker(threads: int) -> None:
     warnings.filterwarnings("ignore")
 
 
-def _task(manifest_path: str, run_dir: str, cfg: Config, name: str, variants: tuple) -> str:
+def _task(
+    manifest_path: str,
+    run_dir: str,
+    cfg: Config,
+    name: str,
+    variants: tuple,
+    seeds: Sequence[int] | None,
+) -> str:
     from emodistill.corpora.manifest import load_manifest
     from emodistill.training.cv import cross_validate, ensure_run_probe
 
@@ -139,6 +155,13 @@ def _task(manifest_path: str, run_dir: str, cfg: Config, name: str, variants: tu
         return name
     for variant in variants:  # cross_validate trains the fold's teachers when one needs them
         cross_validate(
-            manifest, run_dir, cfg, folds=name, variant=variant, progress=False, probe=False
+            manifest,
+            run_dir,
+            cfg,
+            folds=name,
+            variant=variant,
+            progress=False,
+            probe=False,
+            seeds=seeds,
         )
     return name
