@@ -20,11 +20,13 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from emodistill.config import Config
+from emodistill.util.files import EnvironmentFault
 from emodistill.util.log import get_logger
 
 log = get_logger(__name__)
@@ -102,22 +104,33 @@ def run_folds_in_parallel(
         seeds: student seeds (``cross_validate``'s; None: the config's).
 
     Raises:
-        The first exception a task raised (the others are cancelled or finish).
+        The first exception a task raised (the tasks not yet started are cancelled);
+        :class:`~emodistill.util.files.EnvironmentFault` when a worker process died (killed
+        for memory, say), naming the task and saying to rerun with fewer jobs.
     """
     tasks = ([PROBE_TASK] if probe else []) + list(fold_ids)
+    args = (str(manifest_path), str(run_dir), cfg)
+    run_tasks(_task, tasks, args + (tuple(variants), seeds), jobs, threads, on_done, run_dir)
+
+
+def run_tasks(fn, names, args: tuple, jobs: int, threads: int, on_done, run_dir) -> None:
+    """``fn(*args[:3], name, *args[3:])`` for each of ``names`` in ``jobs`` spawned processes
+    (``fn`` importable by name); see :func:`run_folds_in_parallel` for what it raises."""
     ctx = get_context("spawn")  # fork after torch started its threads can deadlock
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
     ) as pool:
-        futures = {
-            pool.submit(
-                _task, str(manifest_path), str(run_dir), cfg, name, tuple(variants), seeds
-            ): name
-            for name in tasks
-        }
+        futures = {pool.submit(fn, *args[:3], name, *args[3:]): name for name in names}
         try:
             for future in as_completed(futures):
-                future.result()
+                try:
+                    future.result()
+                except BrokenProcessPool as err:
+                    raise EnvironmentFault(
+                        f"a worker process died while training {futures[future]} (out of "
+                        f"memory?): rerun with fewer --jobs (finished folds in {run_dir} are "
+                        "reused)"
+                    ) from err
                 if on_done is not None:
                     on_done(futures[future])
         except BaseException:
