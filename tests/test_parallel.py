@@ -12,7 +12,7 @@ from emodistill.training.parallel import run_tasks
 from emodistill.util.files import EnvironmentFault
 
 
-def _task_or_die(manifest, run_dir, cfg, name):
+def _task_or_die(name, manifest, run_dir, cfg):
     """Module level, so a spawned worker can import it by name."""
     if name == "g2":
         os._exit(9)  # what the OOM killer leaves: no exception, a dead process

@@ -282,16 +282,12 @@ def _cv_in_parallel(manifest, out, config, folds, variant, overrides, seeds, pro
     from emodistill.corpora.manifest import load_manifest
     from emodistill.corpora.splits import config_folds, select_folds
     from emodistill.training.cv import probe_enabled
-    from emodistill.training.parallel import (
-        encode_clips,
-        run_folds_in_parallel,
-        threads_per_job,
-    )
+    from emodistill.training.parallel import default_jobs, encode_clips, run_folds_in_parallel
 
     cfg = resolve_config(config, overrides)
     loaded = load_manifest(manifest)
     chosen = [f.id for f in select_folds(config_folds(loaded, cfg.folds), folds)]
-    jobs = min(jobs, len(chosen))
+    jobs, threads = default_jobs(len(chosen), cfg, jobs)
     encode_clips(loaded, out, cfg)
     typer.echo(f"{len(chosen)} fold(s), {jobs} at a time")
     run_folds_in_parallel(
@@ -301,7 +297,7 @@ def _cv_in_parallel(manifest, out, config, folds, variant, overrides, seeds, pro
         chosen,
         [variant],
         jobs,
-        threads_per_job(jobs),
+        threads,
         probe=probe_enabled(cfg, probe),
         on_done=lambda name: typer.echo(f"  {name} done"),
         seeds=_seeds(seeds),

@@ -124,8 +124,8 @@ def run_demo(
         console.print(f"  [yellow]{len(store.errors)} utterance(s) without features[/]")
 
     variants = QUICK_VARIANTS if quick else DEMO_VARIANTS
-    workers, threads = default_jobs(len(folds), cfg) if jobs is None else (max(1, jobs), 1)
-    parallel = workers > 1 and len(folds) > 1
+    workers, threads = default_jobs(len(folds), cfg, jobs)
+    parallel = workers > 1
     if parallel:  # then the passes below find every fold done and only collect them
         _stage(
             console,

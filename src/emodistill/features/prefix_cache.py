@@ -88,17 +88,19 @@ def _content_keys(utterances) -> dict[str, str]:
     return keys
 
 
-def _uncropped_entries(folder: Path) -> dict[str, tuple[int, Path]]:
-    """content key -> (samples, path) of the entries of whole clips in ``folder``
-    (``<key>-n<samples>.npy``), from one listing of the folder."""
-    found: dict[str, tuple[int, Path]] = {}
+def _entries(folder: Path) -> tuple[set[str], dict[str, tuple[int, Path]]]:
+    """From one listing of ``folder``: the names of its entries, and content key -> (samples,
+    path) of its entries of uncut clips (``<key>-n<samples>.npy``)."""
+    names: set[str] = set()
+    uncut: dict[str, tuple[int, Path]] = {}
     if not folder.is_dir():
-        return found
+        return names, uncut
     for entry in os.scandir(folder):
+        names.add(entry.name)
         stem, _, tail = entry.name.removesuffix(".npy").rpartition("-n")
         if entry.name.endswith(".npy") and tail.isdigit() and len(stem) == 40:
-            found[stem] = (int(tail), Path(entry.path))
-    return found
+            uncut[stem] = (int(tail), Path(entry.path))
+    return names, uncut
 
 
 def _load_clip(path, max_samples: int | None, device) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -140,14 +142,14 @@ class _ClipEntries:
         self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
         self.folder = folder
         self.keys = _content_keys(utterances)
-        whole = _uncropped_entries(folder)
+        names, whole = _entries(folder)
         self.paths: dict[str, Path] = {}
         missing = []
         for u in utterances:
             key = self.keys[u.id]
-            cropped = folder / f"{key}-c{self.max_samples}.npy"
-            if self.max_samples and cropped.is_file():
-                self.paths[u.id] = cropped
+            cropped = f"{key}-c{self.max_samples}.npy"
+            if self.max_samples and cropped in names:
+                self.paths[u.id] = folder / cropped
             elif key in whole and (not self.max_samples or whole[key][0] <= self.max_samples):
                 self.paths[u.id] = whole[key][1]
             else:

@@ -43,15 +43,17 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_jobs(n_folds: int, cfg: Config) -> tuple[int, int]:
-    """(worker processes, torch threads each) for ``n_folds`` folds on this machine: one
-    process per CPU up to the number of folds, the CPUs left over shared as threads. One
-    process when training would run on a GPU (its folds then queue on the one device)."""
-    import torch
+def default_jobs(n_folds: int, cfg: Config, jobs: int | None = None) -> tuple[int, int]:
+    """(worker processes, torch threads each) for ``n_folds`` folds on this machine.
 
-    on_gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-    cpus = available_cpus()
-    jobs = 1 if on_gpu else max(1, min(n_folds, cpus))
+    ``jobs`` None: one process per CPU up to the number of folds, or one when training would
+    run on a GPU (its folds then queue on the one device); else ``jobs``, at most one per fold.
+    The CPUs left over are shared out as threads."""
+    from emodistill.training.teacher_stage import cuda_device
+
+    if jobs is None:
+        jobs = 1 if cuda_device(cfg) == "cuda" else available_cpus()
+    jobs = max(1, min(n_folds, jobs))
     return jobs, threads_per_job(jobs)
 
 
@@ -109,18 +111,18 @@ def run_folds_in_parallel(
         for memory, say), naming the task and saying to rerun with fewer jobs.
     """
     tasks = ([PROBE_TASK] if probe else []) + list(fold_ids)
-    args = (str(manifest_path), str(run_dir), cfg)
-    run_tasks(_task, tasks, args + (tuple(variants), seeds), jobs, threads, on_done, run_dir)
+    args = (str(manifest_path), str(run_dir), cfg, tuple(variants), seeds)
+    run_tasks(_task, tasks, args, jobs, threads, on_done, run_dir)
 
 
 def run_tasks(fn, names, args: tuple, jobs: int, threads: int, on_done, run_dir) -> None:
-    """``fn(*args[:3], name, *args[3:])`` for each of ``names`` in ``jobs`` spawned processes
-    (``fn`` importable by name); see :func:`run_folds_in_parallel` for what it raises."""
+    """``fn(name, *args)`` for each of ``names`` in ``jobs`` spawned processes (``fn``
+    importable by name); see :func:`run_folds_in_parallel` for what it raises."""
     ctx = get_context("spawn")  # fork after torch started its threads can deadlock
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
     ) as pool:
-        futures = {pool.submit(fn, *args[:3], name, *args[3:]): name for name in names}
+        futures = {pool.submit(fn, name, *args): name for name in names}
         try:
             for future in as_completed(futures):
                 try:
@@ -152,10 +154,10 @@ def _init_worker(threads: int) -> None:
 
 
 def _task(
+    name: str,
     manifest_path: str,
     run_dir: str,
     cfg: Config,
-    name: str,
     variants: tuple,
     seeds: Sequence[int] | None,
 ) -> str:
