@@ -40,7 +40,12 @@ from emodistill.features.prefix_cache import PrefixCache, collate_prefix
 from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
 from emodistill.runs import layout
-from emodistill.training.common import class_weights_of, configure_adamw, total_steps
+from emodistill.training.common import (
+    class_weights_of,
+    configure_adamw,
+    student_param_groups,
+    total_steps,
+)
 from emodistill.training.distill import prefix_cache_dir
 from emodistill.training.module import StudentModule
 from emodistill.training.teacher_cache import load_fold_teachers
@@ -277,6 +282,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         batch_size=int(row.get("bs", cfg.student.optim.batch_size)),
         class_weights=bool(row.get("cw", cfg.student.optim.class_weights)),
     )
+    optim = dataclasses.replace(optim, **row.get("optim", {}))  # any other OptimConfig field
     torch.manual_seed(seed)
     student = build_student(scfg, n_classes, d_l, d_p)
     if row.get("time_mask") or row.get("channel_mask"):
@@ -308,7 +314,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     )
     params = [p for p in student.parameters() if p.requires_grad]
     steps = total_steps(len(train), optim.batch_size, epochs)
-    opt = configure_adamw(params, optim, steps)
+    opt = configure_adamw(student_param_groups(student, optim), optim, steps)
     optimizer, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     gen = torch.Generator().manual_seed(seed)
     sel = state_slice(row, student.encoder.num_layers)

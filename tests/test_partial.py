@@ -255,3 +255,28 @@ def test_a_clip_shorter_than_both_crops_is_encoded_once(tmp_path):
         got = np.asarray(cache[long.id])
         assert got.shape == (1, int(frames[0]), want.shape[-1])
         np.testing.assert_allclose(got, want[0, :, : int(frames[0])].numpy(), atol=1e-5)
+
+
+def test_encoder_lr_gives_the_trainable_encoder_layers_their_own_rate(tmp_path):
+    """``optim.encoder_lr``: the trained top layer steps at its own rate, the heads at ``lr``;
+    frozen layers are in no group, and matrices alone are weight-decayed."""
+    from emodistill.config import OptimConfig
+    from emodistill.training.common import configure_adamw, student_param_groups
+
+    student = _student(tiny_whisper_encoder(layers=3), trainable=1)
+    in_encoder = {id(p) for p in student.encoder.parameters()}
+    groups = student_param_groups(student, OptimConfig(lr=1e-3, encoder_lr=1e-5))
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped})  # no parameter twice
+    assert {id(p) for p in grouped} == {id(p) for p in student.parameters() if p.requires_grad}
+    for g in groups:
+        ids = {id(p) for p in g["params"]}
+        assert ids <= in_encoder or not ids & in_encoder  # a group is encoder or heads
+        assert g["lr"] == (1e-5 if ids <= in_encoder else 1e-3)
+        assert (g["weight_decay"] > 0) == all(p.ndim > 1 for p in g["params"])
+    assert any({id(p) for p in g["params"]} <= in_encoder for g in groups)
+    opt = configure_adamw(groups, OptimConfig(lr=1e-3, encoder_lr=1e-5), 10)["optimizer"]
+    assert sorted({g["lr"] for g in opt.param_groups}) == [1e-5, 1e-3]
+    # without encoder_lr every group runs at lr (the frozen demo student: heads only)
+    same = student_param_groups(student, OptimConfig(lr=1e-3))
+    assert {g["lr"] for g in same} == {1e-3}

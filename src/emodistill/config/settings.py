@@ -51,6 +51,9 @@ class OptimConfig:
     patience: int = 5  # epochs without a better validation UA before stopping
     class_weights: bool = False
     grad_clip: float = 1.0
+    # The student's trainable encoder layers learn at this rate (None: ``lr``, as the heads);
+    # a pretrained layer usually wants a smaller step than freshly initialised heads.
+    encoder_lr: float | None = None
 
 
 @dataclass

@@ -227,6 +227,25 @@ def warmup_cosine(total_steps: int, warmup_ratio: float):
     return factor
 
 
+def student_param_groups(student: torch.nn.Module, optim: OptimConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups of a student's trainable parameters: weight decay on matrices
+    only, and the encoder's trainable layers at ``optim.encoder_lr`` when it is set (the heads
+    keep ``optim.lr``). Empty groups are left out."""
+    encoder = getattr(student, "encoder", None)
+    in_encoder = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    groups: list[dict[str, Any]] = []
+    for is_encoder in (False, True):
+        lr = optim.encoder_lr if is_encoder and optim.encoder_lr is not None else optim.lr
+        trainable = (p for p in student.parameters() if p.requires_grad)
+        params = [p for p in trainable if (id(p) in in_encoder) == is_encoder]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == decay]
+            if chosen:
+                wd = optim.weight_decay if decay else 0.0
+                groups.append({"params": chosen, "weight_decay": wd, "lr": lr})
+    return groups
+
+
 def configure_adamw(
     params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
     optim: OptimConfig,

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from emodistill.config import TEACHER_KINDS, DistillConfig, OptimConfig
 from emodistill.evaluation.metrics import SERMetrics
-from emodistill.training.common import configure_adamw
+from emodistill.training.common import configure_adamw, student_param_groups
 
 #: Terms of Eq. 5 logged per step and per epoch (``train_<term>``), beside the total
 #: (``train_loss``).
@@ -163,8 +163,8 @@ class StudentModule(L.LightningModule):
             self.log(f"val_{key}", value, prog_bar=key == "ua", sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        return configure_adamw(params, self.optim, int(self.trainer.estimated_stepping_batches))
+        groups = student_param_groups(self.student, self.optim)
+        return configure_adamw(groups, self.optim, int(self.trainer.estimated_stepping_batches))
 
 
 def _mix(*parts: int) -> int:
