@@ -322,7 +322,9 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
     student.train()
     for _ in range(epochs):
         for _, batch in batches(train, states, labels, teachers, kinds, sel, optim.batch_size, gen):
-            out = module.mixup_loss(batch) if module.mixup > 0 else module.loss(batch)
+            # "bf16": the forward pass under CPU autocast, as trainer.precision bf16-mixed
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(row.get("bf16"))):
+                out = module.mixup_loss(batch) if module.mixup > 0 else module.loss(batch)
             optimizer.zero_grad()
             out.total.backward()
             torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
