@@ -280,3 +280,21 @@ def test_encoder_lr_gives_the_trainable_encoder_layers_their_own_rate(tmp_path):
     # without encoder_lr every group runs at lr (the frozen demo student: heads only)
     same = student_param_groups(student, OptimConfig(lr=1e-3))
     assert {g["lr"] for g in same} == {1e-3}
+
+
+def test_auto_precision_is_bf16_where_the_hardware_computes_it(monkeypatch):
+    """``trainer.precision: auto``: bf16-mixed on CUDA and on a CPU with native bf16, float32 on
+    any other CPU; an explicit precision is kept as written."""
+    from emodistill.training import common
+
+    assert isinstance(common.cpu_has_bf16(), bool)
+    monkeypatch.setattr(common.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(common, "cpu_has_bf16", lambda: True)
+    assert common.resolve_precision("auto", "auto") == "bf16-mixed"
+    assert common.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert common.resolve_precision("32-true", "cpu") == "32-true"
+    monkeypatch.setattr(common, "cpu_has_bf16", lambda: False)
+    assert common.resolve_precision("auto", "auto") == "32-true"
+    monkeypatch.setattr(common.torch.cuda, "is_available", lambda: True)
+    assert common.resolve_precision("auto", "auto") == "bf16-mixed"
+    assert common.resolve_precision("auto", "cpu") == "32-true"

@@ -198,7 +198,9 @@ class TrainerConfig:
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "auto"  # auto -> bf16-mixed on CUDA, 32-true on CPU
+    # auto -> bf16-mixed on CUDA and on CPUs with bf16 instructions (AVX512-BF16 / AMX),
+    # else 32-true (training/common.py, resolve_precision)
+    precision: str = "auto"
     num_workers: int = 0
     limit_train_batches: float = 1.0
     log_every_n_steps: int = 10
