@@ -86,6 +86,12 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
     ) -> torch.Tensor:
         if not self.training or mask is None:
             return super().forward(x)
+        # Under mixed precision the statistics and the running buffers stay float32, as in
+        # PyTorch's own batch norm (einsum would otherwise run, and return, in bf16).
+        with torch.autocast(x.device.type, enabled=False):
+            return self._normalise(x.float(), mask.float())
+
+    def _normalise(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # Statistics over valid (batch, time) positions and all frequencies. The mask is
         # constant over frequency, so summing frequency first keeps the weighted sums at
         # (B, C, T) instead of full size (masked batch norm was half of a training step).
