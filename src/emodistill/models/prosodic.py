@@ -351,6 +351,6 @@ def _sorted_over_time(x: torch.Tensor) -> torch.Tensor:
     teacher's training time. Traced or exported models, and tensors that need a gradient,
     keep ``torch.sort``."""
     plain = not (x.requires_grad or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-    if plain and x.device.type == "cpu":
+    if plain and x.device.type == "cpu" and x.dtype != torch.bfloat16:  # NumPy has no bf16
         return torch.from_numpy(np.sort(x.detach().numpy(), axis=1))
     return x.sort(dim=1).values

@@ -44,12 +44,17 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def trains_on_cuda(accelerator: str = "auto") -> bool:
+    """Whether training runs on CUDA: a GPU is present and ``trainer.accelerator`` allows it."""
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     """``"auto"`` -> ``"bf16-mixed"`` when training runs on CUDA or on a CPU with native bf16
     (:func:`cpu_has_bf16`), else ``"32-true"``."""
     if precision != "auto":
         return precision
-    on_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    on_cuda = trains_on_cuda(accelerator)
     on_cpu = accelerator in ("auto", "cpu") and not on_cuda
     return "bf16-mixed" if on_cuda or (on_cpu and cpu_has_bf16()) else "32-true"
 
@@ -248,14 +253,21 @@ def student_param_groups(student: torch.nn.Module, optim: OptimConfig) -> list[d
     groups: list[dict[str, Any]] = []
     for is_encoder in (False, True):
         lr = optim.encoder_lr if is_encoder and optim.encoder_lr is not None else optim.lr
-        trainable = (p for p in student.parameters() if p.requires_grad)
-        params = [p for p in trainable if (id(p) in in_encoder) == is_encoder]
-        for decay in (True, False):
-            chosen = [p for p in params if (p.ndim > 1) == decay]
-            if chosen:
-                wd = optim.weight_decay if decay else 0.0
-                groups.append({"params": chosen, "weight_decay": wd, "lr": lr})
+        params = [p for p in student.parameters() if (id(p) in in_encoder) == is_encoder]
+        groups += [g for g in decay_groups(params, optim.weight_decay, lr=lr) if g["params"]]
     return groups
+
+
+def decay_groups(
+    params: Iterable[torch.nn.Parameter], weight_decay: float, **extra: Any
+) -> list[dict[str, Any]]:
+    """Two AdamW groups of the trainable ``params`` (``extra``: more group keys, e.g. ``lr``):
+    matrices with ``weight_decay``; biases and normalisation weights (1-D) without."""
+    params = [p for p in params if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, **extra},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **extra},
+    ]
 
 
 def configure_adamw(
@@ -271,12 +283,7 @@ def configure_adamw(
     if params and isinstance(params[0], dict):
         groups = params
     else:
-        decay = [p for p in params if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
-        groups = [
-            {"params": decay, "weight_decay": optim.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        groups = decay_groups(params, optim.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(total_steps, optim.warmup_ratio)

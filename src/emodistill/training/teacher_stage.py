@@ -29,6 +29,7 @@ from emodistill.training.common import (
     make_optim_trainer,
     seed_everything,
     total_steps,
+    trains_on_cuda,
 )
 from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
 from emodistill.training.sampling import MergingBatchSampler, check_trainable
@@ -73,8 +74,7 @@ def relevant_config(cfg_dict: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def cuda_device(cfg: Config) -> str:
     """Where teacher outputs are computed: CUDA when present and the trainer may use it."""
-    on_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-    return "cuda" if on_cuda else "cpu"
+    return "cuda" if trains_on_cuda(cfg.trainer.accelerator) else "cpu"
 
 
 @dataclass
