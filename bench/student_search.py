@@ -249,8 +249,13 @@ def evaluate(student, items, states, labels, sel, n_classes):
     return compute_metrics([labels[i] for i in items], preds, n_classes)["ua"]
 
 
-def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_val=None):
-    """One (fold, seed, variant): returns (val UA, test UA at the best validation epoch, w)."""
+def train_one(
+    cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_val=None, test_states=None
+):
+    """One (fold, seed, variant): returns (val UA, test UA at the best validation epoch, w).
+    ``test_states``: the test clips' states (default ``states``; the pipeline tests whole clips
+    of up to ``EVAL_MAX_SECONDS`` where it trains on ``student.max_seconds`` crops)."""
+    test_states = states if test_states is None else test_states
     labels = {u.id: manifest.label_index(u.label) for u in manifest.utterances}
     train, val, test = ([u.id for u in p] for p in fold_utterances(manifest, fold))
     if row.get("trainval"):  # as the probe: the validation speakers train too (fixed epochs)
@@ -333,7 +338,7 @@ def train_one(cfg, row, fold, fold_dir, manifest, states, seed, variant, plain_v
         v = evaluate(student, val, states, labels, sel, n_classes)
         # select: best validation UA (as distill), or the last epoch (no selection noise)
         if v > best[0] or row.get("select") == "last":
-            best = (v, evaluate(student, test, states, labels, sel, n_classes))
+            best = (v, evaluate(student, test, test_states, labels, sel, n_classes))
     return best[0], best[1], weights
 
 
@@ -395,15 +400,22 @@ def main() -> None:
                 manifest, ENCODERS[row["enc"]], cfg.student.max_seconds
             )
         states = loaded[row["enc"]]
+        test_states = None
+        if row.get("test_seconds"):  # test clips cropped as the pipeline does (EVAL_MAX_SECONDS)
+            test_states = load_states(manifest, ENCODERS[row["enc"]], float(row["test_seconds"]))
         start = time.perf_counter()
         plain, full, clusters, ws = [], [], [], []
         for f in folds:
             for seed in seeds:
-                pv, pt, _ = train_one(cfg, row, f, run / f.id, manifest, states, seed, "plain")
+                pv, pt, _ = train_one(
+                    cfg, row, f, run / f.id, manifest, states, seed, "plain", None, test_states
+                )
                 if args.plain_only:
                     ft, w = pt, None
                 else:
-                    _, ft, w = train_one(cfg, row, f, run / f.id, manifest, states, seed, FULL, pv)
+                    _, ft, w = train_one(
+                        cfg, row, f, run / f.id, manifest, states, seed, FULL, pv, test_states
+                    )
                 plain.append(100 * pt)
                 full.append(100 * ft)
                 clusters.append(f.id)
