@@ -278,7 +278,10 @@ def train_one(
         classifier_hidden=int(row.get("cls", cfg.student.classifier_hidden)),
     )
     scfg = dataclasses.replace(scfg, **row.get("student", {}))  # any other StudentConfig field
-    epochs = int(row.get("epochs", cfg.student.optim.epochs))
+    epochs = cfg.student.optim.epochs
+    if variant == FULL and cfg.distill.epochs is not None:  # as the pipeline's distill.epochs
+        epochs = cfg.distill.epochs
+    epochs = int(row.get("epochs", epochs))
     optim = dataclasses.replace(
         cfg.student.optim,
         epochs=epochs,

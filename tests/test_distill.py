@@ -437,3 +437,26 @@ def test_clips_too_short_for_features_are_left_out_of_every_variant(prepared, tm
     test_ids = [u.id for u in fold_utterances(m, fold)[2]]
     assert full["ids"] == plain["ids"] == test_ids
     assert "short_one" not in full["ids"]
+
+
+def test_distill_epochs_train_a_taught_student_longer_than_a_plain_one(prepared, tmp_path):
+    """`distill.epochs`: a student with teachers trains that many epochs (its model folder
+    says so); the plain student keeps `student.optim.epochs`."""
+    from emodistill.models.student_folder import load_student
+    from emodistill.runs.layout import predictions_path, student_dir
+    from emodistill.training.distill import distill
+
+    run = fresh_run(prepared, tmp_path / "run")
+    m, fold = _fold(prepared)
+    cfg = prepared["config"].override({"distill.epochs": 3})
+    assert cfg.student.optim.epochs == 2
+    with one_thread():
+        for variant, epochs in (("full", 3), ("no_teachers", 2)):
+            distill(m, fold, cfg, run, variant=variant, progress=False)
+            pred = json.loads(predictions_path(run, fold.id, variant).read_text())
+            assert pred["epochs_run"] == epochs
+            _, config = load_student(student_dir(run, fold.id, variant))
+            assert config["training_config"]["student"]["optim"]["epochs"] == epochs
+            assert config["training_config"]["distill"]["epochs"] == 3
+    with pytest.raises(ValueError, match="distill.epochs"):
+        cfg.override({"distill.epochs": 0})

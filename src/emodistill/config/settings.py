@@ -182,6 +182,14 @@ class DistillConfig:
     use_prosodic: bool = True
     logit_kd: bool = True
     embedding_kd: bool = True
+    # Epochs of a student that learns from a teacher (None: student.optim.epochs, as a plain
+    # student). Distillation profits from a longer schedule where the plain student does not
+    # (docs/defaults.md, "student schedule"); the learning-rate schedule spans these epochs.
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and int(self.epochs) < 1:
+            raise ValueError(f"distill.epochs must be >= 1 (or null), got {self.epochs}")
 
 
 @dataclass
