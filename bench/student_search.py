@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from emodistill.config import TEACHER_KINDS, StudentConfig, load_config
-from emodistill.config.variants import FULL
+from emodistill.config.variants import BASELINE, FULL, get_variant
 from emodistill.corpora.manifest import load_manifest
 from emodistill.corpora.splits import config_folds, fold_utterances
 from emodistill.evaluation.compare import cluster_bootstrap_ci
@@ -278,10 +278,9 @@ def train_one(
         classifier_hidden=int(row.get("cls", cfg.student.classifier_hidden)),
     )
     scfg = dataclasses.replace(scfg, **row.get("student", {}))  # any other StudentConfig field
-    epochs = cfg.student.optim.epochs
-    if variant == FULL and cfg.distill.epochs is not None:  # as the pipeline's distill.epochs
-        epochs = cfg.distill.epochs
-    epochs = int(row.get("epochs", epochs))
+    # the pipeline's schedule (distill.epochs for a student with teachers) unless the row sets it
+    v = get_variant(FULL if variant == FULL else BASELINE)
+    epochs = int(row.get("epochs", v.student_epochs(cfg.distill, cfg.student.optim.epochs)))
     optim = dataclasses.replace(
         cfg.student.optim,
         epochs=epochs,

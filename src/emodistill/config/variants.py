@@ -40,6 +40,12 @@ class Variant:
         """``base`` with this variant's overrides applied."""
         return dataclasses.replace(base, **dict(self.distill))
 
+    def student_epochs(self, base: DistillConfig, plain_epochs: int) -> int:
+        """Epochs this variant's student trains: ``base.epochs`` when it learns from a teacher
+        and that is set, else ``plain_epochs`` (the config's ``student.optim.epochs``)."""
+        taught = self.teacher is None and bool(self.teachers_needed(base))
+        return int(base.epochs) if taught and base.epochs is not None else int(plain_epochs)
+
     def teachers_needed(self, base: DistillConfig) -> tuple[str, ...]:
         """The teachers whose cached outputs this variant reads (in :data:`TEACHER_KINDS`
         order): a teacher-only variant its teacher; a student each enabled teacher that has a

@@ -161,9 +161,9 @@ class _Student:
     @classmethod
     def of(cls, ctx: StageContext, v: Variant, seed: int | None) -> _Student:
         cfg = ctx.cfg if seed is None else dataclasses.replace(ctx.cfg, seed=int(seed))
-        epochs = cfg.distill.epochs
-        if epochs is not None and v.teacher is None and v.teachers_needed(cfg.distill):
-            cfg = cfg.override({"student.optim.epochs": int(epochs)})
+        epochs = v.student_epochs(cfg.distill, cfg.student.optim.epochs)
+        if epochs != cfg.student.optim.epochs:
+            cfg = cfg.override({"student.optim.epochs": epochs})
         eff_cfg = dataclasses.replace(cfg, distill=v.distill_config(cfg.distill))
         seed_dir = None if seed is None or int(seed) == ctx.cfg.seed else int(seed)
         wdir = work_dir(ctx.run_dir, ctx.fold.id, v, seed_dir)
