@@ -117,6 +117,9 @@ class StudentConfig:
     conv_channels: int | None = None
     conv_stride: int | None = None
     pooled_norm: bool = False  # batch-normalise the pooled vector before the heads
+    # an ensemble of this many pooling + head sets over the same encoder frames, each trained on
+    # its own loss, their class probabilities averaged (docs/student.md: "Members")
+    members: int = 1
     # pool encoder layer k's output (1..layers; None = the last layer, after its final norm);
     # the layers above k are not run
     pool_layer: int | None = None
@@ -156,6 +159,8 @@ class StudentConfig:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"student.{name} must be >= 1 (or null), got {value}")
+        if int(self.members) < 1:
+            raise ValueError(f"student.members must be >= 1, got {self.members}")
         if self.speaker_shrink < 0:
             raise ValueError(f"student.speaker_shrink must be >= 0, got {self.speaker_shrink}")
 

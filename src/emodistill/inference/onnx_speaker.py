@@ -28,7 +28,7 @@ def speaker_wrapper(module: Any):
             s = self.student
             hidden, frame_lengths = s.pooled_states(wav, lengths)
             means = masked_mean(hidden, frame_lengths, None)
-            logits = s._heads(s._pool(s.normalise(hidden, speaker), frame_lengths)).logits
+            logits = s._pool_heads(s.normalise(hidden, speaker), frame_lengths).logits
             return logits, means
 
     class WithSpeaker(torch.nn.Module):

@@ -39,11 +39,25 @@ from emodistill.models.speaker_stats import GlobalStats
 
 
 class StudentOutput(NamedTuple):
-    """logits (B, C); emb_linguistic (B, d_L) = e^_L; emb_prosodic (B, d_P) = e^_P."""
+    """logits (B, C); emb_linguistic (B, d_L) = e^_L; emb_prosodic (B, d_P) = e^_P.
+
+    A student of several members returns their combination (:func:`combine_members`); each
+    member's own output, which the training loss is computed on, comes with ``members=True``.
+    """
 
     logits: Tensor
     emb_linguistic: Tensor
     emb_prosodic: Tensor
+
+
+def combine_members(outs: list[StudentOutput]) -> StudentOutput:
+    """The ensemble of member outputs: log of the mean softmax (B, C), mean embeddings."""
+    probs = torch.stack([o.logits.float().softmax(dim=-1) for o in outs]).mean(dim=0)
+    return StudentOutput(
+        probs.clamp_min(torch.finfo(probs.dtype).tiny).log(),
+        torch.stack([o.emb_linguistic for o in outs]).mean(dim=0),
+        torch.stack([o.emb_prosodic for o in outs]).mean(dim=0),
+    )
 
 
 def ffn(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
@@ -79,6 +93,7 @@ class StudentDims:
     speaker_shrink: float = 2.0
     conv_channels: int = CONV_CHANNELS
     conv_stride: int = CONV_STRIDE
+    members: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"heads"`` entry of a config."""
@@ -129,6 +144,11 @@ class EmoDistillStudent(nn.Module):
         conv_channels, conv_stride: the temporal CNN of ``conv`` / ``conv_mean`` pooling
             (:class:`~emodistill.models.pooling.ConvPool`): its width and its first layer's
             stride (its cost falls with both).
+        members: an ensemble of this many pooling + head sets (:class:`HeadSet`) over the
+            same encoder frames, each initialised on its own and trained on its own loss; the
+            output averages their class probabilities. Member 0 is the student's own
+            ``pool`` / ``pooled_norm`` / ``proj_*`` / ``classifier`` (a one-member student's
+            weights keep their names), the others are ``more_members``.
     """
 
     def __init__(
@@ -150,8 +170,11 @@ class EmoDistillStudent(nn.Module):
         speaker_shrink: float = 2.0,
         conv_channels: int = CONV_CHANNELS,
         conv_stride: int = CONV_STRIDE,
+        members: int = 1,
     ):
         super().__init__()
+        if int(members) < 1:
+            raise ValueError(f"members must be >= 1, got {members}")
         if num_labels < 2:
             raise ValueError(f"num_labels must be >= 2, got {num_labels}")
         if pooling not in POOLINGS:
@@ -184,6 +207,7 @@ class EmoDistillStudent(nn.Module):
             speaker_shrink=float(speaker_shrink),
             conv_channels=int(conv_channels),
             conv_stride=int(conv_stride),
+            members=int(members),
         )
         if speaker_norm and (trainable_layers != 0 or layer_weights):
             raise ValueError(
@@ -199,23 +223,23 @@ class EmoDistillStudent(nn.Module):
         if depth < encoder.num_layers:  # never run: kept (checkpoints load by name), not trained
             for module in encoder.layer_modules()[depth:] + encoder.finish_modules():
                 module.requires_grad_(False)
-        self.pool: nn.Module | None = None
-        if pooling.startswith("attention"):
-            self.pool = AttentionPool(h, stats=pooling == "attention_stats")
-        elif pooling.startswith("conv"):
-            self.pool = ConvPool(
-                h, conv_channels, stride=conv_stride, with_mean=pooling == "conv_mean"
-            )
+        head = HeadSet(self.dims, h)
+        # member 0's modules live on the student itself (the names a one-member student saves)
+        self.pool: nn.Module | None = head.pool
         # Training-only frame augmentation (training/augment.py), set by the trainer; it holds
         # no weights and is a no-op in eval mode, so model folders and inference never see it.
         self.augment: nn.Module | None = None
         # Softmax weights over depth + 1 states; zeros = uniform at the start.
         self.layer_logits = nn.Parameter(torch.zeros(depth + 1)) if layer_weights else None
-        p = pooled_size(pooling, h, conv_channels)
-        self.pooled_norm = nn.BatchNorm1d(p) if pooled_norm else None
-        self.proj_linguistic = ffn(p, projection_hidden, d_linguistic, dropout)
-        self.proj_prosodic = ffn(p, projection_hidden, d_prosodic, dropout)
-        self.classifier = ffn(d_linguistic + d_prosodic, classifier_hidden, num_labels, dropout)
+        self.pooled_norm = head.pooled_norm
+        self.proj_linguistic = head.proj_linguistic
+        self.proj_prosodic = head.proj_prosodic
+        self.classifier = head.classifier
+        self.more_members = (
+            nn.ModuleList(HeadSet(self.dims, h) for _ in range(members - 1))
+            if members > 1
+            else None
+        )
 
     @classmethod
     def from_dims(cls, encoder: SpeechEncoder, dims: StudentDims) -> EmoDistillStudent:
@@ -260,18 +284,34 @@ class EmoDistillStudent(nn.Module):
             raise ValueError("prefix: the student has no frozen bottom (trainable_layers: all)")
         return self.frozen_layers + 1 if self.layer_logits is not None else 1
 
-    def _pool(self, hidden: Tensor, frame_lengths: Tensor) -> Tensor:
-        keep = None
+    def _augment(self, hidden: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Training-only frame augmentation, shared by every member: (frames, keep mask)."""
         if self.training and self.augment is not None:
-            hidden, keep = self.augment(hidden, frame_lengths)
-        if self.pool is not None:
-            return self.pool(hidden, frame_lengths, keep)
-        if self.dims.pooling == "stats":
-            if keep is None:
-                keep = valid_mask(frame_lengths, hidden.shape[1])
-            w = keep.to(hidden.dtype)
-            return weighted_stats(hidden, w / w.sum(dim=1, keepdim=True).clamp(min=1.0))
-        return masked_mean(hidden, frame_lengths, keep)
+            return self.augment(hidden, frame_lengths)
+        return hidden, None
+
+    def _pool(self, hidden: Tensor, frame_lengths: Tensor) -> Tensor:
+        """Member 0's pooled vector (B, P)."""
+        hidden, keep = self._augment(hidden, frame_lengths)
+        return _pool_with(self, self.dims.pooling, hidden, frame_lengths, keep)
+
+    @property
+    def num_members(self) -> int:
+        """How many pooling + head sets the student averages (``members``)."""
+        return self.dims.members
+
+    def _pool_heads(self, hidden: Tensor, frame_lengths: Tensor, members: bool = False):
+        """Frames (B, T, H) -> every member's pooling and heads: their combined
+        :class:`StudentOutput`, or with ``members`` the list of each member's own."""
+        if self.more_members is None:
+            out = self._heads(self._pool(hidden, frame_lengths))
+            return [out] if members else out
+        hidden, keep = self._augment(hidden, frame_lengths)
+        outs = [
+            _heads_with(m, _pool_with(m, self.dims.pooling, hidden, frame_lengths, keep))
+            for m in (self, *self.more_members)
+        ]
+        return outs if members else combine_members(outs)
 
     def _mix(self, states: list[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
@@ -307,9 +347,10 @@ class EmoDistillStudent(nn.Module):
             states = states[-1:]
         return torch.stack(states, dim=1), frame_lengths
 
-    def from_prefix(self, prefix: Tensor, frame_lengths: Tensor) -> StudentOutput:
+    def from_prefix(self, prefix: Tensor, frame_lengths: Tensor, members: bool = False):
         """The rest of the forward pass from :meth:`prefix`'s output (B, K, T, H); with
-        ``speaker_norm`` the prefix comes speaker-normalised (``DistillDataset`` does it)."""
+        ``speaker_norm`` the prefix comes speaker-normalised (``DistillDataset`` does it).
+        ``members``: a list of each member's output instead of their combination."""
         enc = self.encoder
         k = self.frozen_layers
         states = list(prefix.unbind(dim=1))
@@ -321,15 +362,11 @@ class EmoDistillStudent(nn.Module):
             states.append(hidden)
         if self.layer_logits is not None:
             hidden = self._mix(states)
-        return self._heads(self._pool(hidden, frame_lengths))
+        return self._pool_heads(hidden, frame_lengths, members)
 
     def _heads(self, pooled: Tensor) -> StudentOutput:
-        if self.pooled_norm is not None:
-            pooled = self.pooled_norm(pooled)
-        e_l = self.proj_linguistic(pooled)
-        e_p = self.proj_prosodic(pooled)
-        logits = self.classifier(torch.cat([e_l, e_p], dim=-1))
-        return StudentOutput(logits, e_l, e_p)
+        """Member 0's heads on its pooled vector (B, P)."""
+        return _heads_with(self, pooled)
 
     def pooled_states(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """The frames that are pooled: (B, T, H) and frame_lengths (B,)."""
@@ -363,14 +400,72 @@ class EmoDistillStudent(nn.Module):
         return self._pool(self.normalise(hidden, speaker), frame_lengths)
 
     def forward(
-        self, wav: Tensor, lengths: Tensor | None = None, speaker: Tensor | None = None
-    ) -> StudentOutput:
+        self,
+        wav: Tensor,
+        lengths: Tensor | None = None,
+        speaker: Tensor | None = None,
+        members: bool = False,
+    ):
         """wav (B, N) float32 16 kHz; lengths (B,) long valid samples (None: all valid);
         speaker (B, 2, H) ``[mu, sigma]`` of each clip's speaker (``speaker_norm`` only; None:
-        the training set's global statistics)."""
+        the training set's global statistics). Returns a :class:`StudentOutput`, or with
+        ``members`` the list of each member's own (what training computes its loss on)."""
         if lengths is None:
             lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
-        return self._heads(self.pooled(wav, lengths, speaker))
+        hidden, frame_lengths = self.pooled_states(wav, lengths)
+        return self._pool_heads(self.normalise(hidden, speaker), frame_lengths, members)
+
+
+class HeadSet(nn.Module):
+    """One member's trainable top: pooling (when it has weights), the optional batch norm of
+    the pooled vector, the two projection heads and the classifier (docs/student.md)."""
+
+    def __init__(self, dims: StudentDims, hidden_size: int) -> None:
+        super().__init__()
+        self.pool: nn.Module | None = None
+        if dims.pooling.startswith("attention"):
+            self.pool = AttentionPool(hidden_size, stats=dims.pooling == "attention_stats")
+        elif dims.pooling.startswith("conv"):
+            self.pool = ConvPool(
+                hidden_size,
+                dims.conv_channels,
+                stride=dims.conv_stride,
+                with_mean=dims.pooling == "conv_mean",
+            )
+        p = pooled_size(dims.pooling, hidden_size, dims.conv_channels)
+        self.pooled_norm = nn.BatchNorm1d(p) if dims.pooled_norm else None
+        self.proj_linguistic = ffn(p, dims.projection_hidden, dims.d_linguistic, dims.dropout)
+        self.proj_prosodic = ffn(p, dims.projection_hidden, dims.d_prosodic, dims.dropout)
+        self.classifier = ffn(
+            dims.d_linguistic + dims.d_prosodic,
+            dims.classifier_hidden,
+            dims.num_labels,
+            dims.dropout,
+        )
+
+
+def _pool_with(
+    m: nn.Module, pooling: str, hidden: Tensor, frame_lengths: Tensor, keep: Tensor | None
+) -> Tensor:
+    """Frames (B, T, H) -> the pooled vector (B, P) of member ``m`` (a student or HeadSet)."""
+    if m.pool is not None:
+        return m.pool(hidden, frame_lengths, keep)
+    if pooling == "stats":
+        if keep is None:
+            keep = valid_mask(frame_lengths, hidden.shape[1])
+        w = keep.to(hidden.dtype)
+        return weighted_stats(hidden, w / w.sum(dim=1, keepdim=True).clamp(min=1.0))
+    return masked_mean(hidden, frame_lengths, keep)
+
+
+def _heads_with(m: nn.Module, pooled: Tensor) -> StudentOutput:
+    """Member ``m``'s heads on its pooled vector (B, P)."""
+    if m.pooled_norm is not None:
+        pooled = m.pooled_norm(pooled)
+    e_l = m.proj_linguistic(pooled)
+    e_p = m.proj_prosodic(pooled)
+    logits = m.classifier(torch.cat([e_l, e_p], dim=-1))
+    return StudentOutput(logits, e_l, e_p)
 
 
 def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> EmoDistillStudent:
@@ -397,6 +492,7 @@ def build_student(cfg, num_labels: int, d_linguistic: int, d_prosodic: int) -> E
         pool_layer=cfg.pool_layer,
         speaker_norm=cfg.speaker_norm,
         speaker_shrink=cfg.speaker_shrink,
+        members=cfg.members,
         # None: the pooling's own default (one home: models/pooling.py)
         **{k: v for k in ("conv_channels", "conv_stride") if (v := getattr(cfg, k)) is not None},
     )

@@ -71,15 +71,21 @@ class StudentModule(L.LightningModule):
     def forward(self, wav: Tensor, lengths: Tensor):
         return self.student(wav, lengths)
 
-    def run_student(self, batch: Mapping[str, Any]):
-        """The student's output on a batch of audio, or of cached frozen-bottom outputs."""
+    def run_student(self, batch: Mapping[str, Any], members: bool = False):
+        """The student's output on a batch of audio, or of cached frozen-bottom outputs; with
+        ``members`` (a student of several members only) the list of each member's output."""
+        kw = {"members": True} if members else {}
         if "prefix" in batch:
-            return self.student.from_prefix(batch["prefix"], batch["frame_lengths"])
-        return self.student(batch["wav"], batch["lengths"], batch.get("speaker"))
+            return self.student.from_prefix(batch["prefix"], batch["frame_lengths"], **kw)
+        return self.student(batch["wav"], batch["lengths"], batch.get("speaker"), **kw)
+
+    def _train_outputs(self, batch: Mapping[str, Any]):
+        """What the training loss is computed on: the output, or each member's."""
+        return self.run_student(batch, members=getattr(self.student, "num_members", 1) > 1)
 
     def loss(self, batch: Mapping[str, Any]):
         """The EmoDistill loss of a batch (``LossOutput``: total + terms)."""
-        return self._loss_of(self.run_student(batch), batch)
+        return self._loss_of(self._train_outputs(batch), batch)
 
     def mixup_loss(self, batch: Mapping[str, Any]):
         """Mixup: the student sees lam * x + (1 - lam) * x[perm] (frames or audio, lengths the
@@ -100,12 +106,24 @@ class StudentModule(L.LightningModule):
             "teacher_logits": {k: v[perm] for k, v in batch["teacher_logits"].items()},
             "teacher_emb": {k: v[perm] for k, v in batch["teacher_emb"].items()},
         }
-        out = self.run_student(mixed)
+        out = self._train_outputs(mixed)
         a, b = self._loss_of(out, batch), self._loss_of(out, other)
         terms = {k: lam * a.terms[k] + (1.0 - lam) * b.terms[k] for k in a.terms}
         return LossOutput(lam * a.total + (1.0 - lam) * b.total, terms)
 
     def _loss_of(self, out, batch: Mapping[str, Any]):
+        """The loss of a student output; of a list of members' outputs, the mean of each
+        member's own loss (an ensemble whose members learn on their own, not one model of their
+        mean output)."""
+        from emodistill.models.losses import LossOutput
+
+        if not isinstance(out, list):
+            return self._member_loss(out, batch)
+        losses = [self._member_loss(m, batch) for m in out]
+        terms = {k: torch.stack([x.terms[k] for x in losses]).mean() for k in losses[0].terms}
+        return LossOutput(torch.stack([x.total for x in losses]).mean(), terms)
+
+    def _member_loss(self, out, batch: Mapping[str, Any]):
         from emodistill.models.losses import emodistill_loss
 
         teacher_logits = {
