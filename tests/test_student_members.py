@@ -95,9 +95,28 @@ def test_members_learn_on_their_own_losses():
     for head in (model, *model.more_members):
         assert head.classifier[0].weight.grad is not None
         assert head.pool.conv1.weight.grad is not None
-    # the mixup loss goes through the same per-member rule
-    mixed = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4).mixup_loss(batch)
-    assert mixed.total.ndim == 0 and torch.isfinite(mixed.total)
+    # member k alone is what the combined forward computes for it
+    for k in range(3):
+        alone = model.from_prefix(batch["prefix"], batch["frame_lengths"], member=k)
+        assert torch.allclose(alone.logits, each[k].logits, atol=1e-6)
+    with pytest.raises(ValueError, match="member"):
+        model.from_prefix(batch["prefix"], batch["frame_lengths"], member=3)
+
+
+def test_each_member_draws_its_own_mixup():
+    """With mixup, each member sees its own mixing partners and lambda: the loss is the mean
+    of the members' mixup losses, drawn one after the other."""
+    model = _student(3).train()
+    module = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4)
+    batch = _batch(model)
+    torch.manual_seed(5)
+    got = module.mixup_loss(batch)
+    torch.manual_seed(5)
+    want = [module._mixup_loss(batch, member=k).total for k in range(3)]
+    assert torch.allclose(got.total, torch.stack(want).mean())
+    got.total.backward()
+    for head in (model, *model.more_members):
+        assert head.classifier[0].weight.grad is not None
 
 
 def test_members_are_padding_invariant():

@@ -300,9 +300,22 @@ class EmoDistillStudent(nn.Module):
         """How many pooling + head sets the student averages (``members``)."""
         return self.dims.members
 
-    def _pool_heads(self, hidden: Tensor, frame_lengths: Tensor, members: bool = False):
+    def _pool_heads(
+        self,
+        hidden: Tensor,
+        frame_lengths: Tensor,
+        members: bool = False,
+        member: int | None = None,
+    ):
         """Frames (B, T, H) -> every member's pooling and heads: their combined
-        :class:`StudentOutput`, or with ``members`` the list of each member's own."""
+        :class:`StudentOutput`, with ``members`` the list of each member's own, with ``member``
+        = k member k's alone."""
+        if member is not None:
+            if not 0 <= member < self.num_members:
+                raise ValueError(f"member must be 0..{self.num_members - 1}, got {member}")
+            m = self if member == 0 else self.more_members[member - 1]
+            hidden, keep = self._augment(hidden, frame_lengths)
+            return _heads_with(m, _pool_with(m, self.dims.pooling, hidden, frame_lengths, keep))
         if self.more_members is None:
             out = self._heads(self._pool(hidden, frame_lengths))
             return [out] if members else out
@@ -347,10 +360,17 @@ class EmoDistillStudent(nn.Module):
             states = states[-1:]
         return torch.stack(states, dim=1), frame_lengths
 
-    def from_prefix(self, prefix: Tensor, frame_lengths: Tensor, members: bool = False):
+    def from_prefix(
+        self,
+        prefix: Tensor,
+        frame_lengths: Tensor,
+        members: bool = False,
+        member: int | None = None,
+    ):
         """The rest of the forward pass from :meth:`prefix`'s output (B, K, T, H); with
         ``speaker_norm`` the prefix comes speaker-normalised (``DistillDataset`` does it).
-        ``members``: a list of each member's output instead of their combination."""
+        ``members``: a list of each member's output instead of their combination; ``member``
+        = k: member k's output alone."""
         enc = self.encoder
         k = self.frozen_layers
         states = list(prefix.unbind(dim=1))
@@ -362,7 +382,7 @@ class EmoDistillStudent(nn.Module):
             states.append(hidden)
         if self.layer_logits is not None:
             hidden = self._mix(states)
-        return self._pool_heads(hidden, frame_lengths, members)
+        return self._pool_heads(hidden, frame_lengths, members, member)
 
     def _heads(self, pooled: Tensor) -> StudentOutput:
         """Member 0's heads on its pooled vector (B, P)."""
@@ -405,15 +425,17 @@ class EmoDistillStudent(nn.Module):
         lengths: Tensor | None = None,
         speaker: Tensor | None = None,
         members: bool = False,
+        member: int | None = None,
     ):
         """wav (B, N) float32 16 kHz; lengths (B,) long valid samples (None: all valid);
         speaker (B, 2, H) ``[mu, sigma]`` of each clip's speaker (``speaker_norm`` only; None:
-        the training set's global statistics). Returns a :class:`StudentOutput`, or with
-        ``members`` the list of each member's own (what training computes its loss on)."""
+        the training set's global statistics). Returns a :class:`StudentOutput`; with
+        ``members`` the list of each member's own (what training computes its loss on), with
+        ``member`` = k member k's alone."""
         if lengths is None:
             lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
         hidden, frame_lengths = self.pooled_states(wav, lengths)
-        return self._pool_heads(self.normalise(hidden, speaker), frame_lengths, members)
+        return self._pool_heads(self.normalise(hidden, speaker), frame_lengths, members, member)
 
 
 class HeadSet(nn.Module):

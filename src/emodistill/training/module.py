@@ -71,10 +71,15 @@ class StudentModule(L.LightningModule):
     def forward(self, wav: Tensor, lengths: Tensor):
         return self.student(wav, lengths)
 
-    def run_student(self, batch: Mapping[str, Any], members: bool = False):
+    def run_student(
+        self, batch: Mapping[str, Any], members: bool = False, member: int | None = None
+    ):
         """The student's output on a batch of audio, or of cached frozen-bottom outputs; with
-        ``members`` (a student of several members only) the list of each member's output."""
-        kw = {"members": True} if members else {}
+        ``members`` (a student of several members only) the list of each member's output, with
+        ``member`` = k member k's alone."""
+        kw: dict[str, Any] = {"members": True} if members else {}
+        if member is not None:
+            kw["member"] = member
         if "prefix" in batch:
             return self.student.from_prefix(batch["prefix"], batch["frame_lengths"], **kw)
         return self.student(batch["wav"], batch["lengths"], batch.get("speaker"), **kw)
@@ -91,6 +96,14 @@ class StudentModule(L.LightningModule):
         """Mixup: the student sees lam * x + (1 - lam) * x[perm] (frames or audio, lengths the
         longer of the two) and the loss is lam * L(targets) + (1 - lam) * L(targets[perm]) --
         for the KL terms the same gradient as distilling from the mixed teacher distribution."""
+        n = getattr(self.student, "num_members", 1)
+        if n == 1:
+            return self._mixup_loss(batch)
+        # Each member draws its own mixing partners and lambda: an ensemble's members learn
+        # from different views of the batch, as they would from different runs.
+        return mean_loss([self._mixup_loss(batch, member=k) for k in range(n)])
+
+    def _mixup_loss(self, batch: Mapping[str, Any], member: int | None = None):
         from emodistill.models.augment import mixup_lambda
         from emodistill.models.losses import LossOutput
 
@@ -106,7 +119,7 @@ class StudentModule(L.LightningModule):
             "teacher_logits": {k: v[perm] for k, v in batch["teacher_logits"].items()},
             "teacher_emb": {k: v[perm] for k, v in batch["teacher_emb"].items()},
         }
-        out = self._train_outputs(mixed)
+        out = self.run_student(mixed, member=member)
         a, b = self._loss_of(out, batch), self._loss_of(out, other)
         terms = {k: lam * a.terms[k] + (1.0 - lam) * b.terms[k] for k in a.terms}
         return LossOutput(lam * a.total + (1.0 - lam) * b.total, terms)
@@ -115,13 +128,9 @@ class StudentModule(L.LightningModule):
         """The loss of a student output; of a list of members' outputs, the mean of each
         member's own loss (an ensemble whose members learn on their own, not one model of their
         mean output)."""
-        from emodistill.models.losses import LossOutput
-
         if not isinstance(out, list):
             return self._member_loss(out, batch)
-        losses = [self._member_loss(m, batch) for m in out]
-        terms = {k: torch.stack([x.terms[k] for x in losses]).mean() for k in losses[0].terms}
-        return LossOutput(torch.stack([x.total for x in losses]).mean(), terms)
+        return mean_loss([self._member_loss(m, batch) for m in out])
 
     def _member_loss(self, out, batch: Mapping[str, Any]):
         from emodistill.models.losses import emodistill_loss
@@ -183,6 +192,14 @@ class StudentModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         groups = student_param_groups(self.student, self.optim)
         return configure_adamw(groups, self.optim, int(self.trainer.estimated_stepping_batches))
+
+
+def mean_loss(losses: Sequence[Any]):
+    """The mean of several members' ``LossOutput`` (total and every term)."""
+    from emodistill.models.losses import LossOutput
+
+    terms = {k: torch.stack([x.terms[k] for x in losses]).mean() for k in losses[0].terms}
+    return LossOutput(torch.stack([x.total for x in losses]).mean(), terms)
 
 
 def _mix(*parts: int) -> int:
