@@ -238,15 +238,69 @@ def batches(items, states, labels, teachers, kinds, sel, batch_size, gen=None):
         yield ids, batch
 
 
-def evaluate(student, items, states, labels, sel, n_classes):
+def probabilities(student, items, states, labels, sel):
+    """(N, C) softmax outputs of ``student`` on ``items`` (eval mode)."""
     student.eval()
-    preds = []
+    probs = []
     with torch.no_grad():
         for _ids, batch in batches(items, states, labels, {}, (), sel, 64):
             out = student.from_prefix(batch["prefix"], batch["frame_lengths"])
-            preds += out.logits.argmax(-1).tolist()
+            probs.append(out.logits.float().softmax(-1))
     student.train()
+    return torch.cat(probs)
+
+
+def evaluate(student, items, states, labels, sel, n_classes, probs_out=None):
+    probs = probabilities(student, items, states, labels, sel)
+    if probs_out is not None:
+        probs_out[:] = [probs]
+    preds = probs.argmax(-1).tolist()
     return compute_metrics([labels[i] for i in items], preds, n_classes)["ua"]
+
+
+def fit_probe_skip(student, train, val, states, labels, sel, n_classes):
+    """LP-FT screen: a Linear(H, C) on the standardised clip mean of the pooled layer, set to the
+    probe's logistic regression (C chosen on the validation clips, fit on the training clips)
+    and added to the student's logits (``student.probe_skip``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from emodistill.evaluation.probe import PROBE_C_VALUES
+
+    def means(ids):
+        return np.stack([states[i][sel][-1].mean(0).numpy() for i in ids]).astype(np.float64)
+
+    xtr, xva = means(train), means(val)
+    ytr, yva = [labels[i] for i in train], [labels[i] for i in val]
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-8
+    best = None
+    for c in PROBE_C_VALUES:
+        lr = LogisticRegression(C=c, max_iter=2000).fit((xtr - mu) / sd, ytr)
+        ua = compute_metrics(yva, lr.predict((xva - mu) / sd), n_classes)["ua"]
+        if best is None or ua > best[0]:
+            best = (ua, lr)
+    lr = best[1]
+    h = xtr.shape[1]
+    lin = torch.nn.Linear(h, n_classes)
+    with torch.no_grad():
+        w = torch.tensor(lr.coef_ / sd, dtype=torch.float32)
+        lin.weight.copy_(w)
+        lin.bias.copy_(torch.tensor(lr.intercept_ - (lr.coef_ / sd) @ mu, dtype=torch.float32))
+    return lin
+
+
+def add_skip(student, lin, trainable: bool):
+    """The student's logits + ``lin`` of the first H pooled values (the clip mean)."""
+    student.add_module("probe_skip", lin)
+    for p in lin.parameters():
+        p.requires_grad_(trainable)
+    heads = student._heads
+    h = lin.in_features
+
+    def _heads(pooled):
+        out = heads(pooled)
+        return out._replace(logits=out.logits + student.probe_skip(pooled[:, :h].float()))
+
+    student._heads = _heads
 
 
 def train_one(
@@ -256,6 +310,32 @@ def train_one(
     ``test_states``: the test clips' states (default ``states``; the pipeline tests whole clips
     of up to ``EVAL_MAX_SECONDS`` where it trains on ``student.max_seconds`` crops)."""
     test_states = states if test_states is None else test_states
+    # "ens": k separate runs (seeds 1000 * seed + j), their test probabilities averaged: what
+    # the pipeline's ``student.members`` approximates in one run. "_probs": a list that
+    # receives the kept epoch's test probabilities.
+    if row.get("ens"):
+        sub = {k: v for k, v in row.items() if k != "ens"}
+        vals, probs = [], []
+        for j in range(int(row["ens"])):
+            holder: list = []
+            v, _, w = train_one(
+                cfg,
+                {**sub, "_probs": holder},
+                fold,
+                fold_dir,
+                manifest,
+                states,
+                1000 * seed + j,
+                variant,
+                plain_val,
+                test_states,
+            )
+            vals.append(v)
+            probs.append(holder[0])
+        test_labels = [manifest.label_index(u.label) for u in fold_utterances(manifest, fold)[2]]
+        preds = torch.stack(probs).mean(0).argmax(-1).tolist()
+        ua = compute_metrics(test_labels, preds, len(manifest.labels))["ua"]
+        return float(np.mean(vals)), ua, w
     labels = {u.id: manifest.label_index(u.label) for u in manifest.utterances}
     train, val, test = ([u.id for u in p] for p in fold_utterances(manifest, fold))
     if row.get("trainval"):  # as the probe: the validation speakers train too (fixed epochs)
@@ -319,12 +399,24 @@ def train_one(
         mixup=row.get("mixup", 0.0),
         class_weights=class_weights,
     )
+    sel = state_slice(row, student.encoder.num_layers)
+    if row["layers"] == "mix" and not row.get("trainable"):  # every state up to pool_layer
+        sel = slice(0, student.depth + 1)
+    if row.get("lpft"):  # "frozen" | "train": the probe's fit added to the logits (LP-FT)
+        lin = fit_probe_skip(student, train, val, states, labels, sel, n_classes)
+        add_skip(student, lin, row["lpft"] == "train")
     params = [p for p in student.parameters() if p.requires_grad]
     steps = total_steps(len(train), optim.batch_size, epochs)
     opt = configure_adamw(student_param_groups(student, optim), optim, steps)
     optimizer, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     gen = torch.Generator().manual_seed(seed)
-    sel = state_slice(row, student.encoder.num_layers)
+    ema = None
+    if row.get("ema"):  # exponential moving average of the weights (and BN buffers)
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(
+            student, multi_avg_fn=get_ema_multi_avg_fn(float(row["ema"])), use_buffers=True
+        )
     best = (-1.0, 0.0)
     student.train()
     for _ in range(epochs):
@@ -337,10 +429,13 @@ def train_one(
             torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
             optimizer.step()
             sched.step()
-        v = evaluate(student, val, states, labels, sel, n_classes)
+            if ema is not None:
+                ema.update_parameters(student)
+        ev = student if ema is None else ema.module
+        v = evaluate(ev, val, states, labels, sel, n_classes)
         # select: best validation UA (as distill), or the last epoch (no selection noise)
         if v > best[0] or row.get("select") == "last":
-            best = (v, evaluate(student, test, test_states, labels, sel, n_classes))
+            best = (v, evaluate(ev, test, test_states, labels, sel, n_classes, row.get("_probs")))
     return best[0], best[1], weights
 
 

@@ -313,7 +313,8 @@ def _preset_data(name: str) -> dict[str, Any]:
 def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Resolve ``spec`` (a preset name, a YAML file, or None for ``demo``) to a :class:`Config`.
 
-    A YAML file may start from a preset with a top-level ``preset: NAME`` key.
+    A YAML file, or a shipped preset, may start from a preset with a top-level
+    ``preset: NAME`` key.
     """
     spec = "demo" if spec is None else str(spec)
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
@@ -329,7 +330,10 @@ def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None
         config = base.override(data)
     else:
         data = _preset_data(spec)
-        config = Config().override(data)
+        base_name = data.pop("preset", None)
+        if base_name == spec:
+            raise ValueError(f"preset {spec!r} names itself as its base")
+        config = (load_config(base_name) if base_name else Config()).override(data)
         if config.name == "default":
             config = dataclasses.replace(config, name=spec)
     if overrides:
