@@ -32,15 +32,12 @@ if [ ! -d "$root/Actor_01" ]; then
     mkdir -p "$root" && unzip -q -o "$zip" -d "$root"
 fi
 
-# --- the config: the demo's teachers, its student with four members, RAVDESS's folds -------
-# `cpu` = `demo` + `student: {members: 4}`: on real speech one set of student heads ties the
-# linear probe, four (each its own initialisation and mixup draws) average the run-to-run
-# noise away (docs/student.md, "Members"). 8 groups of 3 actors, 2 validation actors per fold.
-# Both RAVDESS sentences are spoken in every emotion, so the text teacher is at chance:
-# `teacher_weighting: student` lets a teacher teach only where it beats the plain student on
-# the validation actors.
+# --- the config: the demo's student and teachers, RAVDESS's folds --------------------------
+# 8 groups of 3 actors, 2 validation actors per fold. Both RAVDESS sentences are spoken in
+# every emotion, so the text teacher is at chance: `teacher_weighting: student` lets a teacher
+# teach only where it beats the plain student on the validation actors.
 [ -f "$config" ] || cat > "$config" <<'YAML'
-preset: cpu
+preset: demo
 folds: {scheme: groups, groups: 8, val_speakers: 2, seed: 0}
 distill: {teacher_weighting: student}
 YAML

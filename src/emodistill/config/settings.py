@@ -118,7 +118,8 @@ class StudentConfig:
     conv_stride: int | None = None
     pooled_norm: bool = False  # batch-normalise the pooled vector before the heads
     # an ensemble of this many pooling + head sets over the same encoder frames, each trained on
-    # its own loss, their class probabilities averaged (docs/student.md: "Members")
+    # its own loss with its own mixup draws, their class probabilities averaged (docs/student.md:
+    # "Members"; no preset uses it: no gain shown on fresh seeds)
     members: int = 1
     # pool encoder layer k's output (1..layers; None = the last layer, after its final norm);
     # the layers above k are not run
@@ -313,8 +314,7 @@ def _preset_data(name: str) -> dict[str, Any]:
 def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Resolve ``spec`` (a preset name, a YAML file, or None for ``demo``) to a :class:`Config`.
 
-    A YAML file, or a shipped preset, may start from a preset with a top-level
-    ``preset: NAME`` key.
+    A YAML file may start from a preset with a top-level ``preset: NAME`` key.
     """
     spec = "demo" if spec is None else str(spec)
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
@@ -330,10 +330,7 @@ def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None
         config = base.override(data)
     else:
         data = _preset_data(spec)
-        base_name = data.pop("preset", None)
-        if base_name == spec:
-            raise ValueError(f"preset {spec!r} names itself as its base")
-        config = (load_config(base_name) if base_name else Config()).override(data)
+        config = Config().override(data)
         if config.name == "default":
             config = dataclasses.replace(config, name=spec)
     if overrides:
