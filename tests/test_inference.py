@@ -95,6 +95,22 @@ def whisper_model(whisper_dir):
     return EmoDistill.from_pretrained(whisper_dir)
 
 
+def assert_onnx_parity(folder, onnx_path):
+    """Export ``folder`` to ``onnx_path``; the model folder and the ONNX file give the same
+    probabilities on three padded tones of odd frame counts. Returns ``(clips, probabilities)``."""
+    from emodistill.inference.batching import pad_batch
+    from emodistill.inference.onnx import OnnxPredictor, export_onnx
+
+    report = export_onnx(folder, onnx_path)
+    assert report["max_abs_diff"] < 1e-4
+    clips = [tone(s, freq=f) for s, f in ((1.3, 200), (0.41, 450), (2.2, 310))]
+    wav, lengths = pad_batch(clips)
+    want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
+    got = OnnxPredictor(onnx_path)(wav, lengths)
+    assert np.abs(got - want).max() < 1e-4
+    return clips, want
+
+
 def _maxdiff(a: Prediction, b: Prediction) -> float:
     return max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities)
 

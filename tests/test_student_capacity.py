@@ -365,30 +365,19 @@ def test_report_says_which_teachers_taught_with_which_weight_and_why():
 
 
 def test_conv_pooling_student_exports_to_onnx_with_parity(tmp_path):
-    from test_inference import build_tiny_model, tone
-
-    from emodistill.inference.batching import pad_batch
-    from emodistill.inference.model import EmoDistill
-    from emodistill.inference.onnx import OnnxPredictor, export_onnx
+    from test_inference import assert_onnx_parity, build_tiny_model
 
     folder = build_tiny_model(tmp_path / "m", "whisper", pooling="conv", pooled_norm=True)
-    report = export_onnx(folder, tmp_path / "m.onnx")
-    assert report["max_abs_diff"] < 1e-4
-    clips = [tone(s, freq=f) for s, f in ((1.3, 200), (0.41, 450), (2.2, 310))]
-    wav, lengths = pad_batch(clips)  # three lengths, odd frame counts among them
-    want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
-    got = OnnxPredictor(tmp_path / "m.onnx")(wav, lengths)
-    assert np.abs(got - want).max() < 1e-4
+    assert_onnx_parity(folder, tmp_path / "m.onnx")  # three lengths, odd frame counts among them
 
 
 def test_conv_width_and_stride_round_trip_through_a_folder_and_onnx(tmp_path):
     """The demo's cheaper conv (``conv_channels``, ``conv_stride``) is saved in the heads and
     rebuilt from there: model folder and ONNX export give the same probabilities."""
-    from test_inference import build_tiny_model, tone
+    from test_inference import assert_onnx_parity, build_tiny_model
 
     from emodistill.inference.batching import pad_batch
     from emodistill.inference.model import EmoDistill
-    from emodistill.inference.onnx import OnnxPredictor, export_onnx
 
     folder = build_tiny_model(
         tmp_path / "m",
@@ -403,13 +392,7 @@ def test_conv_width_and_stride_round_trip_through_a_folder_and_onnx(tmp_path):
     assert student.dims.conv_channels == 6 and student.dims.conv_stride == 4
     assert student.pool.conv1.out_channels == 6 and student.pool.conv1.stride == (4,)
     assert student.proj_linguistic[0].in_features == 32 + 2 * 6
-    report = export_onnx(folder, tmp_path / "m.onnx")
-    assert report["max_abs_diff"] < 1e-4
-    clips = [tone(s, freq=f) for s, f in ((1.3, 200), (0.41, 450), (2.2, 310))]
-    wav, lengths = pad_batch(clips)
-    want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
-    got = OnnxPredictor(tmp_path / "m.onnx")(wav, lengths)
-    assert np.abs(got - want).max() < 1e-4
+    clips, want = assert_onnx_parity(folder, tmp_path / "m.onnx")
     # a clip pools the same alone as padded in a batch (the stride-4 validity rule)
     alone = EmoDistill.from_pretrained(folder).runner(*pad_batch(clips[1:2]))
     assert np.abs(alone[0] - want[1]).max() < 1e-5

@@ -129,24 +129,14 @@ def test_members_are_padding_invariant():
 
 
 def test_members_round_trip_through_a_folder_and_onnx(tmp_path):
-    from test_inference import build_tiny_model, tone
-
-    from emodistill.inference.batching import pad_batch
-    from emodistill.inference.model import EmoDistill
-    from emodistill.inference.onnx import OnnxPredictor, export_onnx
+    from test_inference import assert_onnx_parity, build_tiny_model
 
     folder = build_tiny_model(
         tmp_path / "m", "whisper", pooling="conv_mean", pooled_norm=True, conv_channels=6, members=3
     )
     student, config = load_student(folder)
     assert config["heads"]["members"] == 3 and len(student.more_members) == 2
-    report = export_onnx(folder, tmp_path / "m.onnx")
-    assert report["max_abs_diff"] < 1e-4
-    clips = [tone(s, freq=f) for s, f in ((1.3, 200), (0.41, 450), (2.2, 310))]
-    wav, lengths = pad_batch(clips)
-    want = EmoDistill.from_pretrained(folder).runner(wav, lengths)
-    got = OnnxPredictor(tmp_path / "m.onnx")(wav, lengths)
-    assert np.abs(got - want).max() < 1e-4
+    _, want = assert_onnx_parity(folder, tmp_path / "m.onnx")
     np.testing.assert_allclose(want.sum(-1), 1.0, atol=1e-5)
 
 
