@@ -233,21 +233,19 @@ class EmoDistillStudent(nn.Module):
         """Frames (B, T, H) -> every member's pooling and heads: their combined
         :class:`StudentOutput`, with ``members`` the list of each member's own, with ``member``
         = k member k's alone."""
+        every = (self,) if self.more_members is None else (self, *self.more_members)
         if member is not None:
-            if not 0 <= member < self.num_members:
-                raise ValueError(f"member must be 0..{self.num_members - 1}, got {member}")
-            m = self if member == 0 else self.more_members[member - 1]
-            hidden, keep = self._augment(hidden, frame_lengths)
-            return heads_with(m, pool_with(m, self.dims.pooling, hidden, frame_lengths, keep))
-        if self.more_members is None:
-            out = self._heads(self._pool(hidden, frame_lengths))
-            return [out] if members else out
+            if not 0 <= member < len(every):
+                raise ValueError(f"member must be 0..{len(every) - 1}, got {member}")
+            every = every[member : member + 1]
         hidden, keep = self._augment(hidden, frame_lengths)
         outs = [
             heads_with(m, pool_with(m, self.dims.pooling, hidden, frame_lengths, keep))
-            for m in (self, *self.more_members)
+            for m in every
         ]
-        return outs if members else combine_members(outs)
+        if members:
+            return outs
+        return outs[0] if len(outs) == 1 else combine_members(outs)
 
     def _mix(self, states: list[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
