@@ -41,7 +41,7 @@ from emodistill.models.augment import StateAugment
 from emodistill.models.student import build_student
 from emodistill.runs import layout
 from emodistill.training.common import (
-    class_weights_of,
+    class_weights_if_needed,
     configure_adamw,
     student_param_groups,
     total_steps,
@@ -386,9 +386,9 @@ def train_one(
         val_ua = teacher_validation_ua(teachers, val, y_val, n_classes)
         rule = row.get("weighting", dcfg.teacher_weighting)
         weights = teacher_weights(rule, val_ua, n_classes, len(val), student_val_ua=plain_val)
-    class_weights = None
-    if optim.class_weights:
-        class_weights = class_weights_of([labels[i] for i in train], n_classes)
+    class_weights = class_weights_if_needed(
+        [labels[i] for i in train], n_classes, optim.class_weights
+    )
     module = StudentModule(
         student,
         dcfg,

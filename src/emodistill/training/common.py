@@ -310,6 +310,18 @@ def class_weights_of(targets: Sequence[int], num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def class_weights_if_needed(
+    targets: Sequence[int], num_classes: int, enabled: bool
+) -> torch.Tensor | None:
+    """``optim.class_weights`` applied: the :func:`class_weights_of` weights, or None when off
+    or when every class is equally frequent (all weights 1: the same loss, computed unweighted,
+    so a balanced corpus trains exactly as with the setting off)."""
+    if not enabled:
+        return None
+    weights = class_weights_of(targets, num_classes)
+    return None if bool((weights == 1.0).all()) else weights
+
+
 def ddp_strategy_for(strategy: str, student: torch.nn.Module) -> str:
     """``ddp`` -> ``ddp_find_unused_parameters_true`` for encoders whose steps may leave
     parameters unused, which plain DDP rejects mid-training: wav2vec2-family

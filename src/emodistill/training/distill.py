@@ -319,11 +319,9 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
     )
     val_loader = make_loader(val_ds, optim.batch_size, False, cfg.seed, workers)
 
-    class_weights = None
-    if optim.class_weights:
-        from emodistill.training.common import class_weights_of
+    from emodistill.training.common import class_weights_if_needed
 
-        class_weights = class_weights_of(train_ds.labels, n_classes)
+    class_weights = class_weights_if_needed(train_ds.labels, n_classes, optim.class_weights)
     module = StudentModule(
         student,
         s.eff_cfg.distill,

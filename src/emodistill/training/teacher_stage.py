@@ -25,7 +25,7 @@ from emodistill.runs.layout import (
     teacher_work_dir,
 )
 from emodistill.training.common import (
-    class_weights_of,
+    class_weights_if_needed,
     make_optim_trainer,
     seed_everything,
     total_steps,
@@ -166,7 +166,7 @@ def _teacher_module(ctx: StageContext, kind: str, data: _Data) -> _Built:
         val_set = LLDDataset(data.val, labels, features)
 
     targets = [labels.index(u.label) for u in train]
-    weights = class_weights_of(targets, len(labels)) if optim.class_weights else None
+    weights = class_weights_if_needed(targets, len(labels), optim.class_weights)
     steps = total_steps(
         int(len(train_set) * cfg.trainer.limit_train_batches)
         if cfg.trainer.limit_train_batches <= 1
