@@ -36,6 +36,7 @@ from emodistill.runs.layout import (
 )
 from emodistill.training.common import (
     MONITOR,
+    class_weights_if_needed,
     ddp_strategy_for,
     make_optim_trainer,
     resolve_precision,
@@ -318,8 +319,6 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
         train_ds, optim.batch_size, True, cfg.seed, workers, scfg.group_by_length
     )
     val_loader = make_loader(val_ds, optim.batch_size, False, cfg.seed, workers)
-
-    from emodistill.training.common import class_weights_if_needed
 
     class_weights = class_weights_if_needed(train_ds.labels, n_classes, optim.class_weights)
     module = StudentModule(
