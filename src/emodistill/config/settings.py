@@ -133,6 +133,11 @@ class StudentConfig:
     # which epoch's weights the student keeps: "best" validation UA, or the "last" epoch (with a
     # few validation speakers, picking the best epoch fits their noise: docs/defaults.md)
     select: str = "best"
+    # train on the training and the validation speakers (as the linear probe refits on both);
+    # needs select: last. The validation UA is then not held out; the `student` teacher
+    # weighting compares teachers with a plain student trained on the training speakers only
+    # (variant no_teachers_heldout; docs/defaults.md)
+    train_on_validation: bool = False
     # training batches of clips of similar length (less padding for audio; label-skewed batches
     # that repeat every epoch on a small corpus, docs/defaults.md) or random ones
     group_by_length: bool = False
@@ -150,6 +155,11 @@ class StudentConfig:
     def __post_init__(self) -> None:
         if self.select not in ("best", "last"):
             raise ValueError(f"student.select must be 'best' or 'last', got {self.select!r}")
+        if self.train_on_validation and self.select != "last":
+            raise ValueError(
+                "student.train_on_validation needs student.select: last (the best epoch would "
+                "be chosen on clips the student trained on)"
+            )
         if self.speaker_norm and (str(self.trainable_layers) != "0" or self.layer_weights):
             raise ValueError(
                 "student.speaker_norm needs a frozen pooled layer: set student.trainable_layers: "

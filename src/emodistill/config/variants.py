@@ -116,6 +116,10 @@ VARIANTS: dict[str, Variant] = {
 BASELINE = "no_teachers"
 #: The method itself (the run folder's top-level results).
 FULL = "full"
+#: The plain student trained on the training speakers only: when students also train on the
+#: validation speakers (``student.train_on_validation``), the ``student`` teacher weighting
+#: compares the teachers with this one's validation UA, which is still held out.
+HELDOUT_PLAIN = Variant("no_teachers_heldout", "plain, training speakers only", _PLAIN)
 #: The two students that leave one teacher out (Table 2): T_P only, then T_L only.
 ONE_TEACHER_LEFT_OUT = ("no_linguistic_teacher", "no_prosodic_teacher")
 #: The two teachers evaluated alone (their own test predictions, no student).

@@ -99,6 +99,7 @@ def folder_facts(folder: Path) -> dict[str, Any]:
         "seed": config.get("seed"),
         "test_speakers": config.get("test_speakers") or [],
         "val_ua": config.get("val_ua"),
+        "trained_on_validation": bool(config.get("trained_on_validation")),
     }
     return facts
 
@@ -265,7 +266,8 @@ def _evaluation_section(facts: Mapping[str, Any]) -> list[str]:
         out += [
             f"These weights: fold {own[0]['fold']}, seed {own[0]['seed']} (test speakers "
             f"{speakers}): test WA {pct(own[0]['wa'])}, UA {pct(own[0]['ua'])}; validation UA "
-            f"{pct(facts.get('val_ua'))}.",
+            f"{pct(facts.get('val_ua'))}"
+            + (" (its speakers were trained on)." if facts.get("trained_on_validation") else "."),
             "",
         ]
     cmp = facts.get("compare")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from emodistill.config import TEACHER_KINDS, Config
-from emodistill.config.variants import BASELINE, FULL, Variant, get_variant
+from emodistill.config.variants import BASELINE, FULL, HELDOUT_PLAIN, Variant, get_variant
 from emodistill.corpora.manifest import Manifest, Utterance
 from emodistill.features import MIN_SECONDS as FEATURES_MIN_SECONDS
 from emodistill.runs.layout import (
@@ -307,8 +307,12 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
         labels = scfg.speaker_stats_labels
         norms = fold_speaker_norms(student, prefix, splits, cache_dir, ctx.progress, labels)
     teachers = data.teachers
+    fit, fit_norms = data.train, norms[0]
+    if scfg.train_on_validation:  # as the probe refits: the validation speakers train too
+        fit = data.train + data.val
+        fit_norms = None if norms[0] is None else {**norms[0], **(norms[1] or {})}
     train_ds = DistillDataset(
-        data.train, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix, norms[0]
+        fit, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix, fit_norms
     )
     val_max = scfg.max_seconds if prefix is not None else EVAL_MAX_SECONDS
     val_ds = DistillDataset(
@@ -361,13 +365,8 @@ def _student_save(
     """The selected weights -> model folder; test predictions -> predictions.json."""
     from emodistill.models.student_folder import save_student
 
-    cfg, fold, manifest, module, student = (
-        s.cfg,
-        ctx.fold,
-        ctx.manifest,
-        built.module,
-        built.student,
-    )
+    cfg, fold, manifest = s.cfg, ctx.fold, ctx.manifest
+    module, student = built.module, built.student
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = (
         trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
@@ -393,6 +392,7 @@ def _student_save(
         "val_ua": None if best_score is None else float(best_score),
         "test_speakers": list(fold.test_speakers),
         "val_speakers": list(fold.val_speakers),
+        "trained_on_validation": bool(cfg.student.train_on_validation),
         "teacher_val_ua": data.val_ua,
         "teacher_weights": data.weights,
         "teacher_weight_reasons": data.reasons,
@@ -421,7 +421,11 @@ def _plain_student_val_ua(ctx: StageContext, seed: int) -> float:
     folder has none yet; a later ``--variant no_teachers`` reuses it instead of training it
     again."""
     plain_ctx = ctx.replace(callbacks=(), trainer_overrides={}, keep_checkpoints=False)
-    plain = distill_stage(plain_ctx, BASELINE, seed=seed)
+    variant: str | Variant = BASELINE
+    if ctx.cfg.student.train_on_validation:  # a validation UA still held out
+        cfg = ctx.cfg.override({"student.train_on_validation": False})
+        plain_ctx, variant = plain_ctx.replace(cfg=cfg), HELDOUT_PLAIN
+    plain = distill_stage(plain_ctx, variant, seed=seed)
     if plain.get("val_ua") is None:
         raise ValueError(
             f"fold {ctx.fold.id}: the plain student (seed {seed}) has no validation UA"
