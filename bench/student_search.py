@@ -419,7 +419,7 @@ def train_one(
         )
     best = (-1.0, 0.0)
     student.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         for _, batch in batches(train, states, labels, teachers, kinds, sel, optim.batch_size, gen):
             # "bf16": the forward pass under CPU autocast, as trainer.precision bf16-mixed
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(row.get("bf16"))):
@@ -431,6 +431,11 @@ def train_one(
             sched.step()
             if ema is not None:
                 ema.update_parameters(student)
+        if row.get("pbn") and epoch == epochs - 1:  # precise BN: statistics of clean clips
+            from emodistill.training.precise_bn import precise_batch_norm
+
+            clean = batches(train, states, labels, teachers, kinds, sel, optim.batch_size, gen)
+            precise_batch_norm(student, (b for _, b in clean), module.run_student)
         ev = student if ema is None else ema.module
         v = evaluate(ev, val, states, labels, sel, n_classes)
         # select: best validation UA (as distill), or the last epoch (no selection noise)

@@ -117,6 +117,9 @@ class StudentConfig:
     conv_channels: int | None = None
     conv_stride: int | None = None
     pooled_norm: bool = False  # batch-normalise the pooled vector before the heads
+    # after training, recompute the batch norms' statistics on clean (unmixed) training clips:
+    # mixup leaves their variance too small for single clips (training/precise_bn.py)
+    precise_bn: bool = False
     # an ensemble of this many pooling + head sets over the same encoder frames, each trained on
     # its own loss with its own mixup draws, their class probabilities averaged (docs/student.md:
     # "Members"; no preset uses it: no gain shown on fresh seeds)

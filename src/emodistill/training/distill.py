@@ -5,10 +5,8 @@ The teachers never run here: their logits and embeddings were written once per f
 distillation step costs what a plain fine-tuning step costs. With ``student.trainable_layers``
 set, the frozen bottom of the encoder runs once per utterance too (``prefix_cache.py``).
 
-The pieces live beside this entry point: :mod:`.variants` (Table 2 as data), :mod:`.layout`
-(run-folder paths), :mod:`.data` (dataset, sampler, collate), :mod:`.module` (the
-LightningModule), :mod:`.predictions` (test predictions and the reuse check) and
-:mod:`.teacher_weighting` (teacher-aware distillation). Their public names are re-exported here.
+The pieces live beside it: :mod:`.data` (dataset, sampler, collate), :mod:`.module` (the
+LightningModule), :mod:`.predictions`, :mod:`.teacher_weighting`, :mod:`.precise_bn`.
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ from emodistill.training.data import (
     too_short_for_training,
 )
 from emodistill.training.module import StudentModule
+from emodistill.training.precise_bn import precise_student_norms
 from emodistill.training.predictions import (
     check_reusable,
     config_key,
@@ -309,8 +308,7 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
     teachers = data.teachers
     fit, fit_norms = data.train, norms[0]
     if scfg.train_on_validation:  # as the probe refits: the validation speakers train too
-        fit = data.train + data.val
-        fit_norms = None if norms[0] is None else {**norms[0], **(norms[1] or {})}
+        fit, fit_norms = data.train + data.val, norms[0] and {**norms[0], **(norms[1] or {})}
     train_ds = DistillDataset(
         fit, label_index, scfg.max_seconds, True, teachers, cfg.seed, prefix, fit_norms
     )
@@ -377,6 +375,8 @@ def _student_save(
     elif best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_trained_state(state)
+    if cfg.student.precise_bn:
+        precise_student_norms(module, built.train_loader)
     label_index = {lab: i for i, lab in enumerate(manifest.labels)}
     device = module.device if module.device.type != "meta" else torch.device("cpu")
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
