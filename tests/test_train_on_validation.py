@@ -89,3 +89,21 @@ def test_student_weighting_compares_teachers_with_a_held_out_plain_student(
     assert config["training_config"]["student"]["train_on_validation"] is False
     # the plain variant of the run itself is not the held-out one: it trains on both
     assert not predictions_path(run, fold.id, "no_teachers").exists()
+
+
+def test_the_demo_model_is_not_chosen_on_a_validation_ua_that_was_trained_on(tmp_path):
+    from emodistill.cli.demo import _model_fold
+    from emodistill.runs.layout import predictions_path
+
+    def write(fold, val_ua, trained):
+        path = predictions_path(tmp_path, fold)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"val_ua": val_ua, "trained_on_validation": trained}))
+
+    write("g1", 0.5, False)
+    write("g2", 0.9, False)
+    assert _model_fold(tmp_path, ["g1", "g2"]) == ("g2", "best validation UA")
+    write("g1", 0.5, True)
+    write("g2", 1.0, True)
+    fold, why = _model_fold(tmp_path, ["g1", "g2"])
+    assert fold == "g1" and "trained on" in why

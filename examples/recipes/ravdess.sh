@@ -57,13 +57,17 @@ YAML
 "$emodistill" compare "$run" --baseline no_teachers --variant full
 
 # --- 6. a deployable model: the EmoDistill student of the fold with the best validation UA --
+# (the first fold's when the students trained on their validation actors: no held-out score)
 best=$(python3 - "$run" <<'PY'
 import json, sys
 from pathlib import Path
 run = Path(sys.argv[1])
-preds = [(json.loads(p.read_text()).get("val_ua") or 0, p.parent) for p in
-         run.glob("*/student/predictions.json")]
-print(max(preds)[1] if preds else "")
+preds = [(json.loads(p.read_text()), p.parent) for p in
+         sorted(run.glob("*/student/predictions.json"))]
+if any(p.get("trained_on_validation") for p, _ in preds):
+    print(preds[0][1])
+else:
+    print(max(((p.get("val_ua") or 0, d) for p, d in preds), default=(0, ""))[1])
 PY
 )
 if [ -n "$best" ]; then

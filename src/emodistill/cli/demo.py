@@ -163,10 +163,11 @@ def run_demo(
     variants = (*variants, *extra)
 
     _stage(console, "5/5", "paired comparison, report and speech-only model")
-    model_fold = _best_validation_fold(out, [f.id for f in folds])
+    model_fold, why = _model_fold(out, [f.id for f in folds])
     model_dir = out / "model"
     replace_with_copy(student_dir(out, model_fold), model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
+    summary["model_choice"] = why
     summary["columns"][PROBE_COLUMN] = _probe_column(out)
     summary["compare"] = _compare_all(out, results, variants)
     # After the comparison, so the card has it; from the run's files (synthesis.json included).
@@ -181,7 +182,7 @@ def run_demo(
     console.print(
         f"EmoDistill vs plain fine-tuning, mean UA over folds: {gain:+.2f} points "
         f"({verdict_line(summary['compare'].get(FULL))}). "
-        f"Speech-only model: [bold]{model_dir}[/] (fold {model_fold}, best validation UA). "
+        f"Speech-only model: [bold]{model_dir}[/] (fold {model_fold}, {why}). "
         f"Report: {out / 'demo.md'}. Time: {summary['seconds'] / 60:.1f} min."
     )
     console.print(f"Try it: emodistill predict {model_dir} {_example_wav(manifest)}")
@@ -290,17 +291,22 @@ def _example_wav(manifest) -> str:
     return str(manifest.utterances[0].path) if manifest.utterances else "clip.wav"
 
 
-def _best_validation_fold(out: Path, fold_ids: list[str]) -> str:
-    """The fold whose EmoDistill student has the best validation UA (ties: first fold)."""
+def _model_fold(out: Path, fold_ids: list[str]) -> tuple[str, str]:
+    """The fold whose EmoDistill student becomes OUT/model, and why: the best validation UA
+    (ties: first fold); the first fold when the students trained on their validation speakers
+    (``student.train_on_validation``: the validation UA is then a training score)."""
     best, best_ua = fold_ids[0], float("-inf")
     for fid in fold_ids:
         path = predictions_path(out, fid)
         if not path.is_file():
             continue
-        ua = read_json(path).get("val_ua")
+        pred = read_json(path)
+        if pred.get("trained_on_validation"):
+            return fold_ids[0], "the first fold: its validation speakers were trained on"
+        ua = pred.get("val_ua")
         if ua is not None and ua > best_ua:
             best, best_ua = fid, float(ua)
-    return best
+    return best, "best validation UA"
 
 
 def _summary(

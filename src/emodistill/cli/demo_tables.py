@@ -159,7 +159,7 @@ def demo_markdown(summary: dict[str, Any], quick: bool = False) -> str:
     lines += [
         "",
         f"Speech-only model: `{summary['model']}` (EmoDistill student of fold "
-        f"{summary['model_fold']}, chosen by validation UA).",
+        f"{summary['model_fold']}, {summary.get('model_choice', 'best validation UA')}).",
         "",
         "Per-variant reports: `report.md` (EmoDistill), `variants/<variant>/report.md`.",
         "",
