@@ -381,8 +381,12 @@ def test_teacher_outputs_handed_in_memory_are_not_read_back(prepared, tmp_path):
     fold's cache on disk is not read; the embedding widths come from them too, and without
     them from the cache's meta.json alone."""
     from emodistill.runs.layout import teacher_outputs_dir
-    from emodistill.training.distill import _embedding_dims, distill
-    from emodistill.training.teacher_cache import TeacherOutputs, load_teacher_outputs
+    from emodistill.training.distill import distill
+    from emodistill.training.teacher_cache import (
+        TeacherOutputs,
+        embedding_dims,
+        load_teacher_outputs,
+    )
 
     run = fresh_run(prepared, tmp_path / "run")
     m, fold = _fold(prepared)
@@ -392,12 +396,12 @@ def test_teacher_outputs_handed_in_memory_are_not_read_back(prepared, tmp_path):
         c = load_teacher_outputs(run / fold.id, kind)
         outputs[kind] = TeacherOutputs(c.ids, np.array(c.logits), np.array(c.embeddings), c.meta)
     widths = tuple(outputs[k].embeddings.shape[1] for k in ("linguistic", "prosodic"))
-    assert _embedding_dims(run / fold.id, {}, cfg) == widths  # from meta.json
+    hidden = cfg.student.projection_hidden
+    assert embedding_dims(run / fold.id, {}, hidden) == widths  # from meta.json
     for kind in ("linguistic", "prosodic"):
         shutil.rmtree(teacher_outputs_dir(run / fold.id, kind))
-    assert _embedding_dims(run / fold.id, outputs, cfg) == widths
-    hidden = cfg.student.projection_hidden
-    assert _embedding_dims(run / fold.id, {}, cfg) == (hidden, hidden)  # nothing cached
+    assert embedding_dims(run / fold.id, outputs, hidden) == widths
+    assert embedding_dims(run / fold.id, {}, hidden) == (hidden, hidden)  # nothing cached
     res = distill(m, fold, cfg, run, variant="prosodic_teacher_only", teachers=outputs)
     ids = [u.id for u in m.by_speakers(fold.test_speakers)]
     assert res["y_pred"] == outputs["prosodic"].logits_of(ids).argmax(1).tolist()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from test_distill import _fold, fresh_run, one_thread, prepared  # noqa: F401 - fixtures
 
@@ -107,3 +108,34 @@ def test_the_demo_model_is_not_chosen_on_a_validation_ua_that_was_trained_on(tmp
     write("g2", 1.0, True)
     fold, why = _model_fold(tmp_path, ["g1", "g2"])
     assert fold == "g1" and "trained on" in why
+
+
+def test_a_student_no_teacher_teaches_trains_as_the_plain_one(prepared, tmp_path, monkeypatch):  # noqa: F811
+    """Every teacher weighted 0 by the teacher weighting: the EmoDistill student keeps the plain
+    schedule (`distill.epochs` is a taught student's), so it is the plain student of its seed;
+    a second run reuses it."""
+    import emodistill.training.distill as distill_mod
+    from emodistill.runs.layout import predictions_path
+
+    monkeypatch.setattr(
+        distill_mod, "teacher_weights", lambda rule, val_ua, *a: dict.fromkeys(val_ua, 0.0)
+    )
+    m, fold = _fold(prepared)
+    cfg = prepared["config"].override(
+        {"student.select": "last", "distill": {"epochs": 3, "teacher_weighting": "validation"}}
+    )
+    assert cfg.student.optim.epochs == 2
+    run = fresh_run(prepared, tmp_path / "run")
+    with one_thread():
+        full = distill_mod.distill(m, fold, cfg, run, "full", progress=False)
+        plain = distill_mod.distill(m, fold, cfg, run, "no_teachers", progress=False)
+    assert full["teacher_weights"] == {"linguistic": 0.0, "prosodic": 0.0}
+    assert full["epochs_run"] == plain["epochs_run"] == 2
+    assert np.allclose(full["probabilities"], plain["probabilities"], atol=1e-6)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished student was trained again")
+
+    monkeypatch.setattr(distill_mod, "_student_fit", no_training)
+    again = distill_mod.distill(m, fold, cfg, run, "full", progress=False)
+    assert again == json.loads(predictions_path(run, fold.id, "full").read_text())

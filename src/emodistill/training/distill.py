@@ -58,11 +58,7 @@ from emodistill.training.predictions import (
 from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
 from emodistill.training.sampling import check_trainable
 from emodistill.training.stage import StageContext
-from emodistill.training.teacher_cache import (
-    TeacherOutputs,
-    cached_embedding_dim,
-    load_fold_teachers,
-)
+from emodistill.training.teacher_cache import TeacherOutputs, embedding_dims, load_fold_teachers
 from emodistill.training.teacher_weighting import (
     chance_report,
     teacher_validation_ua,
@@ -159,9 +155,12 @@ class _Student:
     out_path: Path  # predictions.json
 
     @classmethod
-    def of(cls, ctx: StageContext, v: Variant, seed: int | None) -> _Student:
+    def of(cls, ctx: StageContext, v: Variant, seed: int | None, taught: bool = True) -> _Student:
+        """``taught=False``: every teacher got weight 0 (``teacher_weighting``), so the student
+        learns as the plain one does, on its schedule (``distill.epochs`` is a taught one's)."""
         cfg = ctx.cfg if seed is None else dataclasses.replace(ctx.cfg, seed=int(seed))
-        epochs = v.student_epochs(cfg.distill, cfg.student.optim.epochs)
+        plain = cfg.student.optim.epochs
+        epochs = v.student_epochs(cfg.distill, plain) if taught else plain
         if epochs != cfg.student.optim.epochs:
             cfg = cfg.override({"student.optim.epochs": epochs})
         eff_cfg = dataclasses.replace(cfg, distill=v.distill_config(cfg.distill))
@@ -214,11 +213,15 @@ def distill_stage(
     # Two processes on one run folder (a retried array job, two cv runs): the second waits here,
     # then reuses the first one's student instead of training into the same checkpoints.
     with folder_lock(s.wdir, f"fold {ctx.fold.id}'s {v.name} student (seed {s.cfg.seed})"):
-        if check_reusable(s.out_path, s.eff_cfg, data=ctx.split.fingerprint):
+        untaught = _Student.of(ctx, v, seed, taught=False)
+        fingerprint, other = ctx.split.fingerprint, [untaught.eff_cfg]
+        if check_reusable(s.out_path, s.eff_cfg, data=fingerprint, alternatives=other):
             return read_json(s.out_path)
         if s.out_path.is_file():  # stale: made from other data; never resume its checkpoints
             shutil.rmtree(s.wdir, ignore_errors=True)
         data = _student_data(ctx, s, given)
+        if data.weights is not None and not any(data.weights.values()):
+            s = untaught  # no teacher teaches: the plain student's schedule
         built = _student_module(ctx, s, data)
         trainer = _student_fit(ctx, s, built)
         if trainer.global_rank != 0:
@@ -233,7 +236,7 @@ def _student_data(ctx: StageContext, s: _Student, given: Mapping[str, TeacherOut
     needed = s.v.teachers_needed(cfg.distill)
     loaded = load_fold_teachers(ctx.fold_dir, [k for k in needed if k not in given])
     teachers = {k: given[k] if k in given else loaded[k] for k in needed}
-    dims = _embedding_dims(ctx.fold_dir, {**given, **teachers}, cfg)
+    dims = embedding_dims(ctx.fold_dir, {**given, **teachers}, cfg.student.projection_hidden)
 
     seed_everything(cfg.seed)
     splits = ctx.split.parts
@@ -431,20 +434,3 @@ def _plain_student_val_ua(ctx: StageContext, seed: int) -> float:
             f"fold {ctx.fold.id}: the plain student (seed {seed}) has no validation UA"
         )
     return float(plain["val_ua"])
-
-
-def _embedding_dims(
-    fold_dir: Path, teachers: Mapping[str, TeacherOutputs], cfg: Config
-) -> tuple[int, int]:
-    """(d_L, d_P): from the teacher outputs at hand when present (needed for the cosine terms),
-    else the width recorded in the fold's cache on disk, else the student's projection width."""
-    dims = {}
-    for kind in TEACHER_KINDS:
-        outputs = teachers.get(kind)
-        dim = (
-            int(np.asarray(outputs.embeddings).shape[1])
-            if outputs is not None
-            else cached_embedding_dim(fold_dir, kind)
-        )
-        dims[kind] = cfg.student.projection_hidden if dim is None else dim
-    return dims["linguistic"], dims["prosodic"]

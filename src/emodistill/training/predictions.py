@@ -114,10 +114,15 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def check_reusable(
-    path: Path, cfg: Config, teacher_only: bool = False, data: str | None = None
+    path: Path,
+    cfg: Config,
+    teacher_only: bool = False,
+    data: str | None = None,
+    alternatives: Sequence[Config] = (),
 ) -> bool:
-    """True when ``path`` (a predictions.json) exists and was made with ``cfg`` (and, when
-    ``data`` is given, from the same fold data, see ``splits.fold_fingerprint``).
+    """True when ``path`` (a predictions.json) exists and was made with ``cfg`` or one of the
+    ``alternatives`` (a student no teacher taught is made with the plain schedule), and, when
+    ``data`` is given, from the same fold data (see ``splits.fold_fingerprint``).
 
     Returns False for predictions made from other data (the fold must be retrained).
 
@@ -131,6 +136,8 @@ def check_reusable(
     saved = saved_all.get("config")
     if saved is not None:
         diff = _diff(saved, config_key(cfg, teacher_only))
+        if diff and any(not _diff(saved, config_key(c, teacher_only)) for c in alternatives):
+            diff = []
         if diff:
             raise ConfigMismatch(
                 f"{path} was made with a different config (differs in: {', '.join(diff)}); use "

@@ -20,7 +20,7 @@ data is recomputed instead of read stale.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emodistill.config import TEACHER_KINDS
 from emodistill.models.folder import model_files, read_config
 from emodistill.runs.layout import teacher_dir, teacher_outputs_dir
 from emodistill.util.files import read_json, save_npy_atomic, write_json_atomic
@@ -147,6 +148,24 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
             f"embeddings {embeddings.shape}, meta n={meta.get('n')}); delete the folder to rebuild"
         )
     return TeacherOutputs(ids=ids, logits=logits, embeddings=embeddings, meta=meta)
+
+
+def embedding_dims(
+    fold_dir: str | Path, teachers: Mapping[str, TeacherOutputs], default: int
+) -> tuple[int, int]:
+    """(d_L, d_P): from the teacher outputs at hand when present (needed for the cosine terms),
+    else the width recorded in the fold's cache on disk, else ``default`` (the student's
+    projection width)."""
+    dims = {}
+    for kind in TEACHER_KINDS:
+        outputs = teachers.get(kind)
+        dim = (
+            int(np.asarray(outputs.embeddings).shape[1])
+            if outputs is not None
+            else cached_embedding_dim(fold_dir, kind)
+        )
+        dims[kind] = default if dim is None else dim
+    return dims["linguistic"], dims["prosodic"]
 
 
 def cached_embedding_dim(fold_dir: str | Path, kind: str) -> int | None:
