@@ -15,10 +15,10 @@ def test_train_on_validation_needs_the_last_epoch():
     from emodistill.config import load_config
 
     cfg = load_config("demo")
-    assert cfg.student.train_on_validation is False
-    assert cfg.override({"student.train_on_validation": True}).student.train_on_validation
+    assert cfg.student.train_on_validation is True and cfg.student.select == "last"
+    assert load_config("paper-hubert-base").student.train_on_validation is False
     with pytest.raises(ValueError, match="train_on_validation needs student.select: last"):
-        cfg.override({"student": {"train_on_validation": True, "select": "best"}})
+        cfg.override({"student.select": "best"})
 
 
 def _spy_training_ids(monkeypatch) -> list[list[str]]:
