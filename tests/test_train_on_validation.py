@@ -122,7 +122,7 @@ def test_a_student_no_teacher_teaches_trains_as_the_plain_one(prepared, tmp_path
     )
     m, fold = _fold(prepared)
     cfg = prepared["config"].override(
-        {"student.select": "last", "distill": {"epochs": 3, "teacher_weighting": "validation"}}
+        {"student.select": "last", "distill": {"epochs": 3, "teacher_weighting": "student"}}
     )
     assert cfg.student.optim.epochs == 2
     run = fresh_run(prepared, tmp_path / "run")

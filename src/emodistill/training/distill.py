@@ -283,6 +283,9 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
     cfg, labels = s.cfg, ctx.manifest.labels
     scfg, optim, n_classes = cfg.student, cfg.student.optim, len(labels)
     label_index = {lab: i for i, lab in enumerate(labels)}
+    # again: a plain student trained first for the `student` weighting must not shift this one's
+    # initialisation (an untaught student is then exactly the plain student of its seed)
+    seed_everything(cfg.seed)
     student = build_student(scfg, n_classes, *data.dims)
     aug = scfg.augment
     if aug.time_mask > 0 or aug.channel_mask > 0:
