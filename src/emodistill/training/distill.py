@@ -237,8 +237,6 @@ def _student_data(ctx: StageContext, s: _Student, given: Mapping[str, TeacherOut
     loaded = load_fold_teachers(ctx.fold_dir, [k for k in needed if k not in given])
     teachers = {k: given[k] if k in given else loaded[k] for k in needed}
     dims = embedding_dims(ctx.fold_dir, {**given, **teachers}, cfg.student.projection_hidden)
-
-    seed_everything(cfg.seed)
     splits = ctx.split.parts
     short = {u.id for part in splits for u in too_short_for_training(part)}
     if short:
@@ -283,8 +281,8 @@ def _student_module(ctx: StageContext, s: _Student, data: _Data) -> _Built:
     cfg, labels = s.cfg, ctx.manifest.labels
     scfg, optim, n_classes = cfg.student, cfg.student.optim, len(labels)
     label_index = {lab: i for i, lab in enumerate(labels)}
-    # again: a plain student trained first for the `student` weighting must not shift this one's
-    # initialisation (an untaught student is then exactly the plain student of its seed)
+    # Seeded here, after the data: a plain student trained first for the `student` weighting
+    # must not shift this one's initialisation (an untaught student is the plain one of its seed)
     seed_everything(cfg.seed)
     student = build_student(scfg, n_classes, *data.dims)
     aug = scfg.augment

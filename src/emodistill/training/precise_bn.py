@@ -6,6 +6,10 @@ Why the student needs it: mixup trains the pooled vector's batch norm on mixed c
 of a mix lam * a + (1 - lam) * b is the mix of the means, but its spread is smaller (for
 lam ~ Beta(0.4, 0.4) the variance of two independent clips' mix is about 0.78 of one clip's), so
 the running variance learned in training is too small for the single clips seen at test time.
+
+Not ``torch.optim.swa_utils.update_bn``: it runs the whole model in training mode (dropout and
+the student's frame masking would shape the statistics) and feeds it ``batch[0]``, while a
+student batch is a dict that ``StudentModule.run_student`` reads.
 """
 
 from __future__ import annotations
@@ -15,11 +19,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-
-def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Every batch-norm layer of ``model``."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def precise_batch_norm(model: nn.Module, batches: Iterable[Any], run: Callable[[Any], Any]) -> int:
@@ -35,7 +34,7 @@ def precise_batch_norm(model: nn.Module, batches: Iterable[Any], run: Callable[[
     Returns:
         The number of batches averaged (0 when the model has no batch norm).
     """
-    norms = batch_norms(model)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return 0
     was_training = model.training
