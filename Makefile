@@ -12,6 +12,11 @@ UV_FLAGS := $(if $(strip $(FIND_LINKS)),$(foreach d,$(FIND_LINKS),--find-links $
 pip_install = { [ -x $(BIN)/uv ] && $(BIN)/uv pip install -q --python $(BIN)/python $(UV_FLAGS) $(1); } \
 	|| $(BIN)/python -m pip install -q $(1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Python caches compiled modules (.pyc) as it imports them, unless the environment says not to:
+# with PYTHONDONTWRITEBYTECODE set (some machines set it), every process compiled torch,
+# transformers and lightning from source again, 16 s of CPU per process on a 2-core EPYC (the
+# demo's parent and its fold workers, every CLI test's subprocess). uv installs no .pyc either.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install system-deps demo test lint format clean
 
