@@ -298,3 +298,43 @@ def test_auto_precision_is_bf16_where_the_hardware_computes_it(monkeypatch):
     monkeypatch.setattr(common.torch.cuda, "is_available", lambda: True)
     assert common.resolve_precision("auto", "auto") == "bf16-mixed"
     assert common.resolve_precision("auto", "cpu") == "32-true"
+
+
+def test_frozen_frames_are_read_once_and_kept_in_memory(tmp_path, monkeypatch):
+    """DistillDataset keeps a clip's cached frames (speaker-normalised) in memory after the
+    first read, within AUDIO_CACHE_BYTES; the values equal a fresh read of the cache entry."""
+    from types import SimpleNamespace
+
+    import emodistill.training.data as data
+
+    rng = np.random.default_rng(0)
+    paths = {}
+    for n, t in enumerate((5, 9, 7)):
+        paths[f"u{n}"] = tmp_path / f"u{n}.npy"
+        np.save(paths[f"u{n}"], rng.standard_normal((1, t, 4)).astype(np.float32))
+
+    class Frames:
+        reads = 0
+        frames = {i: int(np.load(p).shape[1]) for i, p in paths.items()}
+
+        def __getitem__(self, utt_id):
+            Frames.reads += 1
+            return np.load(paths[utt_id], mmap_mode="r")
+
+    utts = [SimpleNamespace(id=f"u{n}", label="a") for n in range(3)]
+    norms = {u.id: np.stack([np.full(4, 0.5), np.full(4, 2.0)]).astype(np.float32) for u in utts}
+    ds = data.DistillDataset(utts, {"a": 0}, None, True, prefix=Frames(), speaker_norms=norms)
+    first = [ds[(i, 0, True)]["prefix"] for i in range(3)]
+    again = [ds[(i, 1, True)]["prefix"] for i in range(3)]
+    assert Frames.reads == 3  # the second epoch came from memory
+    for n, (a, b) in enumerate(zip(first, again, strict=True)):
+        expected = (np.load(paths[f"u{n}"]) - 0.5) / 2.0
+        assert a.dtype == np.float32 and np.array_equal(a, expected) and np.array_equal(b, a)
+    assert np.load(paths["u0"])[0, 0, 0] != first[0][0, 0, 0]  # the cache entry is untouched
+
+    monkeypatch.setattr(data, "AUDIO_CACHE_BYTES", 0)  # no room: every epoch reads again
+    Frames.reads = 0
+    ds = data.DistillDataset(utts, {"a": 0}, None, True, prefix=Frames())
+    for epoch in range(2):
+        assert np.array_equal(ds[(1, epoch, True)]["prefix"], np.load(paths["u1"]))
+    assert Frames.reads == 2

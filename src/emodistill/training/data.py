@@ -26,8 +26,8 @@ from emodistill.training.sampling import cut_batches
 
 #: Evaluation clips longer than this are centre-cropped (Whisper's encoder takes at most 30 s).
 EVAL_MAX_SECONDS = 30.0
-#: Decoded waveforms are kept in memory up to this many bytes per dataset (re-reading every
-#: epoch costs more than the step itself on small corpora).
+#: Decoded waveforms (or a frozen student's cached frames) are kept in memory up to this many
+#: bytes per dataset (re-reading every epoch costs more than the step itself on small corpora).
 AUDIO_CACHE_BYTES = 1 << 30
 
 
@@ -128,15 +128,30 @@ class DistillDataset(Dataset):
                 self._cache_bytes += wav.nbytes
         return wav
 
+    def _frames(self, i: int) -> np.ndarray:
+        """Clip ``i``'s cached frozen-bottom frames (K, T, H) float32, speaker-normalised when
+        the dataset has norms. Kept in memory within ``AUDIO_CACHE_BYTES``: opening and
+        mapping the clip's ``.npy`` again in every epoch cost about a tenth of a frozen
+        student's training step (docs/results.md)."""
+        frames = self._cache.get(i)
+        if frames is not None:
+            return frames
+        frames = np.array(self.prefix[self.utterances[i].id], dtype=np.float32)  # a copy
+        if self.speaker_norms is not None:  # (K, T, H) - mu / sigma (K = 1: frozen pool)
+            mu, sigma = self.speaker_norms[i]
+            frames -= mu
+            frames /= sigma
+        if self._cache_bytes + frames.nbytes <= AUDIO_CACHE_BYTES:
+            self._cache[i] = frames
+            self._cache_bytes += frames.nbytes
+        return frames
+
     def __getitem__(self, key: int | tuple[int, int, bool]) -> dict[str, Any]:
         i, epoch, valid = (key, 0, True) if isinstance(key, int | np.integer) else key
         i = int(i)
         if self.prefix is not None:
             item = self._item(i, valid)
-            item["prefix"] = self.prefix[self.utterances[i].id]
-            if self.speaker_norms is not None:  # (K, T, H) - mu / sigma (K = 1: frozen pool)
-                mu, sigma = self.speaker_norms[i]
-                item["prefix"] = (np.asarray(item["prefix"]) - mu) / sigma
+            item["prefix"] = self._frames(i)
             return item
         wav = self._load(i)
         if self.max_samples and len(wav) > self.max_samples:
