@@ -384,6 +384,7 @@ def test_teacher_outputs_handed_in_memory_are_not_read_back(prepared, tmp_path):
     from emodistill.training.distill import distill
     from emodistill.training.teacher_cache import (
         TeacherOutputs,
+        configured_embedding_dims,
         embedding_dims,
         load_teacher_outputs,
     )
@@ -402,6 +403,14 @@ def test_teacher_outputs_handed_in_memory_are_not_read_back(prepared, tmp_path):
         shutil.rmtree(teacher_outputs_dir(run / fold.id, kind))
     assert embedding_dims(run / fold.id, outputs, hidden) == widths
     assert embedding_dims(run / fold.id, {}, hidden) == (hidden, hidden)  # nothing cached
+    # ... unless the config says what its teachers will embed in: the same widths, so a plain
+    # student trained before its fold's teachers is the network trained after them
+    configured = configured_embedding_dims(cfg)
+    assert embedding_dims(run / fold.id, {}, hidden, configured) == widths
+    assert configured_embedding_dims(cfg.override({"linguistic.model": "no/such-model"})) == {
+        "linguistic": None,  # not on this machine: the caller falls back to the default
+        "prosodic": widths[1],
+    }
     res = distill(m, fold, cfg, run, variant="prosodic_teacher_only", teachers=outputs)
     ids = [u.id for u in m.by_speakers(fold.test_speakers)]
     assert res["y_pred"] == outputs["prosodic"].logits_of(ids).argmax(1).tolist()

@@ -58,7 +58,12 @@ from emodistill.training.predictions import (
 from emodistill.training.resume import ResumeState, resume_checkpoint, stage_key
 from emodistill.training.sampling import check_trainable
 from emodistill.training.stage import StageContext
-from emodistill.training.teacher_cache import TeacherOutputs, embedding_dims, load_fold_teachers
+from emodistill.training.teacher_cache import (
+    TeacherOutputs,
+    configured_embedding_dims,
+    embedding_dims,
+    load_fold_teachers,
+)
 from emodistill.training.teacher_weighting import (
     chance_report,
     teacher_validation_ua,
@@ -236,7 +241,10 @@ def _student_data(ctx: StageContext, s: _Student, given: Mapping[str, TeacherOut
     needed = s.v.teachers_needed(cfg.distill)
     loaded = load_fold_teachers(ctx.fold_dir, [k for k in needed if k not in given])
     teachers = {k: given[k] if k in given else loaded[k] for k in needed}
-    dims = embedding_dims(ctx.fold_dir, {**given, **teachers}, cfg.student.projection_hidden)
+    configured = configured_embedding_dims(cfg) if len(teachers) < len(TEACHER_KINDS) else None
+    dims = embedding_dims(
+        ctx.fold_dir, {**given, **teachers}, cfg.student.projection_hidden, configured
+    )
     splits = ctx.split.parts
     short = {u.id for part in splits for u in too_short_for_training(part)}
     if short:

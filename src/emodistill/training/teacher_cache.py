@@ -151,11 +151,20 @@ def load_teacher_outputs(fold_dir: str | Path, kind: str) -> TeacherOutputs:
 
 
 def embedding_dims(
-    fold_dir: str | Path, teachers: Mapping[str, TeacherOutputs], default: int
+    fold_dir: str | Path,
+    teachers: Mapping[str, TeacherOutputs],
+    default: int,
+    configured: Mapping[str, int | None] | None = None,
 ) -> tuple[int, int]:
-    """(d_L, d_P): from the teacher outputs at hand when present (needed for the cosine terms),
-    else the width recorded in the fold's cache on disk, else ``default`` (the student's
-    projection width)."""
+    """(d_L, d_P), the widths of the student's two projection heads: from the teacher outputs
+    at hand when present (needed for the cosine terms), else the width recorded in the fold's
+    cache on disk, else what the config's teachers embed in (``configured``:
+    :func:`configured_embedding_dims`), else ``default`` (the student's projection width).
+
+    The configured widths make a plain student trained before its fold's teachers the same
+    network as one trained after them (the eighth session's RAVDESS-8 plain students were not:
+    256 / 256 before, 384 / 128 after)."""
+    configured = configured or {}
     dims = {}
     for kind in TEACHER_KINDS:
         outputs = teachers.get(kind)
@@ -164,8 +173,28 @@ def embedding_dims(
             if outputs is not None
             else cached_embedding_dim(fold_dir, kind)
         )
-        dims[kind] = default if dim is None else dim
+        if dim is None:
+            dim = configured.get(kind)
+        dims[kind] = default if dim is None else int(dim)
     return dims["linguistic"], dims["prosodic"]
+
+
+def configured_embedding_dims(cfg: Any) -> dict[str, int | None]:
+    """The embedding widths the teachers of ``cfg`` (a :class:`~emodistill.config.Config`)
+    will have, without training them: d_P is ``prosodic.embedding_dim``; d_L the hidden size in
+    the text encoder's own config (read from its folder, or from the local hub cache: None
+    when it is not on this machine, and the caller falls back)."""
+    from emodistill.models.assets import resolve
+
+    d_l = None
+    try:
+        from transformers import AutoConfig
+
+        source = resolve(cfg.linguistic.model)
+        d_l = int(AutoConfig.from_pretrained(source, local_files_only=True).hidden_size)
+    except Exception:  # noqa: BLE001 - any failure to read a config means "unknown here"
+        d_l = None
+    return {"linguistic": d_l, "prosodic": int(cfg.prosodic.embedding_dim)}
 
 
 def cached_embedding_dim(fold_dir: str | Path, kind: str) -> int | None:
