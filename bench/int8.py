@@ -23,8 +23,21 @@ from pathlib import Path
 import numpy as np
 
 MODES = {
-    "per-tensor, all MatMuls (before)": {"per_channel": False, "heads_in_float": False},
-    "per-channel, heads in float (default)": {"per_channel": True, "heads_in_float": True},
+    "per-tensor, all MatMuls (before)": {
+        "per_channel": False,
+        "heads_in_float": False,
+        "reduce_range": False,
+    },
+    "per-channel, heads in float, 8-bit weights (before)": {
+        "per_channel": True,
+        "heads_in_float": True,
+        "reduce_range": False,
+    },
+    "per-channel, heads in float, 7-bit weights (default)": {
+        "per_channel": True,
+        "heads_in_float": True,
+        "reduce_range": True,
+    },
 }
 
 

@@ -173,12 +173,18 @@ def test_int8_export_and_backend(model_dir, tmp_path):
     assert "label agreement" in result.output and out.is_file()
     import onnx
 
-    from emodistill.inference.onnx import ENCODER_SCOPE
+    from emodistill.inference.onnx import in_transformer_layer
 
     graph = onnx.load(str(out)).graph
     quantised = {n.name for n in graph.node if "Integer" in n.op_type or "Quant" in n.op_type}
     float_mm = {n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")}
-    assert any(ENCODER_SCOPE in n for n in quantised)  # the transformer layers are int8
+    weights = {i.name for i in graph.initializer}
+    float_weight_mm = {
+        n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in weights
+    }
+    assert any(in_transformer_layer(n) for n in quantised)  # the transformer layers are int8
+    assert not any(in_transformer_layer(n) for n in float_weight_mm)  # every weight of them
+    assert "/student/encoder/frontend/MatMul" in float_mm  # the log-mel DFT stays float
     heads = [
         n for n in float_mm | quantised if n.startswith(("/student/classifier", "/student/proj"))
     ]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,8 @@ from emodistill.util.files import atomic_path
 QUANTIZE_MODES = ("int8",)
 #: Operator types int8 quantisation touches (see the module docstring for why not Conv).
 INT8_OPS = ("MatMul", "Gemm")
-#: Name prefix of the speech encoder's nodes in the exported graph (the module path).
-ENCODER_SCOPE = "/student/encoder/"
+#: An exported node inside one of the encoder's transformer layers (its module path).
+TRANSFORMER_LAYER = re.compile(r"/layers\.\d+/")
 
 
 class ExportError(RuntimeError):
@@ -216,19 +217,39 @@ def _export_into(
     return report
 
 
-def float_nodes(float_path: str | os.PathLike) -> list[str]:
-    """MatMul/Gemm nodes int8 leaves in float: everything outside the speech encoder.
+def in_transformer_layer(node_name: str) -> bool:
+    """Whether an exported node belongs to one of the encoder's transformer layers (its module
+    path holds ``/layers.N/``: ``/student/encoder/layers.0/...`` for transformers' Whisper,
+    ``.../encoder/layers.0/...`` for HuBERT and wav2vec 2.0, ``/student/layers.0/...`` for the
+    embedded Whisper tiny.en).
 
-    The pooling scores, the two projection heads and the classifier hold < 1 % of the
+    >>> in_transformer_layer("/student/layers.2/fc1/MatMul")  # embedded Whisper tiny.en
+    True
+    >>> in_transformer_layer("/student/encoder/model/encoder/layers.0/attention/q_proj/MatMul")
+    True
+    >>> [in_transformer_layer(n) for n in ("/student/frontend/MatMul", "/student/classifier/Gemm")]
+    [False, False]
+    """
+    return TRANSFORMER_LAYER.search(node_name) is not None
+
+
+def float_nodes(float_path: str | os.PathLike) -> list[str]:
+    """MatMul/Gemm nodes int8 leaves in float: every one outside the transformer layers.
+
+    The heads (pooling scores, the two projection heads, the classifier) hold < 1 % of the
     parameters (no measurable size or speed to win) but decide the label directly
-    (``bench/int8.py`` measures both modes on a trained model; docs/inference.md).
+    (``bench/int8.py`` measures both modes on a trained model; docs/inference.md); the front
+    end's log-mel DFT is a MatMul too, and int8 there costs accuracy. The rule names the
+    layers rather than the encoder's scope, which differs between encoders: the embedded
+    Whisper's nodes lie outside ``/student/encoder/``, and that rule had left its every MatMul
+    in float (an "int8" file that was the float one) while quantising the test Whisper's DFT.
     """
     import onnx
 
     graph = onnx.load(str(float_path), load_external_data=False).graph
     names = []
     for n in graph.node:
-        if n.op_type in INT8_OPS and not n.name.startswith(ENCODER_SCOPE):
+        if n.op_type in INT8_OPS and not in_transformer_layer(n.name):
             names.append(n.name)
             if n.op_type == "Gemm":  # the quantiser first rewrites Gemm as NAME_MatMul + Add
                 names.append(f"{n.name}_MatMul")
@@ -240,6 +261,7 @@ def quantize_int8(
     out_path: str | os.PathLike,
     per_channel: bool = True,
     heads_in_float: bool = True,
+    reduce_range: bool = True,
 ) -> None:
     """Dynamic int8 quantisation of a float ONNX file's MatMul/Gemm weights; keeps metadata.
 
@@ -248,6 +270,11 @@ def quantize_int8(
     docs/inference.md). ``per_channel`` (one weight scale per output channel) and
     ``heads_in_float`` (:func:`float_nodes`) are the defaults because they moved fewer labels of
     a trained model (``bench/int8.py``); False/False is the earlier per-tensor, all-MatMul mode.
+    ``reduce_range`` (7-bit weights): on x86 CPUs without VNNI (AVX2 only, e.g. AMD Zen 3),
+    onnxruntime multiplies uint8 activations by int8 weights with an instruction whose 16-bit
+    sums saturate; a file quantised with full-range weights then ran 0.13 away from float on
+    the test model there, against under 0.1 on a VNNI machine (onnxruntime's quantisation docs
+    name the same remedy). The file is made once and runs on whatever CPU it is deployed to.
     """
     import logging
 
@@ -264,6 +291,7 @@ def quantize_int8(
             op_types_to_quantize=list(INT8_OPS),
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             nodes_to_exclude=float_nodes(float_path) if heads_in_float else [],
         )
     finally:
@@ -366,16 +394,17 @@ def clip_means_parity(
 
 __all__ = [
     "CONFIG_KEY",
-    "ENCODER_SCOPE",
     "INPUT_NAMES",
     "OUTPUT_NAMES",
     "QUANTIZE_MODES",
+    "TRANSFORMER_LAYER",
     "ExportError",
     "OnnxPredictor",
     "check_clips",
     "clip_means_parity",
     "export_onnx",
     "float_nodes",
+    "in_transformer_layer",
     "int8_parity",
     "parity",
     "quantize_int8",
