@@ -151,6 +151,11 @@ def _init_worker(threads: int) -> None:
     for name in ("emodistill", "lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
+    # transformers' "Loading weights" bar of every teacher it loads would print between the
+    # parent's lines too.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _task(
