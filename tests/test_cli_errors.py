@@ -50,3 +50,16 @@ def test_traceback_on_request(bad_manifest, tmp_path, monkeypatch):
     monkeypatch.setenv("EMODISTILL_TRACEBACK", "1")
     result = CliRunner().invoke(app, ["cv", str(bad_manifest), "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+
+
+def test_result_tables_in_a_log_file_keep_their_numbers(monkeypatch):
+    """stdout to a file or pipe (CI logs, `make demo > log`): the demo's 11-column table is
+    laid out at PIPE_WIDTH columns, not rich's 80, which cut every number to "72.…"."""
+    from emodistill.cli.common import PIPE_WIDTH, output_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    assert output_console().width == PIPE_WIDTH  # pytest captures stdout: not a terminal
+    monkeypatch.setenv("COLUMNS", "100")
+    assert output_console().width == 100  # the user's own choice wins

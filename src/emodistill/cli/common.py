@@ -13,6 +13,20 @@ from rich.console import Console
 
 console = Console(stderr=True)
 
+#: Width of tables written to a file or a pipe (no terminal to measure): rich's default of 80
+#: columns cut the demo's 11-column table to "72.…" in every saved log.
+PIPE_WIDTH = 160
+
+
+def output_console() -> Console:
+    """A stdout console for results: the terminal's width, or :data:`PIPE_WIDTH` columns when
+    stdout is a file or a pipe and ``COLUMNS`` does not say otherwise."""
+    out = Console()
+    if out.is_terminal or os.environ.get("COLUMNS"):
+        return out
+    return Console(width=PIPE_WIDTH)
+
+
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="Preset name (demo, paper-hubert-base, ...) or a YAML file."
 )

@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from emodistill.cli.common import output_console
 from emodistill.cli.demo_tables import (
     COLUMNS,
     DEMO_VARIANTS,
@@ -97,7 +98,7 @@ def run_demo(
     from emodistill.training.parallel import default_jobs
     from emodistill.training.teachers import train_teachers
 
-    console = console or Console()
+    console = console or output_console()
     started = time.perf_counter()
     _quiet_lightning()
     out = Path(out)
