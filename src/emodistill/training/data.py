@@ -131,8 +131,8 @@ class DistillDataset(Dataset):
     def _frames(self, i: int) -> np.ndarray:
         """Clip ``i``'s cached frozen-bottom frames (K, T, H) float32, speaker-normalised when
         the dataset has norms. Kept in memory within ``AUDIO_CACHE_BYTES``: opening and
-        mapping the clip's ``.npy`` again in every epoch cost about a tenth of a frozen
-        student's training step (docs/results.md)."""
+        mapping the clip's ``.npy`` again in every epoch made a frozen student's training epoch
+        6 % longer (``bench/frozen_epoch_data.py``; docs/results.md)."""
         frames = self._cache.get(i)
         if frames is not None:
             return frames

@@ -162,8 +162,8 @@ def embedding_dims(
     :func:`configured_embedding_dims`), else ``default`` (the student's projection width).
 
     The configured widths make a plain student trained before its fold's teachers the same
-    network as one trained after them (the eighth session's RAVDESS-8 plain students were not:
-    256 / 256 before, 384 / 128 after)."""
+    network as one trained after them (it was not: 256 / 256 before, 384 / 128 after, and the
+    demo's workers train each fold's plain students first)."""
     configured = configured or {}
     dims = {}
     for kind in TEACHER_KINDS:
@@ -186,7 +186,6 @@ def configured_embedding_dims(cfg: Any) -> dict[str, int | None]:
     when it is not on this machine, and the caller falls back)."""
     from emodistill.models.assets import resolve
 
-    d_l = None
     try:
         from transformers import AutoConfig
 
