@@ -31,6 +31,23 @@ def test_preset_round_trips(name):
     assert load_config() == load_config("demo")  # no spec = the embedded default
 
 
+def test_numbers_yaml_reads_as_strings_load_as_numbers(tmp_path):
+    """PyYAML reads 1e-4 as a string; a config file (or a run's config.json passed back)
+    gets the number its field declares, and a non-number is refused by file and key."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("preset: demo\nstudent:\n  optim:\n    lr: 1e-4\n    epochs: '7'\n")
+    cfg = load_config(cfg_file)
+    assert cfg.student.optim.lr == 1e-4 and isinstance(cfg.student.optim.lr, float)
+    assert cfg.student.optim.epochs == 7
+    assert cfg.name == "demo"  # strings stay strings where a field is one
+    saved = tmp_path / "config.json"
+    load_config("demo").save(saved)
+    assert load_config(saved) == load_config("demo")
+    cfg_file.write_text("preset: demo\nstudent:\n  optim:\n    lr: fast\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: config\.student\.optim\.lr: expected a number"):
+        load_config(cfg_file)
+
+
 def _local(model_id: str, tmp_path) -> str:
     """The preset's model if it loads offline (embedded:*), else a tiny one of its family."""
     if model_id.startswith("embedded:"):

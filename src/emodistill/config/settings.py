@@ -10,6 +10,7 @@ with ``preset: NAME``.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -302,13 +303,33 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     kwargs = {}
     defaults = cls()
+    hints = typing.get_type_hints(cls)
     for name, value in data.items():
         current = getattr(defaults, name)
         if is_dataclass(current):
             kwargs[name] = _build(type(current), value, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            kwargs[name] = _number(value, hints.get(name), f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _number(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the number a numeric field declares, when it came as a string.
+
+    YAML 1.1 (PyYAML) reads ``1e-3`` and ``5e-05`` as strings (a float needs a dot there), and
+    a run's config.json passed back as ``--config`` is read the same way: such a string would
+    reach the optimizer and fail there with a TypeError that names neither file nor key.
+    """
+    if not isinstance(value, str):
+        return value
+    allowed = set(typing.get_args(hint)) if typing.get_args(hint) else {hint}
+    if str in allowed or not allowed & {float, int}:
+        return value
+    kind = float if float in allowed else int
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{where}: expected a number, got {value!r}") from None
 
 
 def preset_names() -> list[str]:
@@ -340,7 +361,10 @@ def load_config(spec: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"{path}: not valid YAML: {err}") from err
         base_name = data.pop("preset", None)
         base = load_config(base_name) if base_name else Config()
-        config = base.override(data)
+        try:
+            config = base.override(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     else:
         data = _preset_data(spec)
         config = Config().override(data)
