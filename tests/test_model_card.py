@@ -136,3 +136,41 @@ def test_base_model_and_license_of_the_encoder(encoder, base, license_):
     facts = {"name": "m", "labels": ["a", "b"], "encoder": encoder, "variant": "full"}
     front, _ = split_front_matter(card_text(facts))
     assert front["base_model"] == base and front["license"] == license_
+
+
+def test_pick_model_chooses_on_validation_never_on_test_and_copies_with_a_card(
+    reference,  # noqa: F811
+    tmp_path,
+):
+    """`emodistill pick-model RUN`: the best validation UA (g2 here), whatever the test UA;
+    the first fold when the students trained on their validation speakers; --out copies the
+    folder with its card. The demo's OUT/model and the recipes use the same rule."""
+    from typer.testing import CliRunner
+
+    from emodistill.cli.app import app
+    from emodistill.runs.deployable import deployable_fold
+    from emodistill.runs.layout import predictions_path
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+
+    def set_pred(fold, **values):
+        path = predictions_path(run, fold)
+        pred = json.loads(path.read_text())
+        path.write_text(json.dumps({**pred, **values}))
+
+    set_pred("g1", val_ua=0.5, metrics={"ua": 0.99, "wa": 0.99})
+    set_pred("g2", val_ua=0.75, metrics={"ua": 0.10, "wa": 0.10})
+    assert deployable_fold(run) == ("g2", "best validation UA")
+    result = CliRunner().invoke(app, ["pick-model", str(run), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "m")
+    assert "fold g2 (best validation UA)" in result.stderr
+    assert card_path(tmp_path / "m").is_file()
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == (
+        run / "g2" / "student" / "model.safetensors"
+    ).read_bytes()
+    set_pred("g2", val_ua=0.75, trained_on_validation=True)
+    assert deployable_fold(run)[0] == "g1"
+    empty = CliRunner().invoke(app, ["pick-model", str(tmp_path / "m")])
+    assert empty.exit_code != 0 and "no trained EmoDistill student" in empty.output

@@ -9,7 +9,7 @@
 #      or set RAVDESS_ROOT to a folder that already holds Actor_01 .. Actor_24)
 #   1. manifest  (emodistill corpus ravdess)      4. probe + students (emodistill cv)
 #   2. check     (emodistill corpus check)        5. paired comparison (emodistill compare)
-#   3. teachers  (emodistill train-teachers)      6. best model -> ONNX, predict one clip
+#   3. teachers  (emodistill train-teachers)      6. pick-model -> ONNX, predict one clip
 # The numbers it gave us are in docs/results.md ("RAVDESS recipe"). CPU: about an hour for
 # 4 classes on 2 cores; a GPU is not needed (frozen Whisper tiny.en student).
 set -euo pipefail
@@ -58,23 +58,11 @@ YAML
 
 # --- 6. a deployable model: the EmoDistill student of the fold with the best validation UA --
 # (the first fold's when the students trained on their validation actors: no held-out score)
-best=$(python3 - "$run" <<'PY'
-import json, sys
-from pathlib import Path
-run = Path(sys.argv[1])
-preds = [(json.loads(p.read_text()), p.parent) for p in
-         sorted(run.glob("*/student/predictions.json"))]
-if any(p.get("trained_on_validation") for p, _ in preds):
-    print(preds[0][1])
-else:
-    print(max(((p.get("val_ua") or 0, d) for p, d in preds), default=(0, ""))[1])
-PY
-)
-if [ -n "$best" ]; then
-    "$emodistill" export-onnx "$best" "$best/model.int8.onnx" --quantize int8
-    # -print -quit, not `| head -1`: under pipefail, find's SIGPIPE would end the script
-    clip=$(find "$root" -name '*.wav' -print -quit)
-    "$emodistill" predict "$best" "$clip" --backend onnx-int8 --format json
-fi
+model=$work/model-$classes
+"$emodistill" pick-model "$run" --out "$model"
+"$emodistill" export-onnx "$model" "$model/model.int8.onnx" --quantize int8
+# -print -quit, not `| head -1`: under pipefail, find's SIGPIPE would end the script
+clip=$(find "$root" -name '*.wav' -print -quit)
+"$emodistill" predict "$model" "$clip" --backend onnx-int8 --format json
 echo "report: $run/report.md (EmoDistill), $run/variants/no_teachers/report.md (plain),"
 echo "        $run/probe/probe.json (linear probe), $run/compare-full-vs-no_teachers.json"

@@ -42,6 +42,7 @@ from emodistill.config import Config, load_config
 from emodistill.config.variants import BASELINE, FULL
 from emodistill.evaluation.model_card import write_model_card
 from emodistill.models.folder import replace_with_copy
+from emodistill.runs.deployable import deployable_fold
 from emodistill.runs.layout import predictions_path, results_path, student_dir
 from emodistill.util.files import read_json, write_json_atomic, write_text_atomic
 
@@ -164,7 +165,7 @@ def run_demo(
     variants = (*variants, *extra)
 
     _stage(console, "5/5", "paired comparison, report and speech-only model")
-    model_fold, why = _model_fold(out, [f.id for f in folds])
+    model_fold, why = deployable_fold(out, [f.id for f in folds])
     model_dir = out / "model"
     replace_with_copy(student_dir(out, model_fold), model_dir)
     summary = _summary(results, [f.id for f in folds], model_dir, model_fold, cfg)
@@ -290,24 +291,6 @@ def _stage(console: Console, step: str, text: str) -> None:
 
 def _example_wav(manifest) -> str:
     return str(manifest.utterances[0].path) if manifest.utterances else "clip.wav"
-
-
-def _model_fold(out: Path, fold_ids: list[str]) -> tuple[str, str]:
-    """The fold whose EmoDistill student becomes OUT/model, and why: the best validation UA
-    (ties: first fold); the first fold when the students trained on their validation speakers
-    (``student.train_on_validation``: the validation UA is then a training score)."""
-    best, best_ua = fold_ids[0], float("-inf")
-    for fid in fold_ids:
-        path = predictions_path(out, fid)
-        if not path.is_file():
-            continue
-        pred = read_json(path)
-        if pred.get("trained_on_validation"):
-            return fold_ids[0], "the first fold: its validation speakers were trained on"
-        ua = pred.get("val_ua")
-        if ua is not None and ua > best_ua:
-            best, best_ua = fid, float(ua)
-    return best, "best validation UA"
 
 
 def _summary(

@@ -1,5 +1,5 @@
-"""The speech-only commands of ``emodistill``: ``predict``, ``evaluate``, ``export-onnx`` and
-``serve`` (merged into the main app by ``cli.py``)."""
+"""The speech-only commands of ``emodistill``: ``pick-model``, ``predict``, ``evaluate``,
+``export-onnx`` and ``serve`` (merged into the main app by ``cli.py``)."""
 
 from __future__ import annotations
 
@@ -136,6 +136,35 @@ def export_onnx_cmd(
         f"wrote {report['path']} (opset {report['opset']}; onnxruntime vs torch max |dp| "
         f"{report['max_abs_diff']:.1e})"
     )
+
+
+@inference_app.command("pick-model")
+@known_errors
+def pick_model_cmd(
+    run: Path = typer.Argument(..., help="Run folder (emodistill cv or demo)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Copy the chosen student here (a model folder with its card)."
+    ),
+) -> None:
+    """The run's speech-only model: the EmoDistill student of the fold with the best
+    validation UA (the first fold's when the students trained on their validation speakers).
+    Prints its folder (or --out's) on stdout, the choice on stderr: test speakers never choose.
+    """
+    from emodistill.evaluation.model_card import write_model_card
+    from emodistill.models.folder import card_path, replace_with_copy
+    from emodistill.runs.deployable import deployable_student
+
+    try:
+        folder, fold, why = deployable_student(run)
+    except FileNotFoundError as err:
+        fail(str(err))
+    if out is not None:
+        folder = replace_with_copy(folder, out)
+        # cv wrote the fold's card with its corpus manifest, which the run does not record
+        if not card_path(folder).is_file():
+            write_model_card(folder, run)
+    typer.echo(f"fold {fold} ({why})", err=True)
+    typer.echo(str(folder))
 
 
 @inference_app.command("serve")

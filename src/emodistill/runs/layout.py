@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from emodistill.config import TEACHER_KINDS
-from emodistill.models.folder import CONFIG_NAME
 from emodistill.config.variants import FULL, VARIANTS, Variant, get_variant
+from emodistill.models.folder import CONFIG_NAME
 
 #: Folder of a training stage's logs inside its work folder (Lightning's CSVLogger name).
 LOGS_NAME = "logs"
