@@ -93,7 +93,7 @@ def test_student_weighting_compares_teachers_with_a_held_out_plain_student(
 
 
 def test_the_demo_model_is_not_chosen_on_a_validation_ua_that_was_trained_on(tmp_path):
-    from emodistill.cli.demo import _model_fold
+    from emodistill.runs.deployable import deployable_fold
     from emodistill.runs.layout import predictions_path
 
     def write(fold, val_ua, trained):
@@ -103,10 +103,10 @@ def test_the_demo_model_is_not_chosen_on_a_validation_ua_that_was_trained_on(tmp
 
     write("g1", 0.5, False)
     write("g2", 0.9, False)
-    assert _model_fold(tmp_path, ["g1", "g2"]) == ("g2", "best validation UA")
+    assert deployable_fold(tmp_path, ["g1", "g2"]) == ("g2", "best validation UA")
     write("g1", 0.5, True)
     write("g2", 1.0, True)
-    fold, why = _model_fold(tmp_path, ["g1", "g2"])
+    fold, why = deployable_fold(tmp_path, ["g1", "g2"])
     assert fold == "g1" and "trained on" in why
 
 
