@@ -270,15 +270,28 @@ def test_student_rule_zero_for_a_teacher_worse_than_the_student_positive_for_a_b
     student = 0.70  # the plain student's validation UA on the same clips
     w = teacher_weights("student", val_ua, 4, 60, student_val_ua=student)
     assert w["linguistic"] == 0.0  # worse than the student (though far above chance)
-    assert w["prosodic"] == 1.0  # 15 points better: more than a standard error (5.9)
-    # a little better -> a little weight; exactly equal -> 0
-    assert 0.0 < weight_against_student(0.73, student, 4, 60) < 1.0
+    assert w["prosodic"] == 1.0  # 15 points better: two standard errors of the difference (7.5)
+    # better by less than one standard error of the difference (about 8 points): noise -> 0;
+    # between one and two -> part of the weight; exactly equal -> 0
+    assert weight_against_student(0.73, student, 4, 60) == 0.0
+    assert 0.0 < weight_against_student(0.80, student, 4, 60) < 1.0
     assert weight_against_student(student, student, 4, 60) == 0.0
     # the validation rule would have let the weaker teacher teach in full
     assert teacher_weights("validation", val_ua, 4, 60)["linguistic"] == 1.0
     reasons = weight_reasons(val_ua, w, 4, 60, student)
     assert "no better than the plain student" in reasons["linguistic"]
     assert reasons["prosodic"].startswith("weight 1.00: better than the plain student")
+    noise = weight_reasons({"prosodic": 0.73}, {"prosodic": 0.0}, 4, 60, student)
+    assert "by less than the noise of 60 clips" in noise["prosodic"]
+
+
+def test_student_rule_leaves_leads_inside_the_noise_of_the_validation_clips_untaught():
+    """RAVDESS-4's validation pairs (56 clips): T_P's 3-6 point leads over the plain student,
+    which taught at weights 0.48-1.00 under the earlier rule and cost those students 2.5 UA
+    on average, are inside one standard error of the difference; a 20-point lead teaches."""
+    for teacher, plain in [(0.828, 0.766), (0.828, 0.781), (0.656, 0.625), (0.656, 0.594)]:
+        assert weight_against_student(teacher, plain, 4, 56) == 0.0
+    assert weight_against_student(0.95, 0.75, 4, 56) == 1.0
 
 
 def test_student_rule_gives_zero_to_a_teacher_at_chance_even_over_a_worse_student():
