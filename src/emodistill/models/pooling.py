@@ -119,7 +119,9 @@ class ConvPool(nn.Module):
         if keep is None:
             keep = valid_mask(lengths, hidden.shape[1])
         frames_mean = masked_mean(hidden, lengths, keep) if self.with_mean else None
-        out_keep = keep[:, :: self.stride][:, : _conv_length(hidden.shape[1], self.stride)]
+        # Output frame j of the first layer is centred on input frame stride * j (odd kernel,
+        # same-length padding): it is valid where that frame is.
+        out_keep = keep[:, :: self.stride]
         if hidden.shape[0] > 1 and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             x = self._convolve_packed(hidden, lengths, keep, out_keep)
         else:
@@ -155,8 +157,9 @@ class ConvPool(nn.Module):
         """
         frames = hidden.shape[1]
         half = self.conv2.kernel_size[0] // 2
-        valid = valid_mask(lengths.clamp(max=frames), frames)
-        n_out = (lengths.clamp(min=0, max=frames) + self.stride - 1) // self.stride
+        length = lengths.clamp(min=0, max=frames)
+        valid = valid_mask(length, frames)
+        n_out = (length + self.stride - 1) // self.stride
         # The second layer's kernel reaches `half` outputs past a clip's last one: that many
         # zero outputs, i.e. stride * half zero inputs, which also cover the first layer's.
         span = self.stride * (n_out + half)
@@ -178,8 +181,3 @@ class ConvPool(nn.Module):
         # Positions past a clip's outputs are read from the gap (or the next clip) and masked
         # out of the mean and max by out_keep, as the padded path's are.
         return x[:, at.clamp(max=n_packed - 1)].permute(1, 0, 2)
-
-
-def _conv_length(frames: int, stride: int) -> int:
-    """Output frames of :class:`ConvPool`'s first layer on ``frames`` input frames."""
-    return (frames + stride - 1) // stride
