@@ -97,3 +97,34 @@ def test_baseline_cli(corpus, cache, tmp_path):
     assert [f["fold"] for f in res["folds"]] == ["g1"]
     bad = CliRunner().invoke(app, [*args[:4], "--scheme", "official"])
     assert bad.exit_code == 2 and "split" in bad.output
+
+
+def test_linear_fits_run_on_one_blas_thread(monkeypatch):
+    """The probe's and the baseline's fits are small: with a BLAS thread per CPU they took 9x
+    longer on 2 cores (bench/probe_threads.py). run_fold holds BLAS to one thread while it
+    fits, and gives the caller's setting back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from emodistill.evaluation import baseline
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    real = baseline._fit_predict
+
+    def spy(*args, **kw):
+        seen.append(blas_threads())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(baseline, "_fit_predict", spy)
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    x = rng.normal(size=(40, 5)) + y[:, None]
+    spk = np.arange(40) % 4
+    speakers = np.array([f"s{s}" for s in spk])
+    before = blas_threads()
+    out = baseline.run_fold(x, y, speakers, (spk < 2, spk == 2, spk == 3), 2, BaselineConfig())
+    assert len(out["y_pred"]) == 10
+    assert seen and all(s == {1} for s in seen)
+    assert blas_threads() == before

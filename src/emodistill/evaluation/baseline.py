@@ -134,6 +134,16 @@ def run_fold(
     Returns:
         ``{"y_true", "y_pred" (test rows, in order), "c", "val_ua" (per C tried)}``.
     """
+    from threadpoolctl import threadpool_limits
+
+    # A few hundred rows by a few hundred features: BLAS threads synchronise for longer than
+    # they compute. On 2 cores the demo's probe took 98 s with numpy's default threads and 11 s
+    # with one (same results to the digit; bench/probe_threads.py).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_fold(x, y, speakers, parts, num_classes, cfg)
+
+
+def _run_fold(x, y, speakers, parts, num_classes: int, cfg: BaselineConfig) -> dict[str, Any]:
     train, val, test = parts
     xs = _standardize(x, train, speakers, cfg.normalization)
     val_ua: dict[str, float] = {}

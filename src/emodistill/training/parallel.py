@@ -145,8 +145,12 @@ def _init_worker(threads: int) -> None:
 
     import lightning  # noqa: F401 - its import sets its loggers' levels: quieten them after
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    # numpy's BLAS (scikit-learn's probe, in one of these workers) would otherwise start a
+    # thread per CPU beside the other workers' torch threads.
+    threadpool_limits(limits=threads)
     # The parent reports progress per fold; the workers' own stage logs would interleave.
     for name in ("emodistill", "lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
