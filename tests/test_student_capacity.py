@@ -236,6 +236,43 @@ def test_mixup_loss_mixes_inputs_and_targets():
     assert torch.allclose(module.mixup_loss(one).total, module.loss(one).total, atol=1e-5)
 
 
+def test_mixup_feeds_the_student_exactly_the_mixed_frames(monkeypatch):
+    """The frames are mixed in place on the gathered copy: the student sees
+    lam * x + (1 - lam) * x[perm] to the bit, and the batch itself is left as it was."""
+    from emodistill.models import augment
+
+    model = _student("stats", True, True)
+    module = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4)
+    prefix, frames = model.prefix(
+        0.3 * torch.randn(4, 5000), torch.tensor([5000, 3000, 4000, 2000])
+    )
+    kept = prefix.clone()
+    batch = {
+        "prefix": prefix,
+        "frame_lengths": frames,
+        "labels": torch.tensor([0, 1, 2, 3]),
+        "teacher_logits": {"prosodic": torch.randn(4, 4), "linguistic": torch.randn(4, 4)},
+        "teacher_emb": {"prosodic": torch.randn(4, 5), "linguistic": torch.randn(4, 6)},
+    }
+    monkeypatch.setattr(augment, "mixup_lambda", lambda alpha: 0.6180339887)
+    seen = []
+    monkeypatch.setattr(
+        module,
+        "run_student",
+        lambda b, **kw: (
+            seen.append(b) or module.student.from_prefix(b["prefix"], b["frame_lengths"])
+        ),
+    )
+    torch.manual_seed(3)
+    perm = torch.randperm(4)
+    torch.manual_seed(3)
+    module.mixup_loss(batch)
+    lam = 0.6180339887
+    assert torch.equal(seen[0]["prefix"], lam * kept + (1.0 - lam) * kept[perm])
+    assert torch.equal(batch["prefix"], kept)
+    assert torch.equal(seen[0]["frame_lengths"], torch.maximum(frames, frames[perm]))
+
+
 # --------------------------------------------------------------------------- weighting rule
 
 

@@ -257,6 +257,7 @@ def cross_validate(
     seeds: Sequence[int] | None = None,
     probe: bool | None = None,
     teacher_outputs: Mapping[str, Mapping[str, TeacherOutputs]] | None = None,
+    aggregate: bool = True,
 ) -> dict[str, Any]:
     """Teachers (reused if present), the linear probe, then the student of ``variant`` per
     selected fold and seed; report.
@@ -280,10 +281,12 @@ def cross_validate(
         teacher_outputs: the folds' teacher outputs in memory (``{fold_id: {kind: outputs}}``,
             from :func:`ensure_teachers`), handed to :func:`distill`; a fold or kind missing
             here is read from its cache on disk.
+        aggregate: aggregate and report every fold found on disk afterwards; False trains only
+            (the demo's fold workers: the parent aggregates once at the end).
 
     Returns:
         The aggregated results over every fold of the variant found on disk (see
-        :func:`aggregate_run`); ``{}`` on DDP ranks other than 0.
+        :func:`aggregate_run`); ``{}`` on DDP ranks other than 0 and without ``aggregate``.
     """
     m = as_manifest(manifest)
     cfg = resolve_config(config, overrides)
@@ -314,7 +317,7 @@ def cross_validate(
                 teachers=teacher_outputs.get(fold.id),
             )
             rank0 = rank0 and result != {}
-    if not rank0:
+    if not rank0 or not aggregate:
         return {}
     # After the students: a frozen student's prefix pass left every layer's means in the cache,
     # so the probe runs no encoder. An array task (one fold) leaves it to the aggregating run.

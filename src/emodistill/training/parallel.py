@@ -187,5 +187,8 @@ def _task(
             progress=False,
             probe=False,
             seeds=seeds,
+            # Each fold's reports, curves and model cards would be redrawn over every fold
+            # found so far, 1-2 s a call, and again by the aggregating pass after the pool.
+            aggregate=False,
         )
     return name
