@@ -29,6 +29,10 @@ def test_select_last_keeps_the_final_epoch_and_reports_its_validation_ua(prepare
     saved = load_weights(student_dir(run, fold.id, "no_teachers"))
     name = "classifier.3.weight"
     assert torch.equal(saved[name], next(v for k, v in last.items() if k.endswith(name)))
+    # best.ckpt is only read for its weights: it leaves AdamW's moments to last.ckpt (resuming)
+    best = torch.load(checkpoints_dir(wdir) / "best.ckpt", weights_only=True)
+    assert "state_dict" in best and "optimizer_states" not in best
+    assert "optimizer_states" in torch.load(checkpoints_dir(wdir) / "last.ckpt", weights_only=True)
 
 
 def test_select_refuses_other_values():
