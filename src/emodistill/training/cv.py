@@ -281,8 +281,7 @@ def cross_validate(
         teacher_outputs: the folds' teacher outputs in memory (``{fold_id: {kind: outputs}}``,
             from :func:`ensure_teachers`), handed to :func:`distill`; a fold or kind missing
             here is read from its cache on disk.
-        aggregate: aggregate and report every fold found on disk afterwards; False trains only
-            (the demo's fold workers: the parent aggregates once at the end).
+        aggregate: False trains only (fold workers: their parent aggregates once, at the end).
 
     Returns:
         The aggregated results over every fold of the variant found on disk (see
