@@ -100,7 +100,7 @@ def test_baseline_cli(corpus, cache, tmp_path):
 
 
 def test_linear_fits_run_on_one_blas_thread(monkeypatch):
-    """The probe's and the baseline's fits are small: with a BLAS thread per CPU they took 9x
+    """The probe's and the baseline's fits are small: with a BLAS thread per CPU they took 10x
     longer on 2 cores (bench/probe_threads.py). run_fold holds BLAS to one thread while it
     fits, and gives the caller's setting back afterwards."""
     from threadpoolctl import threadpool_info

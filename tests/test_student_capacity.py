@@ -209,19 +209,24 @@ def test_state_augment_refuses_bad_fractions():
         StateAugment(time_mask=1.0)
 
 
-def test_mixup_loss_mixes_inputs_and_targets():
-    model = _student("stats", True, True)
-    module = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4)
+def _mixup_batch(model) -> dict:
+    """Four clips' cached frames, labels and teacher outputs for a mixup step."""
     prefix, frames = model.prefix(
         0.3 * torch.randn(4, 5000), torch.tensor([5000, 3000, 4000, 2000])
     )
-    batch = {
+    return {
         "prefix": prefix,
         "frame_lengths": frames,
         "labels": torch.tensor([0, 1, 2, 3]),
         "teacher_logits": {"prosodic": torch.randn(4, 4), "linguistic": torch.randn(4, 4)},
         "teacher_emb": {"prosodic": torch.randn(4, 5), "linguistic": torch.randn(4, 6)},
     }
+
+
+def test_mixup_loss_mixes_inputs_and_targets():
+    model = _student("stats", True, True)
+    module = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4)
+    batch = _mixup_batch(model)
     torch.manual_seed(0)
     out = module.mixup_loss(batch)
     assert out.total.ndim == 0 and torch.isfinite(out.total)
@@ -243,17 +248,8 @@ def test_mixup_feeds_the_student_exactly_the_mixed_frames(monkeypatch):
 
     model = _student("stats", True, True)
     module = StudentModule(model, DistillConfig(), OptimConfig(), 4, mixup=0.4)
-    prefix, frames = model.prefix(
-        0.3 * torch.randn(4, 5000), torch.tensor([5000, 3000, 4000, 2000])
-    )
-    kept = prefix.clone()
-    batch = {
-        "prefix": prefix,
-        "frame_lengths": frames,
-        "labels": torch.tensor([0, 1, 2, 3]),
-        "teacher_logits": {"prosodic": torch.randn(4, 4), "linguistic": torch.randn(4, 4)},
-        "teacher_emb": {"prosodic": torch.randn(4, 5), "linguistic": torch.randn(4, 6)},
-    }
+    batch = _mixup_batch(model)
+    kept, frames = batch["prefix"].clone(), batch["frame_lengths"]
     monkeypatch.setattr(augment, "mixup_lambda", lambda alpha: 0.6180339887)
     seen = []
     monkeypatch.setattr(
